@@ -1,0 +1,86 @@
+"""Every tunable of the model in one place, with defaults that work.
+
+Ranges are in the units a photographer would use: noise sigma in 8-bit steps, blur in pixels,
+cast as linear-light channel gains, exposure in EV, contrast as a factor around the mean.
+"""
+
+from dataclasses import asdict, dataclass, field
+
+TASKS = ("denoise", "deblur", "cast", "exposure", "contrast")
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    p_clean: float = 0.12  # share of samples left untouched (a restorer must leave clean photos alone)
+    p_noise: float = 0.6
+    p_blur: float = 0.4
+    p_cast: float = 0.35
+    p_exposure: float = 0.35
+    p_contrast: float = 0.35
+    p_jpeg: float = 0.2
+    noise_sigma: tuple[float, float] = (1.0, 55.0)  # 8-bit units, at mid grey
+    p_noise_grey: float = 0.15  # same noise in every channel
+    p_noise_correlated: float = 0.15  # channels mixed, as after demosaicing
+    p_noise_poisson: float = 0.3  # signal-dependent share of the variance
+    blur_sigma: tuple[float, float] = (0.4, 3.0)  # Gaussian std, px
+    blur_aniso_ratio: tuple[float, float] = (0.25, 1.0)
+    motion_length: tuple[float, float] = (3.0, 13.0)  # px
+    defocus_radius: tuple[float, float] = (1.0, 4.0)  # px
+    blur_kernel: int = 21
+    cast_log_gain: float = 0.4  # per-channel |log gain| <= this, then luminance-normalised
+    exposure_ev: tuple[float, float] = (-2.2, 1.5)
+    contrast_factor: tuple[float, float] = (0.4, 1.5)  # log-uniform
+    gamma: tuple[float, float] = (0.7, 1.45)  # log-uniform
+    p_gamma: float = 0.5
+    jpeg_quality: tuple[int, int] = (35, 95)
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    widths: tuple[int, int, int] = (32, 64, 128)  # U-Net widths at 1/2, 1/4, 1/8 resolution
+    blocks: tuple[int, int, int] = (1, 1, 3)  # residual blocks per encoder level (decoder mirrors)
+    thumb: int = 64  # global branch sees a thumb x thumb grid of statistics
+    global_width: int = 48
+    curve_knots: int = 16
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    weights: dict = field(
+        default_factory=lambda: {
+            "denoise": 1.0, "deblur": 1.0, "cast": 0.1, "exposure": 0.05, "contrast": 1.0,
+            "severity": 0.02,
+        }
+    )
+    weighting: str = "fixed"  # or "uncertainty" (Kendall et al. 2018)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 20000
+    batch: int = 8
+    global_size: tuple[int, int] = (192, 320)  # side of the square whole-image view the global branch sees
+    patch: int = 96  # local crop the U-Net trains on
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 200
+    val_every: int = 500
+    ckpt_every: int = 250
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RestoreConfig:
+    tile: int = 512  # core tile side; memory scales with this, not the image
+    halo: int = 48  # context on each side of a tile, blended away
+    pixel_budget: int = 4 * 640 * 640  # pixels of padded tiles per forward pass
+    # a task whose estimated severity is below its threshold is left untouched
+    min_noise_sigma: float = 1.5  # 8-bit units
+    min_blur: float = 0.45  # px
+    min_cast: float = 0.03  # max |log gain|
+    min_exposure: float = 0.12  # EV
+    min_contrast: float = 0.04  # max |curve - identity|
+
+
+def to_dict(cfg) -> dict:
+    return asdict(cfg)

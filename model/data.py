@@ -1,0 +1,46 @@
+"""Clean training photos from any folder, glob or fsspec URL, held in memory as uint8."""
+
+import io
+
+import fsspec
+import numpy as np
+from PIL import Image, ImageOps
+import torch
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def list_images(url: str) -> list[str]:
+    """Image files under a folder, or matching a glob, sorted so a seed means the same data."""
+    fs, path = fsspec.core.url_to_fs(url)
+    found = fs.find(path) if fs.isdir(path) else fs.glob(path)
+    proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    prefix = "" if proto in ("file", "local") else f"{proto}://"
+    return sorted(prefix + p for p in found if p.lower().endswith(IMAGE_SUFFIXES))
+
+
+def load_rgb(url: str) -> np.ndarray:
+    with fsspec.open(url, "rb") as f:
+        img = Image.open(io.BytesIO(f.read()))
+        return np.array(ImageOps.exif_transpose(img).convert("RGB"))
+
+
+def to_tensor(arr: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> (3, H, W) float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float() / 255
+
+
+def random_crops(images: list[np.ndarray], n: int, size: int, g: torch.Generator) -> torch.Tensor:
+    """n random size x size crops with random flips and transposes, as a (n, 3, size, size) batch."""
+    out = []
+    for i in torch.randint(len(images), (n,), generator=g).tolist():
+        img = images[i]
+        if min(img.shape[:2]) < size:
+            raise ValueError(f"training photo {img.shape[:2]} smaller than crop {size}")
+        y = int(torch.randint(img.shape[0] - size + 1, (1,), generator=g))
+        x = int(torch.randint(img.shape[1] - size + 1, (1,), generator=g))
+        c = to_tensor(img[y:y + size, x:x + size])
+        flip, transpose = torch.randint(2, (2,), generator=g).tolist()
+        c = c.flip(2) if flip else c
+        out.append(c.transpose(1, 2) if transpose else c)
+    return torch.stack(out)

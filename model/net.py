@@ -1,0 +1,174 @@
+"""The imagemend network: a global branch for colour and tone, a local U-Net for noise and blur.
+
+Global branch. From a fixed grid of whole-image statistics (model/stats.py) a small CNN predicts,
+once per image, one severity per task (noise sigma, blur radius, cast log-gains, exposure EV,
+contrast factor and gamma) and the parameters of a global correction: white-balance gains and an
+exposure gain in linear light, and a monotone tone curve in sRGB. Being computed once, the
+correction is the same for every tile of a large image.
+
+Local branch. A U-Net at half resolution (pixel-unshuffled, as FFDNet) removes noise and blur,
+conditioned on the estimated noise sigma and blur radius given as constant maps. Two heads
+predict separate residuals, one that denoises and one that sharpens, so each can be scaled.
+
+Restoration is local first (undoing what happened last), then the global correction. All output
+layers start at zero, so an untrained network is the identity.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .color import linear_to_srgb, normalise_gains, srgb_to_linear
+from .config import NetConfig
+from .stats import CHANNELS
+
+SIGMA_SCALE, BLUR_SCALE = 25.0, 1.5  # conditioning maps are severity / scale
+LN2 = 0.6931471805599453
+
+
+class ResBlock(nn.Module):
+    def __init__(self, w: int):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(w, w, 3, padding=1), nn.Conv2d(w, w, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.c2(F.relu(self.c1(x)))
+
+
+def _stage(w: int, n: int) -> nn.Sequential:
+    return nn.Sequential(*[ResBlock(w) for _ in range(n)])
+
+
+def _up(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout * 4, 1), nn.PixelShuffle(2))
+
+
+def _head(w: int) -> nn.Sequential:
+    conv = nn.Conv2d(w, 12, 3, padding=1)
+    nn.init.zeros_(conv.weight), nn.init.zeros_(conv.bias)
+    return nn.Sequential(conv, nn.PixelShuffle(2))
+
+
+class LocalNet(nn.Module):
+    """Conditional U-Net; input sides must be multiples of 8."""
+
+    def __init__(self, cfg: NetConfig):
+        super().__init__()
+        (w1, w2, w3), (n1, n2, n3) = cfg.widths, cfg.blocks
+        self.inp = nn.Conv2d(4 * 5, w1, 3, padding=1)
+        self.enc1, self.down1 = _stage(w1, n1), nn.Conv2d(w1, w2, 2, stride=2)
+        self.enc2, self.down2 = _stage(w2, n2), nn.Conv2d(w2, w3, 2, stride=2)
+        self.mid = _stage(w3, n3)
+        self.up2, self.dec2 = _up(w3, w2), _stage(w2, n2)
+        self.up1, self.dec1 = _up(w2, w1), _stage(w1, n1)
+        self.denoise, self.deblur = _head(w1), _head(w1)
+
+    def forward(self, y: torch.Tensor, sigma: torch.Tensor, blur: torch.Tensor):
+        """Residuals (denoise, deblur) for y (B, 3, H, W) given per-sample sigma (8-bit) and blur (px)."""
+        b, _, h, w = y.shape
+        maps = torch.stack([sigma / SIGMA_SCALE, blur / BLUR_SCALE], 1).to(y)[:, :, None, None]
+        x = F.pixel_unshuffle(torch.cat([y, maps.expand(b, 2, h, w)], 1), 2)
+        s1 = self.enc1(self.inp(x))
+        s2 = self.enc2(self.down1(s1))
+        x = self.mid(self.down2(s2))
+        x = self.dec2(self.up2(x) + s2)
+        x = self.dec1(self.up1(x) + s1)
+        return self.denoise(x), self.deblur(x)
+
+
+class GlobalNet(nn.Module):
+    """Severities and global correction parameters from the statistics grid."""
+
+    OUTPUTS = {"noise": 1, "blur": 1, "cast": 3, "exposure": 1, "contrast": 2}
+
+    def __init__(self, cfg: NetConfig):
+        super().__init__()
+        w, self.knots = cfg.global_width, cfg.curve_knots
+        layers, cin = [], CHANNELS
+        for cout in (w, w, 2 * w, 2 * w):  # 64 -> 4 cells
+            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.ReLU()]
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.trunk = nn.Sequential(nn.Linear(4 * w + CHANNELS + 6, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU())
+        sizes = dict(self.OUTPUTS, curve=self.knots + 1)
+        self.heads = nn.ModuleDict({k: nn.Linear(128, n) for k, n in sizes.items()})
+        for head in self.heads.values():
+            nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
+
+    @staticmethod
+    def prepare(stats: torch.Tensor) -> torch.Tensor:
+        rgb, energy, clip = stats[:, :3], stats[:, 3:5], stats[:, 5:]
+        return torch.cat([rgb, (energy + 1e-6).log().add(8).div(4), clip], 1)
+
+    def forward(self, stats: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.prepare(stats.float())
+        f = self.features(x)
+        noise_floor = x[:, 3:5].flatten(2).quantile(torch.tensor([0.05, 0.25, 0.5], device=x.device), dim=2)
+        h = self.trunk(torch.cat([f.mean((2, 3)), f.amax((2, 3)), x.mean((2, 3)),
+                                  noise_floor.permute(1, 0, 2).flatten(1)], 1))
+        o = {k: head(h) for k, head in self.heads.items()}
+        k = self.knots
+        steps = F.softplus(o["curve"][:, 1:]) / (k * LN2)  # identity at zero
+        return {
+            "noise_sigma": 10 * F.softplus(o["noise"][:, 0]) / LN2,  # starts at 10
+            "blur": F.softplus(o["blur"][:, 0]),
+            "cast_log_gain": normalise_gains(o["cast"]),
+            "exposure_ev": o["exposure"][:, 0],
+            "contrast": o["contrast"][:, 0],  # log contrast factor
+            "gamma": o["contrast"][:, 1],  # log gamma
+            "curve": torch.cat([o["curve"][:, :1], o["curve"][:, :1] + steps.cumsum(1)], 1),
+        }
+
+
+def apply_curve(x: torch.Tensor, curve: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear per-image curve (B, K+1) on [0, 1], applied to every channel."""
+    b, k = x.shape[0], curve.shape[1] - 1
+    pos = x.clamp(0, 1).reshape(b, -1) * k
+    i = pos.detach().floor().clamp(max=k - 1).long()
+    lo, hi = curve.gather(1, i), curve.gather(1, i + 1)
+    return (lo + (pos - i) * (hi - lo)).reshape(x.shape)
+
+
+def identity_curve(like: torch.Tensor) -> torch.Tensor:
+    return torch.linspace(0, 1, like.shape[1], device=like.device).expand_as(like)
+
+
+def correct_tone(z: torch.Tensor, est: dict, strength: dict | None = None) -> torch.Tensor:
+    """Undo contrast (curve), then exposure and cast in linear light; strengths scale each task."""
+    s = {"cast": 1.0, "exposure": 1.0, "contrast": 1.0, **(strength or {})}
+    b = z.shape[0]
+
+    def per_sample(v):
+        return torch.as_tensor(v, dtype=z.dtype, device=z.device).reshape(-1).expand(b)
+
+    ident = identity_curve(est["curve"])
+    curve = ident + per_sample(s["contrast"])[:, None] * (est["curve"] - ident)
+    gain = (-est["cast_log_gain"] * per_sample(s["cast"])[:, None]
+            - est["exposure_ev"][:, None] * per_sample(s["exposure"])[:, None] * LN2).exp()
+    lin = srgb_to_linear(apply_curve(z, curve.to(z))) * gain.to(z)[:, :, None, None]
+    return linear_to_srgb(lin)
+
+
+class ImagemendNet(nn.Module):
+    def __init__(self, cfg: NetConfig = NetConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.glob, self.local = GlobalNet(cfg), LocalNet(cfg)
+
+    def estimate(self, stats: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.glob(stats)
+
+    def forward(self, y: torch.Tensor, est: dict, sigma: torch.Tensor | None = None,
+                blur: torch.Tensor | None = None, strength: dict | None = None) -> dict[str, torch.Tensor]:
+        """Restore crops y whose whole-image estimates are est; sigma/blur override the conditioning."""
+        s = {"denoise": 1.0, "deblur": 1.0, **(strength or {})}
+        sigma = est["noise_sigma"].detach() if sigma is None else sigma
+        blur = est["blur"].detach() if blur is None else blur
+        r_n, r_b = self.local(y, sigma, blur)
+
+        def scale(v):
+            return torch.as_tensor(v, dtype=y.dtype, device=y.device).reshape(-1, 1, 1, 1)
+
+        denoised = y + scale(s["denoise"]) * r_n
+        deblurred = denoised + scale(s["deblur"]) * r_b
+        return {"denoised": denoised, "deblurred": deblurred, "restored": correct_tone(deblurred, est, s)}

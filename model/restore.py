@@ -1,0 +1,268 @@
+"""Restore images of any size, mode and depth with bounded memory.
+
+An image is read twice, never converted whole: once strip by strip for the statistics grid
+that the global branch turns into severities and a colour/tone correction, then tile by tile for
+the local U-Net. Tiles carry a halo of context and are blended with weights that fall to zero
+at their edges, so there are no seams; rows are finished, corrected and written as soon as no
+later tile touches them. Tiles of several images share a forward pass up to a pixel budget.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .color import LUMA
+from .config import TASKS, RestoreConfig
+from .net import ImagemendNet, correct_tone, identity_curve
+from .stats import grid_stats
+from .weights import DEFAULT_WEIGHTS, load_weights
+
+SEVERITY_KEYS = ("noise_sigma", "blur", "cast", "exposure_ev", "contrast", "gamma")
+
+
+@dataclass
+class Restored:
+    image: np.ndarray  # same shape and dtype as the input
+    estimates: dict[str, float]  # severities the global branch saw in the input
+    applied: dict[str, bool]  # which tasks ran (a negligible severity leaves a task off)
+    strengths: dict[str, float]
+
+
+@dataclass
+class _Planes:
+    """An image as colour planes plus pass-through alpha, read in float without a full copy."""
+    array: np.ndarray
+    grey: bool
+    alpha: int | None  # channel index of alpha
+    scale: float
+
+    @classmethod
+    def of(cls, arr: np.ndarray) -> "_Planes":
+        if arr.dtype == np.uint8:
+            scale = 255.0
+        elif arr.dtype == np.uint16:
+            scale = 65535.0
+        elif arr.dtype in (np.float32, np.float64):
+            scale = 1.0
+        else:
+            raise ValueError(f"unsupported pixel type {arr.dtype}; use uint8, uint16 or float")
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4) or 0 in arr.shape:
+            raise ValueError(f"unsupported image shape {arr.shape}; expected HxW or HxWxC with C in 1..4")
+        c = arr.shape[2]
+        return cls(arr, c <= 2, {2: 1, 4: 3}.get(c), scale)
+
+    @property
+    def height(self) -> int:
+        return self.array.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.array.shape[1]
+
+    def read(self, rows, cols) -> torch.Tensor:
+        """(1, 3, h, w) float in [0, 1] for index arrays or slices."""
+        px = self.array[rows][:, cols] if not isinstance(rows, slice) else self.array[rows, cols]
+        px = px[..., :1] if self.grey else px[..., :3]
+        t = torch.from_numpy(np.ascontiguousarray(px).astype(np.float32) / self.scale)
+        t = t.permute(2, 0, 1)[None]
+        return (t.expand(1, 3, *t.shape[2:]) if self.grey else t).clamp(0, 1)
+
+    def write(self, out: np.ndarray, r0: int, rgb: torch.Tensor) -> None:
+        v = rgb[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy()
+        if self.grey:
+            v = (v * np.asarray(LUMA, dtype=np.float32)).sum(-1, keepdims=True)
+        if self.scale != 1.0:
+            v = np.floor(v * self.scale + 0.5)
+        n = 1 if self.grey else 3
+        out[r0:r0 + v.shape[0], :, :n] = v.astype(out.dtype)
+
+
+def _reflect(idx: np.ndarray, n: int) -> np.ndarray:
+    if n == 1:
+        return np.zeros_like(idx)
+    period = 2 * n - 2
+    idx = np.abs(idx) % period
+    return np.where(idx >= n, period - idx, idx)
+
+
+def _starts(n: int, tile: int) -> tuple[list[int], int]:
+    """Tile starts (multiples of 8) and tile size covering n pixels; the last tile is shifted in."""
+    n8 = 8 * math.ceil(n / 8)
+    if n8 <= tile:
+        return [0], n8
+    return list(range(0, n8 - tile, tile)) + [n8 - tile], tile
+
+
+def _ramp(size: int, halo: int) -> torch.Tensor:
+    """Blend weight along one axis of a tile: 1 over the core, falling towards 0 across the halo."""
+    o = torch.arange(size + 2 * halo, dtype=torch.float32) + 0.5
+    return torch.minimum(o / halo, (size + 2 * halo - o) / halo).clamp(max=1.0) if halo else torch.ones(size)
+
+
+@dataclass
+class _Job:
+    """One image in flight: its planes, decisions, and the rows not yet written."""
+    planes: _Planes
+    est: dict[str, torch.Tensor]
+    strength: dict[str, float]
+    out: np.ndarray
+    ys: list[int]
+    xs: list[int]
+    th: int
+    tw: int
+    halo: int
+    done: int = 0  # rows [0, done) are written
+    acc: torch.Tensor | None = None  # rows [done, ...) of sum(w * tile) and sum(w)
+    weight: torch.Tensor = field(default=None)
+
+    def add(self, r: int, c: int, tile: torch.Tensor) -> None:
+        h, y0 = self.halo, self.ys[r] - self.halo
+        x0 = self.xs[c]  # acc columns are offset by +halo
+        need = y0 + tile.shape[1] - self.done
+        if self.acc is None or self.acc.shape[1] < need:
+            extra = need - (0 if self.acc is None else self.acc.shape[1])
+            pad = torch.zeros(4, extra, self.xs[-1] + self.tw + 2 * h)
+            self.acc = pad if self.acc is None else torch.cat([self.acc, pad], 1)
+        a = y0 - self.done  # may be negative: rows above `done` are final and belong to earlier tiles
+        top = max(0, -a)
+        wt = self.weight[top:]
+        self.acc[:3, a + top:a + tile.shape[1], x0:x0 + tile.shape[2]] += tile[:, top:] * wt
+        self.acc[3, a + top:a + tile.shape[1], x0:x0 + tile.shape[2]] += wt
+        if c == len(self.xs) - 1:
+            last = r == len(self.ys) - 1
+            self.finish(self.planes.height if last else min(self.planes.height, self.ys[r + 1] - h))
+
+    def finish(self, until: int) -> None:
+        n = until - self.done
+        if n <= 0:
+            return
+        h, w = self.halo, self.planes.width
+        local = self.acc[:3, :n, h:h + w] / self.acc[3:, :n, h:h + w]
+        self.planes.write(self.out, self.done, correct_tone(local[None], self.est, self.strength))
+        self.acc, self.done = self.acc[:, n:], until
+
+
+class Restorer:
+    """Loads the network once; restores lists of numpy images (HxW, HxWx1..4; uint8, uint16, float)."""
+
+    def __init__(self, weights: str | Path | ImagemendNet = DEFAULT_WEIGHTS, device: str | None = None,
+                 cfg: RestoreConfig = RestoreConfig(), amp: bool | None = None):
+        if isinstance(weights, ImagemendNet):
+            self.net, self.meta = weights, {"sha256": "in-memory", "info": {}}
+        else:
+            self.net, self.meta = load_weights(weights)
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} was asked for but CUDA is not available")
+        self.device = torch.device(device)
+        self.net = self.net.to(self.device).eval()
+        self.amp = self.device.type == "cuda" if amp is None else amp
+        self.cfg = cfg
+        if cfg.tile % 8 or cfg.halo % 8:
+            raise ValueError("tile and halo must be multiples of 8")
+
+    @property
+    def weights_sha256(self) -> str:
+        return self.meta["sha256"]
+
+    @torch.inference_mode()
+    def _estimate(self, planes: list[_Planes]) -> dict[str, torch.Tensor]:
+        stats = [grid_stats(lambda a, b, p=p: p.read(slice(a, b), slice(None)), p.height, p.width,
+                            self.net.cfg.thumb) for p in planes]
+        est = self.net.estimate(torch.cat(stats).to(self.device))
+        return {k: v.float().cpu() for k, v in est.items()}
+
+    def estimate(self, images: list[np.ndarray]) -> list[dict[str, float]]:
+        """Severities only (no restoration): cheap, used to measure an output as well as an input."""
+        est = self._estimate([_Planes.of(a) for a in images])
+        return [severities(est, i) for i in range(len(images))]
+
+    def _decide(self, est: dict, i: int, tasks: dict[str, float], grey: bool) -> tuple[dict, dict]:
+        sev = severities(est, i)
+        c = self.cfg
+        big = {"denoise": sev["noise_sigma"] >= c.min_noise_sigma, "deblur": sev["blur"] >= c.min_blur,
+               "cast": sev["cast"] >= c.min_cast and not grey, "exposure": abs(sev["exposure_ev"]) >= c.min_exposure,
+               "contrast": sev["contrast_curve"] >= c.min_contrast}
+        applied = {t: bool(big[t] and tasks.get(t, 0.0) > 0) for t in TASKS}
+        return applied, {t: float(tasks.get(t, 0.0)) if applied[t] else 0.0 for t in TASKS}
+
+    def _tiles(self, jobs: list[_Job]) -> Iterator[tuple[int, int, int, torch.Tensor]]:
+        for j, job in enumerate(jobs):
+            p, h = job.planes, self.cfg.halo
+            for r, y in enumerate(job.ys):
+                rows = _reflect(np.arange(y - h, y + job.th + h), p.height)
+                for c, x in enumerate(job.xs):
+                    yield j, r, c, p.read(rows, _reflect(np.arange(x - h, x + job.tw + h), p.width))
+
+    @torch.inference_mode()
+    def restore(self, images: list[np.ndarray], tasks: dict[str, float] | None = None) -> list[Restored]:
+        """tasks maps task -> strength (0 switches a task off); default: every task at full strength."""
+        tasks = {t: 1.0 for t in TASKS} if tasks is None else tasks
+        unknown = set(tasks) - set(TASKS)
+        if unknown:
+            raise ValueError(f"unknown task(s) {sorted(unknown)}; choose from {TASKS}")
+        planes = [_Planes.of(a) for a in images]
+        if not planes:
+            return []
+        est = self._estimate(planes)
+        jobs, results = [], []
+        for i, p in enumerate(planes):
+            applied, strength = self._decide(est, i, tasks, p.grey)
+            ys, th = _starts(p.height, self.cfg.tile)
+            xs, tw = _starts(p.width, self.cfg.tile)
+            one = {k: v[i:i + 1] for k, v in est.items()}
+            out = images[i].copy()
+            job = _Job(p, one, strength, out.reshape(p.array.shape), ys, xs, th, tw, self.cfg.halo)
+            job.weight = _ramp(th, self.cfg.halo)[:, None] * _ramp(tw, self.cfg.halo)[None, :]
+            jobs.append(job)
+            results.append(Restored(out, severities(est, i), applied, strength))
+        self._run_tiles(jobs)
+        return results
+
+    def _run_tiles(self, jobs: list[_Job]) -> None:
+        batch: list[tuple[int, int, int, torch.Tensor]] = []
+        for item in self._tiles(jobs):
+            if batch and (item[3].shape != batch[0][3].shape
+                          or (len(batch) + 1) * item[3][0, 0].numel() > self.cfg.pixel_budget):
+                self._forward(jobs, batch)
+                batch = []
+            batch.append(item)
+        if batch:
+            self._forward(jobs, batch)
+
+    def _forward(self, jobs: list[_Job], batch: list) -> None:
+        y = torch.cat([t for *_, t in batch]).to(self.device)
+        pick = [jobs[j] for j, *_ in batch]
+        sigma = torch.cat([job.est["noise_sigma"] for job in pick]).to(self.device)
+        blur = torch.cat([job.est["blur"] for job in pick]).to(self.device)
+        s_n = torch.tensor([job.strength["denoise"] for job in pick], device=self.device)
+        s_b = torch.tensor([job.strength["deblur"] for job in pick], device=self.device)
+        if bool((s_n > 0).any() or (s_b > 0).any()):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                r_n, r_b = self.net.local(y, sigma, blur)
+            out = (y + s_n[:, None, None, None] * r_n.float() + s_b[:, None, None, None] * r_b.float()).cpu()
+        else:
+            out = y.cpu()
+        for (j, r, c, _), tile in zip(batch, out):
+            jobs[j].add(r, c, tile)
+
+
+def severities(est: dict[str, torch.Tensor], i: int) -> dict[str, float]:
+    """Plain numbers for one image: noise sigma (8-bit), blur (px), cast (max |log gain|), EV,
+    log contrast factor, log gamma, and how far the tone curve departs from identity."""
+    curve = est["curve"][i:i + 1]
+    g = est["cast_log_gain"][i]
+    return {
+        "noise_sigma": float(est["noise_sigma"][i]), "blur": float(est["blur"][i]),
+        "cast": float(g.abs().max()), "cast_r": float(g[0]), "cast_g": float(g[1]), "cast_b": float(g[2]),
+        "exposure_ev": float(est["exposure_ev"][i]), "contrast": float(est["contrast"][i]),
+        "gamma": float(est["gamma"][i]),
+        "contrast_curve": float((curve - identity_curve(curve)).abs().max()),
+    }

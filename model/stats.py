@@ -1,0 +1,65 @@
+"""Whole-image statistics on a fixed grid: what the global branch sees of an image of any size.
+
+A plain thumbnail averages noise and fine blur away, so next to mean colour each grid cell also
+carries the energy of Immerkaer's noise operator at two scales (flat cells reveal the noise
+floor, the ratio of the scales reveals blur) and the share of clipped pixels. The grid is built
+strip by strip, so memory stays bounded for a 50 MP photo and a 1x1 image still fills the grid.
+"""
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+CHANNELS = 7  # r, g, b, fine noise energy, coarse noise energy, clipped-high, clipped-low
+_HALO = 2
+_IMMERKAER = torch.tensor([[1.0, -2, 1], [-2, 4, -2], [1, -2, 1]]) / 6  # E[(k*n)^2] = sigma^2
+
+
+def pixel_features(x: torch.Tensor, top: int, bottom: int) -> torch.Tensor:
+    """Features of rows [top, H - bottom) of x (B, 3, H, W); the rows outside are context."""
+    xp = F.pad(x, (_HALO, _HALO, _HALO - top, _HALO - bottom), mode="replicate")
+    b, c, h, w = xp.shape
+    k = _IMMERKAER.to(xp).view(1, 1, 3, 3)
+    flat = xp.reshape(b * c, 1, h, w)
+    e1 = F.conv2d(flat[..., 1:-1, 1:-1], k).reshape(b, c, h - 4, w - 4).square().mean(1, keepdim=True)
+    e2 = F.conv2d(flat, k, dilation=2).reshape(b, c, h - 4, w - 4).square().mean(1, keepdim=True)
+    core = xp[..., _HALO:-_HALO, _HALO:-_HALO]
+    hi = (core.amax(1, keepdim=True) >= 0.995).to(x)
+    lo = (core.amax(1, keepdim=True) <= 0.005).to(x)
+    return torch.cat([core, e1, e2, hi, lo], 1)
+
+
+def bin_matrix(n: int, bins: int, device=None) -> torch.Tensor:
+    """(bins, n) 0/1 membership: bin i covers [i n / bins, (i + 1) n / bins), at least one pixel."""
+    i = torch.arange(bins, device=device)
+    lo = (i * n) // bins
+    hi = torch.maximum(((i + 1) * n) // bins, lo + 1)
+    j = torch.arange(n, device=device)
+    return ((j[None] >= lo[:, None]) & (j[None] < hi[:, None])).float()
+
+
+def grid_stats(read_rows: Callable[[int, int], torch.Tensor], height: int, width: int,
+               bins: int = 64, strip: int = 256) -> torch.Tensor:
+    """Mean pixel features per grid cell, (B, CHANNELS, bins, bins), reading `strip` rows at a time."""
+    total, device = None, None
+    mc = None
+    rows = bin_matrix(height, bins)
+    for r0 in range(0, height, strip):
+        r1 = min(height, r0 + strip)
+        a, b = max(0, r0 - _HALO), min(height, r1 + _HALO)
+        x = read_rows(a, b)
+        if mc is None:
+            device = x.device
+            mc = bin_matrix(width, bins, device).t()
+            rows = rows.to(device)
+        f = pixel_features(x, r0 - a, b - r1)  # (B, C, r1 - r0, W)
+        part = torch.einsum("ih,bchj->bcij", rows[:, r0:r1], f @ mc)
+        total = part if total is None else total + part
+    count = rows.sum(1)[:, None] * mc.sum(0)[None, :]
+    return total / count.to(total)
+
+
+def tensor_stats(x: torch.Tensor, bins: int = 64) -> torch.Tensor:
+    """grid_stats of an in-memory batch of same-sized images."""
+    return grid_stats(lambda a, b: x[:, :, a:b], x.shape[2], x.shape[3], bins, strip=x.shape[2])

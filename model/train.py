@@ -1,0 +1,186 @@
+"""`imagemend train`: joint training of all task heads on clean photos damaged on the fly.
+
+Each step takes a batch of whole-image views (the global branch must see whole images, as it
+will at inference), damages them, estimates severities from their statistics grid, and trains
+the local U-Net on a random crop of each. The local branch is conditioned on the true severity
+for half the samples and on the (detached) estimate for the rest, so it learns to trust the map
+and to survive the estimator's errors. Checkpoints hold everything needed to resume exactly.
+"""
+
+import argparse
+from dataclasses import replace
+import json
+import math
+import os
+from pathlib import Path
+import sys
+import time
+
+import torch
+from tqdm import tqdm
+
+from .config import TASKS, DegradationConfig, LossConfig, NetConfig, TrainConfig
+from .data import list_images, load_rgb, random_crops
+from .degrade import degrade, sample_params
+from .loss import Weighting, task_losses
+from .net import ImagemendNet
+from .stats import tensor_stats
+from .validate import validate
+from .weights import load_weights, save_weights
+
+TASK_DAMAGE = {"denoise": "noise", "deblur": "blur", "cast": "cast", "exposure": "exposure", "contrast": "contrast"}
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name} asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
+def damage_for(tasks: tuple[str, ...], cfg: DegradationConfig = DegradationConfig()) -> DegradationConfig:
+    """Only the damage that the chosen tasks repair (single-task models train on their own task)."""
+    off = {f"p_{TASK_DAMAGE[t]}": 0.0 for t in TASKS if t not in tasks}
+    if "denoise" not in tasks:
+        off["p_jpeg"] = 0.0
+    return replace(cfg, **off)
+
+
+def crop_batch(t: torch.Tensor, oy: list[int], ox: list[int], p: int) -> torch.Tensor:
+    return torch.stack([t[i, :, y:y + p, x:x + p] for i, (y, x) in enumerate(zip(oy, ox))])
+
+
+def train_step(net, weighting, images, g, cfg: TrainConfig, dcfg: DegradationConfig, device, amp):
+    lo, hi = cfg.global_size
+    side = 8 * int(torch.randint(lo // 8, hi // 8 + 1, (1,), generator=g))
+    x = random_crops(images, cfg.batch, side, g).to(device)
+    d = degrade(x, sample_params(cfg.batch, g, dcfg), g, dcfg)
+    oy = torch.randint(side - cfg.patch + 1, (cfg.batch,), generator=g).tolist()
+    ox = torch.randint(side - cfg.patch + 1, (cfg.batch,), generator=g).tolist()
+    true = (torch.rand(cfg.batch, generator=g) < 0.5).to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        est = net.estimate(tensor_stats(d.image))
+        sigma = torch.where(true, d.params["noise_sigma"], est["noise_sigma"].detach().float())
+        blur = torch.where(true, d.params["blur"], est["blur"].detach().float())
+        pred = net(crop_batch(d.image, oy, ox, cfg.patch), est, sigma, blur)
+    target = {"blurred": crop_batch(d.blurred, oy, ox, cfg.patch), "tone": crop_batch(d.tone, oy, ox, cfg.patch),
+              "clean": crop_batch(x, oy, ox, cfg.patch), "params": d.params}
+    losses = task_losses({k: v.float() for k, v in pred.items()},
+                         {k: v.float() for k, v in est.items()}, target)
+    return weighting(losses), losses
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))))
+
+
+def save_checkpoint(path: Path, **state) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a crash mid-write never leaves a broken checkpoint
+
+
+def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: NetConfig,
+          tasks: tuple[str, ...] = TASKS, val: str | None = None, device: str = "auto",
+          init: str | None = None, restart: bool = False) -> Path:
+    dev = pick_device(device)
+    amp = dev.type == "cuda"
+    outdir = Path(out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    dcfg = damage_for(tasks)
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    files = list_images(data)
+    if not files:
+        raise SystemExit(f"no images found at {data}")
+    images = [load_rgb(f) for f in files]
+    val_images = [load_rgb(f) for f in list_images(val)[:8]] if val else []
+    net = (load_weights(init)[0] if init else ImagemendNet(net_cfg)).to(dev).train()
+    weighting = Weighting(loss_cfg).to(dev)
+    params = list(net.parameters()) + [p for p in weighting.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg))
+    ckpt, step = outdir / "last.ckpt", 0
+    if ckpt.exists() and not restart:
+        state = torch.load(ckpt, weights_only=True, map_location=dev)
+        net.load_state_dict(state["net"]), weighting.load_state_dict(state["weighting"])
+        opt.load_state_dict(state["opt"]), sched.load_state_dict(state["sched"])
+        g.set_state(state["rng"]), torch.set_rng_state(state["torch_rng"])
+        step = int(state["step"])
+        print(f"resumed from {ckpt} at step {step}", file=sys.stderr)
+    info = {"data": data, "images": len(images), "tasks": list(tasks), "train": cfg.__dict__,
+            "loss": loss_cfg.__dict__, "device": str(dev)}
+    log = open(outdir / "train_log.jsonl", "a")  # noqa: SIM115 (open for the whole run)
+    bar = tqdm(total=cfg.steps, initial=step, mininterval=5, dynamic_ncols=True, file=sys.stderr)
+    t0, seen, wall = time.time(), 0, float(state["wall"]) if step else 0.0
+    while step < cfg.steps:
+        loss, parts = train_step(net, weighting, images, g, cfg, dcfg, dev, amp)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step(), sched.step()
+        step, seen = step + 1, seen + cfg.batch
+        rate = seen / (time.time() - t0)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.1f}", refresh=False)
+        if step % 50 == 0:
+            log.write(json.dumps({"step": step, "loss": loss.item(), **{k: v.item() for k, v in parts.items()},
+                                  "lr": sched.get_last_lr()[0], "img_s": rate}) + "\n")
+            log.flush()
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            now = wall + time.time() - t0
+            save_checkpoint(ckpt, net=net.state_dict(), weighting=weighting.state_dict(), opt=opt.state_dict(),
+                            sched=sched.state_dict(), rng=g.get_state(), torch_rng=torch.get_rng_state(),
+                            step=step, wall=now)
+        if val_images and (step % cfg.val_every == 0 or step == cfg.steps):
+            net.eval()
+            scores = validate(net, val_images)
+            net.train()
+            bar.write(f"step {step} val " + " ".join(f"{k}={v:.2f}" for k, v in scores.items()))
+            log.write(json.dumps({"step": step, "val": scores}) + "\n")
+            log.flush()
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            info.update(steps=step, wall_s=round(wall + time.time() - t0))
+            save_weights(outdir / "latest.safetensors", net, info)
+    bar.close()
+    final = outdir / "final.safetensors"
+    info.update(steps=step, wall_s=round(wall + time.time() - t0))
+    save_weights(final, net.cpu().eval(), info)
+    return final
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    p.add_argument("--data", required=True, help="folder, glob or fsspec URL of clean photos")
+    p.add_argument("--out", required=True, help="folder for checkpoints, logs and weights")
+    p.add_argument("--val", help="folder of held-out photos for periodic validation PSNR")
+    p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ",".join(TASKS))
+    p.add_argument("--weighting", choices=("fixed", "uncertainty"), default=LossConfig().weighting)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--init", help="start from these weights instead of random")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    for name in ("steps", "batch", "patch", "lr", "val_every", "ckpt_every", "seed"):
+        p.add_argument("--" + name.replace("_", "-"), type=type(getattr(d, name)), default=getattr(d, name))
+
+
+def main(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    tasks = tuple(t for t in args.tasks.split(",") if t)
+    unknown = set(tasks) - set(TASKS)
+    if unknown:
+        raise SystemExit(f"unknown task(s) {sorted(unknown)}; choose from {TASKS}")
+    cfg = replace(TrainConfig(), **{k: getattr(args, k) for k in
+                                    ("steps", "batch", "patch", "lr", "val_every", "ckpt_every", "seed")})
+    final = train(args.data, args.out, cfg, LossConfig(weighting=args.weighting), NetConfig(), tasks,
+                  args.val, args.device, args.init, args.restart)
+    print(f"weights written to {final}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_arguments(parser)
+    main(parser.parse_args())

@@ -1,0 +1,67 @@
+"""Weights on disk: safetensors with a checksum, never pickles.
+
+safetensors cannot run code on load; the checksum in its metadata catches a file that was
+altered or truncated after it was written, so a damaged file fails loudly instead of restoring
+photos badly.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+import struct
+
+import fsspec
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+import torch
+
+from .config import NetConfig
+from .net import ImagemendNet
+
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "imagemend-base.safetensors"
+
+
+class WeightsError(ValueError):
+    pass
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(name.encode() + str(t.dtype).encode() + str(tuple(t.shape)).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def save_weights(path: str | Path, net: ImagemendNet, info: dict | None = None) -> str:
+    """Write net's weights, its config and free-form info; returns the checksum."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    digest = tensors_digest(tensors)
+    meta = {"config": json.dumps(net.cfg.__dict__), "sha256": digest, "info": json.dumps(info or {})}
+    data = st_save(tensors, metadata=meta)
+    with fsspec.open(str(path), "wb") as f:
+        f.write(data)
+    return digest
+
+
+def _metadata(data: bytes) -> dict:
+    (n,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8:8 + n]).get("__metadata__", {})
+
+
+def load_weights(path: str | Path = DEFAULT_WEIGHTS) -> tuple[ImagemendNet, dict]:
+    """The network and its metadata (config, sha256, info); rejects pickles and altered files."""
+    with fsspec.open(str(path), "rb") as f:
+        data = f.read()
+    try:
+        meta = _metadata(data)
+        tensors = st_load(data)
+    except Exception as e:  # safetensors raises several types for a foreign or damaged file
+        raise WeightsError(f"{path} is not a valid safetensors weights file ({type(e).__name__}: {e})") from e
+    if meta.get("sha256") != tensors_digest(tensors):
+        raise WeightsError(f"{path}: checksum mismatch, the weights were altered after they were written")
+    cfg = json.loads(meta["config"])
+    net = ImagemendNet(NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}))
+    net.load_state_dict(tensors)
+    return net.eval(), {"sha256": meta["sha256"], "info": json.loads(meta.get("info", "{}")), "config": cfg}
