@@ -71,9 +71,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class RestoreConfig:
-    tile: int = 512  # core tile side; memory scales with this, not the image
-    halo: int = 48  # context on each side of a tile, blended away
-    pixel_budget: int = 4 * 640 * 640  # pixels of padded tiles per forward pass
+    tile: int = 1024  # core tile side (multiple of 8); memory scales with this, not the image
+    halo: int = 96  # context read around a core; >= the U-Net's receptive radius (82 px) for exact tiling
+    border: int = 16  # reflected margin around the image, the U-Net's context at photo edges
+    pixel_budget: int = 2 * 1216 * 1216  # input pixels per forward pass (CPU); raise it on a GPU
     # a task whose estimated severity is below its threshold is left untouched
     min_noise_sigma: float = 1.5  # 8-bit units
     min_blur: float = 0.45  # px

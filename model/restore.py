@@ -2,13 +2,15 @@
 
 An image is read twice, never converted whole: once strip by strip for the statistics grid
 that the global branch turns into severities and a colour/tone correction, then tile by tile for
-the local U-Net. Tiles carry a halo of context and are blended with weights that fall to zero
-at their edges, so there are no seams; rows are finished, corrected and written as soon as no
-later tile touches them. Tiles of several images share a forward pass up to a pixel budget.
+the local U-Net. The image is extended by a reflected border and cut into cores; each tile reads
+its core plus a halo at least as wide as the U-Net's receptive field (82 px), so a tile's core
+equals the untiled result to float precision and there is nothing to blend and no seam. A row
+of tiles is corrected and written as soon as it is complete, so memory follows the tile size.
+Tiles of several images share a forward pass up to a pixel budget.
 """
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import math
 from pathlib import Path
 
@@ -91,61 +93,44 @@ def _reflect(idx: np.ndarray, n: int) -> np.ndarray:
     return np.where(idx >= n, period - idx, idx)
 
 
-def _starts(n: int, tile: int) -> tuple[list[int], int]:
-    """Tile starts (multiples of 8) and tile size covering n pixels; the last tile is shifted in."""
-    n8 = 8 * math.ceil(n / 8)
-    if n8 <= tile:
-        return [0], n8
-    return list(range(0, n8 - tile, tile)) + [n8 - tile], tile
-
-
-def _ramp(size: int, halo: int) -> torch.Tensor:
-    """Blend weight along one axis of a tile: 1 over the core, falling towards 0 across the halo."""
-    o = torch.arange(size + 2 * halo, dtype=torch.float32) + 0.5
-    return torch.minimum(o / halo, (size + 2 * halo - o) / halo).clamp(max=1.0) if halo else torch.ones(size)
+def _cores(n: int, tile: int, border: int) -> tuple[int, list[tuple[int, int]]]:
+    """Canvas length (image plus reflected border, a multiple of 8) and its partition into cores."""
+    canvas = 8 * math.ceil((n + 2 * border) / 8)
+    return canvas, [(s, min(s + tile, canvas)) for s in range(0, canvas, tile)]
 
 
 @dataclass
 class _Job:
-    """One image in flight: its planes, decisions, and the rows not yet written."""
+    """One image in flight: its planes, decisions, tile grid and the tile row being assembled."""
     planes: _Planes
     est: dict[str, torch.Tensor]
     strength: dict[str, float]
     out: np.ndarray
-    ys: list[int]
-    xs: list[int]
-    th: int
-    tw: int
-    halo: int
-    done: int = 0  # rows [0, done) are written
-    acc: torch.Tensor | None = None  # rows [done, ...) of sum(w * tile) and sum(w)
-    weight: torch.Tensor = field(default=None)
+    rows: list[tuple[int, int]]
+    cols: list[tuple[int, int]]
+    canvas: tuple[int, int]
+    border: int
+    strip: torch.Tensor | None = None
 
-    def add(self, r: int, c: int, tile: torch.Tensor) -> None:
-        h, y0 = self.halo, self.ys[r] - self.halo
-        x0 = self.xs[c]  # acc columns are offset by +halo
-        need = y0 + tile.shape[1] - self.done
-        if self.acc is None or self.acc.shape[1] < need:
-            extra = need - (0 if self.acc is None else self.acc.shape[1])
-            pad = torch.zeros(4, extra, self.xs[-1] + self.tw + 2 * h)
-            self.acc = pad if self.acc is None else torch.cat([self.acc, pad], 1)
-        a = y0 - self.done  # may be negative: rows above `done` are final and belong to earlier tiles
-        top = max(0, -a)
-        wt = self.weight[top:]
-        self.acc[:3, a + top:a + tile.shape[1], x0:x0 + tile.shape[2]] += tile[:, top:] * wt
-        self.acc[3, a + top:a + tile.shape[1], x0:x0 + tile.shape[2]] += wt
-        if c == len(self.xs) - 1:
-            last = r == len(self.ys) - 1
-            self.finish(self.planes.height if last else min(self.planes.height, self.ys[r + 1] - h))
+    def window(self, r: int, c: int, halo: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Canvas rows and columns a tile reads: its core plus up to `halo` px of context."""
+        (y0, y1), (x0, x1) = self.rows[r], self.cols[c]
+        return ((max(0, y0 - halo), min(self.canvas[0], y1 + halo)),
+                (max(0, x0 - halo), min(self.canvas[1], x1 + halo)))
 
-    def finish(self, until: int) -> None:
-        n = until - self.done
-        if n <= 0:
-            return
-        h, w = self.halo, self.planes.width
-        local = self.acc[:3, :n, h:h + w] / self.acc[3:, :n, h:h + w]
-        self.planes.write(self.out, self.done, correct_tone(local[None], self.est, self.strength))
-        self.acc, self.done = self.acc[:, n:], until
+    def add(self, r: int, c: int, tile: torch.Tensor, halo: int) -> None:
+        (y0, y1), (x0, x1) = self.rows[r], self.cols[c]
+        (wy, _), (wx, _) = self.window(r, c, halo)
+        if self.strip is None:
+            self.strip = torch.empty(3, y1 - y0, self.canvas[1])
+        self.strip[:, :, x0:x1] = tile[:, y0 - wy:y1 - wy, x0 - wx:x1 - wx]
+        if c == len(self.cols) - 1:  # the tile row is complete: correct and write its image rows
+            b, p = self.border, self.planes
+            a, e = max(y0, b), min(y1, b + p.height)
+            if e > a:
+                local = self.strip[None, :, a - y0:e - y0, b:b + p.width]
+                p.write(self.out, a - b, correct_tone(local, self.est, self.strength))
+            self.strip = None
 
 
 class Restorer:
@@ -195,11 +180,13 @@ class Restorer:
 
     def _tiles(self, jobs: list[_Job]) -> Iterator[tuple[int, int, int, torch.Tensor]]:
         for j, job in enumerate(jobs):
-            p, h = job.planes, self.cfg.halo
-            for r, y in enumerate(job.ys):
-                rows = _reflect(np.arange(y - h, y + job.th + h), p.height)
-                for c, x in enumerate(job.xs):
-                    yield j, r, c, p.read(rows, _reflect(np.arange(x - h, x + job.tw + h), p.width))
+            p, b = job.planes, job.border
+            for r in range(len(job.rows)):
+                (y0, y1), _ = job.window(r, 0, self.cfg.halo)
+                rows = _reflect(np.arange(y0 - b, y1 - b), p.height)
+                for c in range(len(job.cols)):
+                    _, (x0, x1) = job.window(r, c, self.cfg.halo)
+                    yield j, r, c, p.read(rows, _reflect(np.arange(x0 - b, x1 - b), p.width))
 
     @torch.inference_mode()
     def restore(self, images: list[np.ndarray], tasks: dict[str, float] | None = None) -> list[Restored]:
@@ -215,13 +202,11 @@ class Restorer:
         jobs, results = [], []
         for i, p in enumerate(planes):
             applied, strength = self._decide(est, i, tasks, p.grey)
-            ys, th = _starts(p.height, self.cfg.tile)
-            xs, tw = _starts(p.width, self.cfg.tile)
+            b = self.cfg.border
+            (ch, rows), (cw, cols) = _cores(p.height, self.cfg.tile, b), _cores(p.width, self.cfg.tile, b)
             one = {k: v[i:i + 1] for k, v in est.items()}
             out = images[i].copy()
-            job = _Job(p, one, strength, out.reshape(p.array.shape), ys, xs, th, tw, self.cfg.halo)
-            job.weight = _ramp(th, self.cfg.halo)[:, None] * _ramp(tw, self.cfg.halo)[None, :]
-            jobs.append(job)
+            jobs.append(_Job(p, one, strength, out.reshape(p.array.shape), rows, cols, (ch, cw), b))
             results.append(Restored(out, severities(est, i), applied, strength))
         self._run_tiles(jobs)
         return results
@@ -251,7 +236,7 @@ class Restorer:
         else:
             out = y.cpu()
         for (j, r, c, _), tile in zip(batch, out):
-            jobs[j].add(r, c, tile)
+            jobs[j].add(r, c, tile, self.cfg.halo)
 
 
 def severities(est: dict[str, torch.Tensor], i: int) -> dict[str, float]:

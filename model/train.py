@@ -85,7 +85,8 @@ def save_checkpoint(path: Path, **state) -> None:
 
 def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: NetConfig,
           tasks: tuple[str, ...] = TASKS, val: str | None = None, device: str = "auto",
-          init: str | None = None, restart: bool = False) -> Path:
+          init: str | None = None, restart: bool = False, stop_at: int | None = None) -> Path:
+    """Train to cfg.steps (resuming from out/last.ckpt); stop_at pauses earlier, resumable later."""
     dev = pick_device(device)
     amp = dev.type == "cuda"
     outdir = Path(out)
@@ -116,7 +117,8 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
     log = open(outdir / "train_log.jsonl", "a")  # noqa: SIM115 (open for the whole run)
     bar = tqdm(total=cfg.steps, initial=step, mininterval=5, dynamic_ncols=True, file=sys.stderr)
     t0, seen, wall = time.time(), 0, float(state["wall"]) if step else 0.0
-    while step < cfg.steps:
+    end = min(cfg.steps, stop_at or cfg.steps)
+    while step < end:
         loss, parts = train_step(net, weighting, images, g, cfg, dcfg, dev, amp)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -130,7 +132,7 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
             log.write(json.dumps({"step": step, "loss": loss.item(), **{k: v.item() for k, v in parts.items()},
                                   "lr": sched.get_last_lr()[0], "img_s": rate}) + "\n")
             log.flush()
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+        if step % cfg.ckpt_every == 0 or step == end:
             now = wall + time.time() - t0
             save_checkpoint(ckpt, net=net.state_dict(), weighting=weighting.state_dict(), opt=opt.state_dict(),
                             sched=sched.state_dict(), rng=g.get_state(), torch_rng=torch.get_rng_state(),
@@ -142,10 +144,12 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
             bar.write(f"step {step} val " + " ".join(f"{k}={v:.2f}" for k, v in scores.items()))
             log.write(json.dumps({"step": step, "val": scores}) + "\n")
             log.flush()
-        if step % cfg.val_every == 0 or step == cfg.steps:
+        if step % cfg.val_every == 0 or step == end:
             info.update(steps=step, wall_s=round(wall + time.time() - t0))
             save_weights(outdir / "latest.safetensors", net, info)
     bar.close()
+    if step < cfg.steps:
+        return outdir / "latest.safetensors"
     final = outdir / "final.safetensors"
     info.update(steps=step, wall_s=round(wall + time.time() - t0))
     save_weights(final, net.cpu().eval(), info)
@@ -163,6 +167,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", help="start from these weights instead of random")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
     p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--stop-at", type=int, help="pause at this step (resume later with the same --out)")
     for name in ("steps", "batch", "patch", "lr", "val_every", "ckpt_every", "seed"):
         p.add_argument("--" + name.replace("_", "-"), type=type(getattr(d, name)), default=getattr(d, name))
 
@@ -176,7 +181,7 @@ def main(args: argparse.Namespace) -> None:
     cfg = replace(TrainConfig(), **{k: getattr(args, k) for k in
                                     ("steps", "batch", "patch", "lr", "val_every", "ckpt_every", "seed")})
     final = train(args.data, args.out, cfg, LossConfig(weighting=args.weighting), NetConfig(), tasks,
-                  args.val, args.device, args.init, args.restart)
+                  args.val, args.device, args.init, args.restart, args.stop_at)
     print(f"weights written to {final}")
 
 

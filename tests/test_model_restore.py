@@ -1,0 +1,105 @@
+"""The restorer: exact tiling, every image mode and depth, task switches."""
+
+import numpy as np
+import pytest
+from skimage import data
+import torch
+
+from model.config import TASKS, RestoreConfig
+from model.net import ImagemendNet
+from model.restore import Restorer
+
+
+@pytest.fixture(scope="module")
+def active_net():
+    """A seeded network whose every head is non-zero, so each code path changes the pixels."""
+    torch.manual_seed(0)
+    net = ImagemendNet()
+    for head in (net.local.denoise[0], net.local.deblur[0]):
+        torch.nn.init.normal_(head.weight, std=0.01)
+    for head in net.glob.heads.values():
+        torch.nn.init.normal_(head.weight, std=0.05)
+    return net.eval()
+
+
+def restorer(net, **cfg):
+    return Restorer(net, device="cpu", cfg=RestoreConfig(**cfg))
+
+
+def photo_float(h=200, w=330):
+    return data.astronaut()[:h, :w].astype(np.float32) / 255
+
+
+def test_tiles_reproduce_the_untiled_result(active_net):
+    img = photo_float()
+    whole = restorer(active_net, tile=4096).restore([img])[0]
+    assert np.abs(whole.image - img).mean() > 0.01  # the network really changes the photo
+    for tile in (64, 128):
+        tiled = restorer(active_net, tile=tile).restore([img])[0].image
+        assert np.abs(tiled - whole.image).max() < 1e-5
+        # no seam: the step across a tile boundary is like any other step in the image
+        steps = np.abs(np.diff(tiled, axis=1)).mean(axis=(0, 2))
+        boundary = steps[[k * tile - 17 for k in range(1, 330 // tile + 1) if k * tile - 17 < 329]]
+        assert boundary.max() <= np.percentile(steps, 99.9)
+
+
+def test_small_halo_is_visible_so_the_exactness_check_can_fail(active_net):
+    img = photo_float()
+    whole = restorer(active_net, tile=4096).restore([img])[0].image
+    tiled = restorer(active_net, tile=64, halo=8).restore([img])[0].image
+    assert np.abs(tiled - whole).max() > 1e-4
+
+
+@pytest.mark.parametrize("shape,dtype", [
+    ((1, 1), np.uint8), ((1, 1, 3), np.uint8), ((5, 3, 3), np.uint8), ((17, 33), np.uint16),
+    ((31, 9, 1), np.uint8), ((12, 7, 2), np.uint8), ((40, 23, 4), np.uint16), ((9, 11, 3), np.float32),
+])
+def test_any_shape_and_depth_comes_back_as_it_went_in(active_net, shape, dtype):
+    rng = np.random.default_rng(0)
+    top = {np.uint8: 255, np.uint16: 65535, np.float32: 1.0}[dtype]
+    img = (rng.random(shape) * top).astype(dtype)
+    out = restorer(active_net, tile=64).restore([img])[0].image
+    assert out.shape == img.shape and out.dtype == img.dtype
+    if img.ndim == 3 and img.shape[2] in (2, 4):
+        assert np.array_equal(out[..., -1], img[..., -1])  # alpha passes through untouched
+
+
+def test_sixteen_bit_stays_sixteen_bit(active_net):
+    img = (data.astronaut()[:64, :64].astype(np.uint16) * 257)
+    out = restorer(active_net).restore([img])[0].image
+    assert out.dtype == np.uint16 and (out % 257 != 0).mean() > 0.5  # not squeezed through 8 bits
+
+
+def test_greyscale_stays_grey_and_gets_no_cast(active_net):
+    grey = data.camera()[:96, :96]
+    res = restorer(active_net).restore([grey, np.stack([grey] * 3, -1)])
+    assert res[0].image.shape == grey.shape
+    assert not res[0].applied["cast"]
+
+
+def test_all_tasks_off_returns_the_input_exactly(active_net):
+    img = data.chelsea()[:50, :70]
+    out = restorer(active_net).restore([img], tasks={t: 0.0 for t in TASKS})[0]
+    assert np.array_equal(out.image, img) and not any(out.applied.values())
+
+
+def test_one_batch_of_mixed_sizes_equals_one_image_at_a_time(active_net):
+    imgs = [photo_float(40, 56), photo_float(200, 130), photo_float(40, 56)[::-1].copy()]
+    r = restorer(active_net, tile=64)
+    together = [x.image for x in r.restore(imgs)]
+    alone = [r.restore([i])[0].image for i in imgs]
+    for a, b in zip(together, alone):
+        assert np.abs(a - b).max() < 1e-5
+
+
+def test_bad_requests_fail_clearly(active_net):
+    r = restorer(active_net)
+    with pytest.raises(ValueError, match="unknown task"):
+        r.restore([np.zeros((4, 4, 3), np.uint8)], tasks={"sharpen": 1.0})
+    with pytest.raises(ValueError, match="unsupported pixel type"):
+        r.restore([np.zeros((4, 4, 3), np.int64)])
+    with pytest.raises(ValueError, match="unsupported image shape"):
+        r.restore([np.zeros((4, 4, 5), np.uint8)])
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            Restorer(active_net, device="cuda")
