@@ -103,3 +103,25 @@ def test_bad_requests_fail_clearly(active_net):
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             Restorer(active_net, device="cuda")
+
+
+def test_out_of_memory_halves_the_batch_instead_of_failing(active_net, monkeypatch):
+    """CUDA OOM cannot be provoked on a CPU machine; the back-off logic is exercised by raising it."""
+    imgs = [photo_float(40, 56) for _ in range(4)]
+    r = restorer(active_net, tile=64)
+    expected = [x.image for x in r.restore(imgs)]
+    real = r.net.local.forward
+    sizes = []
+
+    def tight(y, sigma, blur):
+        sizes.append(len(y))
+        if len(y) > 1:
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return real(y, sigma, blur)
+
+    monkeypatch.setattr(r.net.local, "forward", tight)
+    got = [x.image for x in r.restore(imgs)]
+    assert sizes[0] == 16 and sizes.count(1) == 16  # 4 images x 4 tiles, then one tile at a time
+    assert r.cfg.pixel_budget < RestoreConfig().pixel_budget
+    for a, b in zip(got, expected):
+        assert np.abs(a - b).max() < 1e-5
