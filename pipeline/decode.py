@@ -1,0 +1,149 @@
+"""Bytes to pixels the model takes (HxW or HxWxC, uint8/uint16/float32), with the metadata to write back.
+
+Every mode Pillow opens goes through: palette and bilevel images become RGB(A) or L, CMYK is
+converted to sRGB through its ICC profile when it has one, 16-bit greyscale stays 16-bit, and
+16-bit colour TIFFs (which Pillow would cut to 8 bits) are read with tifffile. EXIF orientation is
+applied to the pixels, so the written copy is upright with its orientation tag reset to 1.
+"""
+
+from dataclasses import dataclass, field
+import io
+import struct
+
+import numpy as np
+from PIL import Image, ImageCms, JpegImagePlugin
+
+Image.MAX_IMAGE_PIXELS = None  # the size limit is RunOptions.max_pixels, checked before decoding
+
+ORIENT = {  # EXIF orientation -> transform that makes the pixels upright
+    2: np.fliplr, 3: lambda a: np.rot90(a, 2), 4: np.flipud, 5: lambda a: np.swapaxes(a, 0, 1),
+    6: lambda a: np.rot90(a, -1), 7: lambda a: np.swapaxes(np.rot90(a, 2), 0, 1), 8: lambda a: np.rot90(a, 1),
+}
+# TIFF tags that describe pixel storage, not the photo: never copied as metadata
+_STRUCTURAL = {254, 255, 256, 257, 258, 259, 262, 266, 273, 274, 277, 278, 279, 280, 281, 284, 317, 320,
+               322, 323, 324, 325, 338, 339, 340, 341, 530, 531, 532, 34675}
+TIFF_TEXT_TAGS = (270, 271, 272, 305, 306, 315, 33432)  # description, make, model, software, date, artist, (c)
+
+
+class EmptyImage(ValueError):
+    pass
+
+
+class ImageTooLarge(ValueError):
+    pass
+
+
+@dataclass
+class Meta:
+    format: str  # Pillow's name: JPEG, PNG, WEBP, TIFF, BMP, GIF, MPO ...
+    mode: str  # the input's mode, e.g. RGB, L, LA, P, CMYK, I;16, RGB;16 (16-bit colour TIFF)
+    exif: bytes | None = None  # orientation already reset to 1
+    icc: bytes | None = None
+    jpeg: dict = field(default_factory=dict)  # qtables and subsampling, to re-encode at the input's quality
+    tiff_compression: str | None = None
+    tiff_text: dict = field(default_factory=dict)  # descriptive TIFF tags for 16-bit colour (tifffile) output
+    orientation: int = 1
+
+
+@dataclass
+class Decoded:
+    pixels: np.ndarray
+    meta: Meta
+
+    @property
+    def width(self) -> int:
+        return self.pixels.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.pixels.shape[0]
+
+
+def reset_orientation(exif: bytes) -> bytes:
+    """The same EXIF block with tag 0x0112 set to 1, patched in place (maker notes keep their offsets)."""
+    head = 6 if exif.startswith(b"Exif\x00\x00") else 0
+    t = exif[head:]
+    if len(t) < 8 or t[:2] not in (b"II", b"MM"):
+        return exif
+    e = "<" if t[:2] == b"II" else ">"
+    (ifd,) = struct.unpack(e + "I", t[4:8])
+    if ifd + 2 > len(t):
+        return exif
+    (n,) = struct.unpack(e + "H", t[ifd:ifd + 2])
+    out = bytearray(exif)
+    for i in range(n):
+        pos = ifd + 2 + 12 * i
+        if pos + 12 > len(t):
+            break
+        tag, typ, count = struct.unpack(e + "HHI", t[pos:pos + 8])
+        if tag == 0x0112 and typ == 3 and count == 1:
+            out[head + pos + 8:head + pos + 10] = struct.pack(e + "H", 1)
+    return bytes(out)
+
+
+def _tiff_exif(im: Image.Image) -> bytes | None:
+    """A TIFF's descriptive tags (and its Exif/GPS sub-IFDs) as an EXIF block for any output format."""
+    src = im.getexif()
+    ex = Image.Exif()
+    for tag, value in src.items():
+        if tag not in _STRUCTURAL:
+            ex[tag] = value
+    return ex.tobytes() if len(ex) else None
+
+
+def _to_array(im: Image.Image, data: bytes, meta: Meta) -> np.ndarray:
+    mode = im.mode
+    if im.format == "TIFF" and mode in ("RGB", "RGBA") and max(im.tag_v2.get(258, (8,))) > 8:
+        import tifffile
+
+        arr = tifffile.imread(io.BytesIO(data), key=0)
+        meta.mode = mode + ";16"
+        return arr if arr.dtype == np.uint16 else np.clip(arr, 0, 65535).astype(np.uint16)
+    if mode == "CMYK":
+        if meta.icc:
+            src = ImageCms.ImageCmsProfile(io.BytesIO(meta.icc))
+            srgb = ImageCms.createProfile("sRGB")
+            im = ImageCms.profileToProfile(im, src, srgb, outputMode="RGB")
+            meta.icc = ImageCms.ImageCmsProfile(srgb).tobytes()
+        else:
+            im = im.convert("RGB")
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode in ("P", "PA"):
+        im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
+    elif mode in ("RGBX", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")
+    elif mode in ("RGBa", "La"):
+        im = im.convert(mode[:-1] + "A")
+    arr = np.asarray(im)
+    if im.mode.startswith("I;16") or im.mode == "I":
+        arr = np.clip(arr, 0, 65535).astype(np.uint16)  # native byte order: the model checks dtype
+    elif im.mode == "F":
+        arr = arr.astype(np.float32)
+    return arr
+
+
+def decode(data: bytes, max_pixels: int = 120_000_000) -> Decoded:
+    """Pixels and metadata of the first frame; raises on anything that is not a readable image."""
+    if not data:
+        raise EmptyImage("zero-byte file")
+    im = Image.open(io.BytesIO(data))
+    if im.width * im.height > max_pixels:
+        raise ImageTooLarge(f"{im.width}x{im.height} exceeds --max-pixels {max_pixels}")
+    im.seek(0)
+    meta = Meta(format=im.format or "PNG", mode=im.mode, icc=im.info.get("icc_profile"))
+    exif = im.getexif()
+    meta.orientation = int(exif.get(0x0112, 1) or 1)
+    if im.format == "TIFF":
+        meta.exif = _tiff_exif(im)
+        meta.tiff_compression = im.info.get("compression")
+        meta.tiff_text = {t: im.tag_v2[t] for t in TIFF_TEXT_TAGS if isinstance(im.tag_v2.get(t), str)}
+    elif im.info.get("exif"):
+        meta.exif = reset_orientation(im.info["exif"])
+    if im.format in ("JPEG", "MPO"):
+        meta.jpeg = {"qtables": im.quantization, "subsampling": JpegImagePlugin.get_sampling(im)}
+    im.load()
+    arr = _to_array(im, data, meta)
+    if meta.orientation in ORIENT:
+        arr = np.ascontiguousarray(ORIENT[meta.orientation](arr))
+    return Decoded(arr, meta)

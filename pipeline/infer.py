@@ -1,0 +1,127 @@
+"""The model inside Beam: loaded once per worker process in setup(), fed batches of decoded images.
+
+Several DoFn instances (one per harness thread) share one Restorer through Beam's `Shared`, and a
+lock gives the device to one batch at a time, so a GPU holds one model copy and one batch per
+process. On CUDA the Restorer runs in mixed precision; asking for CUDA where there is none fails
+in setup() instead of quietly running on the CPU.
+"""
+
+from dataclasses import dataclass, field
+from functools import partial
+import logging
+import os
+import posixpath
+import threading
+import time
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.utils import shared
+
+from model import Restorer
+from model.weights import DEFAULT_WEIGHTS
+
+from .options import RunOptions
+from .progress import Progress
+from .shard import Item, process_shard
+from .sources import Failure, Shard
+
+LOG = logging.getLogger("imagemend")
+NAMESPACE = "imagemend"
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    restorer: Restorer
+    name: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def device(self) -> str:
+        return str(self.restorer.device)
+
+    def restore(self, items: list[Item], strengths: dict[str, float]) -> list[Item | Failure]:
+        """Restore a batch; if it fails, retry one by one so that only the culprit is reported."""
+        try:
+            return self._restore(items, strengths)
+        except Exception as e:
+            if len(items) == 1:
+                return [Failure.of(items[0].rec, "restore", e)]
+            return [out for it in items for out in self.restore([it], strengths)]
+
+    def _restore(self, items: list[Item], strengths: dict[str, float]) -> list[Item]:
+        t = time.perf_counter()
+        with self.lock:
+            results = self.restorer.restore([it.dec.pixels for it in items], strengths)
+            changed = [i for i, r in enumerate(results) if any(r.applied.values())]
+            after = self.restorer.estimate([results[i].image for i in changed]) if changed else []
+        seconds, total = time.perf_counter() - t, sum(it.pixels for it in items)
+        after_of = dict(zip(changed, after))
+        for i, (it, r) in enumerate(zip(items, results)):
+            it.out, it.estimates, it.applied, it.strengths = r.image, r.estimates, r.applied, r.strengths
+            it.status = "restored" if i in after_of else "unchanged"
+            it.estimates_after = after_of.get(i, r.estimates)
+            it.timings["restore_s"] = seconds * it.pixels / total
+        return items
+
+
+def model_name(weights: str | None) -> str:
+    return posixpath.basename(str(weights or DEFAULT_WEIGHTS)).split(".")[0]
+
+
+def load_model(opts: RunOptions) -> LoadedModel:
+    import torch
+
+    if opts.torch_threads:
+        torch.set_num_threads(opts.torch_threads)
+    device = None if opts.device == "auto" else opts.device
+    restorer = Restorer(weights=opts.weights or DEFAULT_WEIGHTS, device=device, cfg=opts.restore_config,
+                        amp=opts.amp)
+    LOG.info("imagemend: loaded %s (%s) on %s in process %d", model_name(opts.weights),
+             restorer.weights_sha256[:12], restorer.device, os.getpid())
+    return LoadedModel(restorer, model_name(opts.weights))
+
+
+class RestoreShards(beam.DoFn):
+    """Restores whole shards: read, decode, restore in batches, encode, write, mark done; emits counts."""
+
+    def __init__(self, opts: RunOptions):
+        self.opts = opts
+        self._shared = shared.Shared()
+
+    def setup(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        tag = f"{self.opts.weights}|{self.opts.device}|{self.opts.tile}|{self.opts.pixel_budget}"
+        self.model = self._shared.acquire(partial(load_model, self.opts), tag=tag)
+        self.pool = ThreadPoolExecutor(max(1, self.opts.threads), thread_name_prefix="imagemend")
+        self.progress = Progress()
+        self._mp_carry = 0.0
+
+    def process(self, shard: Shard):
+        t = time.time()
+        counts = process_shard(shard, self.opts, self.model, self.pool, self.progress)
+        if counts.get("shards_skipped"):
+            Metrics.counter(NAMESPACE, "shards_skipped").inc()
+            LOG.info("imagemend: shard %s finished earlier, skipped", shard.id)
+            yield counts
+            return
+        Metrics.counter(NAMESPACE, "shards_processed").inc()
+        Metrics.counter(NAMESPACE, "images").inc(counts["images_processed"])
+        Metrics.counter(NAMESPACE, "failures").inc(counts["failed"])
+        Metrics.counter(NAMESPACE, "bytes_read").inc(counts["bytes_in"])
+        Metrics.counter(NAMESPACE, "bytes_written").inc(counts["bytes_out"])
+        self._mp_carry += counts["pixels"] / 1e6
+        whole = int(self._mp_carry)
+        Metrics.counter(NAMESPACE, "megapixels").inc(whole)
+        Metrics.counter(NAMESPACE, "pixels").inc(counts["pixels"])
+        self._mp_carry -= whole
+        self.progress.shards += 1
+        self.progress.tick(force=True, note=f"(shard {shard.id}: {counts['records']} records, "
+                           f"{counts['failed']} failed, {time.time() - t:.1f}s)")
+        yield counts
+
+    def teardown(self) -> None:
+        pool = getattr(self, "pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False)

@@ -1,0 +1,110 @@
+"""`imagemend run` on the launcher's side: list the shards, say what will happen, run the graph, report.
+
+Listing happens here, once, so that an empty or mistyped input fails before any worker starts and
+the plan (shards found, finished earlier, to do) is printed up front. Record-level failures never
+fail the job: they are rows in errors/. The job fails, and the command exits non-zero, only when
+the runner reports that the pipeline itself failed.
+"""
+
+import logging
+import time
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineState
+
+from . import graph
+from .infer import model_name
+from .options import RunOptions
+from .sinks import (
+    OutputPaths,
+    finished_shards,
+    forget_finished,
+    read_json,
+    write_manifest,
+)
+from .sources import list_shards
+from .storage import filesystem, to_uri
+
+LOG = logging.getLogger("imagemend")
+
+
+class JobFailed(RuntimeError):
+    pass
+
+
+class NoInput(FileNotFoundError):
+    pass
+
+
+def beam_counters(result) -> dict[str, int]:
+    """The imagemend counters the runner collected (committed where supported, else attempted)."""
+    try:
+        counters = result.metrics().query()["counters"]
+    except Exception:  # some runners cannot query metrics after the fact
+        return {}
+    out: dict[str, int] = {}
+    for c in counters:
+        if c.key.metric.namespace == "imagemend":
+            value = c.committed if c.committed is not None else c.attempted
+            out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(value or 0)
+    return out
+
+
+def run(opts: RunOptions, beam_argv: list[str]) -> dict:
+    """Run the whole job and return its summary (summary.json plus the Beam counters)."""
+    started = time.time()
+    layout, shards = list_shards(opts)
+    if not shards:
+        raise NoInput(f"no {layout} input found at {opts.input}")
+    fs, root = filesystem(opts.output, opts.out_storage)
+    paths = OutputPaths(root)
+    if opts.overwrite:
+        forget_finished(fs, paths)
+    done = finished_shards(fs, paths)
+    manifest = write_manifest(fs, paths, opts.run_id, shards)
+    todo = sum(s.id not in done for s in shards)
+    plan = {
+        "run_id": opts.run_id, "input": opts.input, "output": to_uri(fs, root), "layout": layout,
+        "shards_listed": len(shards), "shards_finished_before": len(shards) - todo, "shards_to_do": todo,
+        "records_listed": sum(len(s.items) for s in shards) if layout == "files" else None,
+        "tasks": opts.strengths, "image_format": opts.image_format, "model": model_name(opts.weights),
+        "manifest": manifest, "started_unix": started,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+    }
+    LOG.info("imagemend run %s: %d %s shards listed, %d finished earlier, %d to do; output %s",
+             opts.run_id, len(shards), layout, len(shards) - todo, todo, plan["output"])
+    options = PipelineOptions(beam_argv)
+    p = beam.Pipeline(options=options)
+    graph.build(p, opts, manifest, plan)
+    try:
+        result = p.run()
+        state = result.wait_until_finish()
+    except Exception as e:
+        raise JobFailed(f"pipeline failed: {type(e).__name__}: {e}") from e
+    if state not in (PipelineState.DONE, None):
+        raise JobFailed(f"pipeline ended in state {state}")
+    fs.invalidate_cache()
+    summary = read_json(fs, paths.summary(opts.run_id))
+    if summary is None:
+        raise JobFailed("pipeline finished without writing its summary")
+    summary["beam_counters"] = beam_counters(result)
+    return summary
+
+
+def report(summary: dict) -> str:
+    """A few lines for the terminal: where things went and how many."""
+    c = summary["counts"]
+    rate = summary.get("images_per_s")
+    lines = [
+        f"run {summary['run_id']}: {summary['shards_listed']} {summary['layout']} shards "
+        f"({c.get('shards_processed', 0)} processed, {c.get('shards_skipped', 0)} finished earlier)",
+        f"records: {c['records']} = {c['restored']} restored + {c['unchanged']} unchanged + {c['failed']} failed"
+        f"  ({c['images_processed']} images this run, {summary['elapsed_s']:.1f} s"
+        + (f", {rate:.2f} images/s)" if rate else ")"),
+        f"restored images: {summary['images']}",
+        f"metrics:         {summary['metrics']}",
+        f"errors:          {summary['errors']}",
+        f"summary:         {summary['output'].rstrip('/')}/summary.json",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""Weight-free, no-reference measures of an image, one per task, taken before and after restoration.
+
+They need no model, so they show what a restoration did even where the model's own estimates are
+off, and they stay comparable when the weights change. Computed over strips of rows: a 50 MP
+photo needs a few strips' worth of memory, not a float copy of the whole image; above SAMPLE pixels
+only every k-th strip is measured (all are local statistics, so an even sample estimates them well).
+
+- noise_sigma: Immerkaer's fast noise estimate, averaged over colour channels, in 8-bit steps (denoise).
+- laplacian_var: variance of the 3x3 Laplacian of luma, 8-bit units squared; falls with blur (deblur).
+- cast: grey-world cast, the largest |log(channel mean / luminance)| in linear light (cast).
+- luminance: mean luma in [0, 1], with clipped_high / clipped_low, the share of pixels whose
+  brightest channel is >= 0.995 / <= 0.005 (exposure).
+- rms_contrast: standard deviation of luma in [0, 1] (contrast).
+"""
+
+import math
+
+import numpy as np
+
+from model.color import LUMA
+
+NAMES = ("noise_sigma", "laplacian_var", "cast", "luminance", "clipped_high", "clipped_low", "rms_contrast")
+STRIP = 256
+SAMPLE = 8_000_000  # pixels measured at most per image
+_LUTS: dict[int, np.ndarray] = {}
+
+
+def _srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def _linear(block: np.ndarray, scale: float) -> np.ndarray:
+    """Linear-light values of integer pixels through a lookup table, of floats directly."""
+    if block.dtype.kind == "f":
+        return _srgb_to_linear(np.clip(block, 0, 1))
+    n = int(scale)
+    if n not in _LUTS:
+        _LUTS[n] = _srgb_to_linear(np.arange(n + 1, dtype=np.float64) / n)
+    return _LUTS[n][block]
+
+
+def measure(pixels: np.ndarray) -> dict[str, float | None]:
+    """The measures of one image (HxW or HxWxC; alpha ignored); None where a measure does not apply."""
+    arr = pixels[:, :, None] if pixels.ndim == 2 else pixels
+    h, w, c = arr.shape
+    nc = 3 if c >= 3 else 1
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(arr.dtype, 1.0)
+    weights = np.asarray(LUMA, dtype=np.float32)
+    s = dict(abs_m=0.0, lap=0.0, lap2=0.0, lum=0.0, lum2=0.0, high=0, low=0)
+    lin = np.zeros(3)
+    every = max(1, math.ceil(h * w / SAMPLE))
+    n = inner = 0
+    for r0 in range(0, h, STRIP * every):
+        r1 = min(h, r0 + STRIP)
+        n += (r1 - r0) * w
+        a, b = max(0, r0 - 1), min(h, r1 + 1)
+        block = arr[a:b, :, :nc]
+        x = block.astype(np.float32) / np.float32(scale)
+        if scale == 1.0:
+            x = np.clip(x, 0, 1)
+        y = x @ weights if nc == 3 else x[:, :, 0]
+        core = y[r0 - a:r1 - a].astype(np.float64)
+        s["lum"] += core.sum()
+        s["lum2"] += np.square(core).sum()
+        peak = x[r0 - a:r1 - a].max(axis=2)
+        s["high"] += int((peak >= 0.995).sum())
+        s["low"] += int((peak <= 0.005).sum())
+        if nc == 3:
+            lin += _linear(block[r0 - a:r1 - a], scale).reshape(-1, 3).sum(0, dtype=np.float64)
+        lo, hi = max(r0, 1) - a, min(r1, h - 1) - a
+        if hi > lo and w >= 3:
+            inner += (hi - lo) * (w - 2)
+            up, mid, dn = x[lo - 1:hi - 1], x[lo:hi], x[lo + 1:hi + 1]
+            m = (up[:, :-2] - 2 * up[:, 1:-1] + up[:, 2:] - 2 * mid[:, :-2] + 4 * mid[:, 1:-1] - 2 * mid[:, 2:]
+                 + dn[:, :-2] - 2 * dn[:, 1:-1] + dn[:, 2:])
+            s["abs_m"] += np.abs(m).sum(dtype=np.float64) / nc
+            up, mid, dn = y[lo - 1:hi - 1], y[lo:hi], y[lo + 1:hi + 1]
+            lap = up[:, 1:-1] + dn[:, 1:-1] + mid[:, :-2] + mid[:, 2:] - 4 * mid[:, 1:-1]
+            s["lap"] += lap.sum(dtype=np.float64)
+            s["lap2"] += np.square(lap).sum(dtype=np.float64)
+    mean = s["lum"] / n
+    out: dict[str, float | None] = {
+        "noise_sigma": None, "laplacian_var": None, "cast": None, "luminance": mean,
+        "clipped_high": s["high"] / n, "clipped_low": s["low"] / n,
+        "rms_contrast": math.sqrt(max(0.0, s["lum2"] / n - mean * mean)),
+    }
+    if inner:
+        out["noise_sigma"] = 255.0 * math.sqrt(math.pi / 2) * s["abs_m"] / (6.0 * inner)
+        lap_mean = s["lap"] / inner
+        out["laplacian_var"] = 255.0**2 * max(0.0, s["lap2"] / inner - lap_mean**2)
+    if nc == 3:
+        means = lin / n
+        lum = float(means @ np.asarray(LUMA))
+        if lum > 1e-6:
+            out["cast"] = float(np.max(np.abs(np.log((means + 1e-6) / (lum + 1e-6)))))
+    return {k: (None if v is None else float(v)) for k, v in out.items()}

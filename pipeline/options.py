@@ -1,0 +1,172 @@
+"""All configuration of an `imagemend run` in one place: a frozen dataclass and its command-line flags.
+
+The dataclass travels to every worker (pickled inside the DoFn), so it holds plain values only.
+Flags that imagemend does not know are Beam pipeline options and pass through untouched.
+"""
+
+import argparse
+from dataclasses import dataclass, field, replace
+import json
+import secrets
+import time
+
+from model.config import TASKS, RestoreConfig
+
+LAYOUTS = ("auto", "files", "tar", "parquet")
+IMAGE_FORMATS = ("same", "png", "jpeg", "webp", "tiff")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    input: str
+    output: str
+    layout: str = "auto"
+    image_format: str = "same"  # or png|jpeg|webp|tiff
+    quality: int | None = None  # JPEG/WebP quality; None keeps a JPEG's own tables, else 92
+    strengths: dict[str, float] = field(default_factory=lambda: {t: 1.0 for t in TASKS})  # task -> strength
+    device: str = "auto"  # auto (cuda when present), cpu, cuda, cuda:N; cuda without CUDA fails
+    amp: bool | None = None  # None: mixed precision on CUDA only
+    weights: str | None = None  # path or fsspec URL; None: the weights shipped in the package
+    tile: int = RestoreConfig.tile
+    pixel_budget: int = RestoreConfig.pixel_budget  # padded tile pixels per forward pass
+    batch_images: int = 32  # at most this many images per restore call (tiles still share passes)
+    files_per_shard: int = 256  # loose files per virtual shard
+    parquet_image_column: str = "jpg"
+    parquet_key_column: str = "key"
+    max_pixels: int = 120_000_000  # larger images go to errors instead of exhausting memory
+    threads: int = 2  # decode/encode threads per shard, overlapping inference
+    torch_threads: int | None = None
+    overwrite: bool = False
+    storage_options: dict = field(default_factory=dict)  # for input and output
+    input_storage_options: dict = field(default_factory=dict)  # override for input only
+    output_storage_options: dict = field(default_factory=dict)  # override for output only
+    run_id: str = ""
+
+    def __post_init__(self):
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}")
+        if self.image_format not in IMAGE_FORMATS:
+            raise ValueError(f"image format must be one of {IMAGE_FORMATS}")
+        unknown = set(self.strengths) - set(TASKS)
+        if unknown:
+            raise ValueError(f"unknown task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
+        if self.quality is not None and not 1 <= self.quality <= 100:
+            raise ValueError("quality must be in 1..100")
+        if not self.run_id:
+            object.__setattr__(self, "run_id", new_run_id())
+
+    @property
+    def in_storage(self) -> dict:
+        return {**self.storage_options, **self.input_storage_options}
+
+    @property
+    def out_storage(self) -> dict:
+        return {**self.storage_options, **self.output_storage_options}
+
+    @property
+    def restore_config(self) -> RestoreConfig:
+        return replace(RestoreConfig(), tile=self.tile, pixel_budget=self.pixel_budget)
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def parse_tasks(text: str) -> list[str]:
+    if text.strip() in ("", "all"):
+        return list(TASKS)
+    tasks = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in tasks if t not in TASKS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown task(s) {bad}; choose from {', '.join(TASKS)}")
+    return tasks
+
+
+def parse_strength(text: str) -> dict[str, float]:
+    """'0.5' scales every task; 'denoise=0.5,cast=1.2' scales the named ones (others stay at 1)."""
+    try:
+        if "=" not in text:
+            return {t: float(text) for t in TASKS}
+        out = {}
+        for part in text.split(","):
+            name, value = part.split("=")
+            out[name.strip()] = float(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"bad --strength {text!r}: {e}") from e
+    bad = [t for t in out if t not in TASKS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown task(s) {bad} in --strength")
+    return out
+
+
+def _json(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON: {e}") from e
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("storage options must be a JSON object")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of `imagemend run`; anything else on the command line goes to Beam."""
+    p.add_argument("--input", required=True, help="fsspec URL: prefix, glob, *.tar or *.parquet shards")
+    p.add_argument("--output", required=True, help="fsspec URL of the output prefix (nothing is written outside)")
+    add_processing_arguments(p)
+
+
+def add_processing_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags shared by `run` and `demo`."""
+    d = RunOptions("", "")
+    p.add_argument("--layout", choices=LAYOUTS, default="auto", help="force the input layout (default: detect)")
+    p.add_argument("--image-format", choices=IMAGE_FORMATS, default="same", help="output image format")
+    p.add_argument("--quality", type=int, help="JPEG/WebP quality (default: keep a JPEG's own tables, else 92)")
+    p.add_argument("--tasks", type=parse_tasks, default=list(TASKS), help="comma-separated subset of "
+                   + ",".join(TASKS) + " (default: all)")
+    p.add_argument("--strength", type=parse_strength, default={},
+                   help="scale corrections: 0.5 for all tasks, or denoise=0.5,cast=1.2")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (cuda never falls back to cpu)")
+    p.add_argument("--weights", help="weights file (path or fsspec URL; default: the shipped weights)")
+    p.add_argument("--tile", type=int, default=d.tile, help="tile side in pixels (multiple of 8)")
+    p.add_argument("--pixel-budget", type=int, default=d.pixel_budget, help="padded tile pixels per forward pass")
+    p.add_argument("--batch-images", type=int, default=d.batch_images, help="images per restore call, at most")
+    p.add_argument("--files-per-shard", type=int, default=d.files_per_shard, help="loose files per virtual shard")
+    p.add_argument("--parquet-image-column", default=d.parquet_image_column)
+    p.add_argument("--parquet-key-column", default=d.parquet_key_column)
+    p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="larger images are reported as errors")
+    p.add_argument("--threads", type=int, default=d.threads, help="decode/encode threads per worker")
+    p.add_argument("--torch-threads", type=int, help="intra-op threads for the model (default: torch's)")
+    p.add_argument("--overwrite", action="store_true", help="forget finished shards and redo everything")
+    p.add_argument("--storage-options", type=_json, default={}, help="JSON fsspec options for input and output")
+    p.add_argument("--input-storage-options", type=_json, default={}, help="JSON fsspec options for input only")
+    p.add_argument("--output-storage-options", type=_json, default={}, help="JSON fsspec options for output only")
+    p.add_argument("--run-id", default="", help="identifier stored in every row (default: time + random)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="local worker processes (FnApiRunner multi_processing); 0: in-process")
+
+
+def from_args(args: argparse.Namespace, **overrides) -> RunOptions:
+    strengths = {t: args.strength.get(t, 1.0) for t in args.tasks}
+    values = dict(
+        input=getattr(args, "input", ""), output=getattr(args, "output", ""), layout=args.layout,
+        image_format=args.image_format, quality=args.quality, strengths=strengths, device=args.device,
+        weights=args.weights, tile=args.tile, pixel_budget=args.pixel_budget, batch_images=args.batch_images,
+        files_per_shard=args.files_per_shard, parquet_image_column=args.parquet_image_column,
+        parquet_key_column=args.parquet_key_column, max_pixels=args.max_pixels, threads=args.threads,
+        torch_threads=args.torch_threads, overwrite=args.overwrite, storage_options=args.storage_options,
+        input_storage_options=args.input_storage_options, output_storage_options=args.output_storage_options,
+        run_id=args.run_id,
+    )
+    values.update(overrides)
+    return RunOptions(**values)
+
+
+def beam_args(extra: list[str], workers: int = 0) -> list[str]:
+    """Beam flags with a runner always chosen: the default DirectRunner would try to download Prism."""
+    args = list(extra)
+    if not any(a == "--runner" or a.startswith("--runner=") for a in args):
+        args.append("--runner=FnApiRunner")
+    if workers:
+        args += ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+    return args

@@ -1,0 +1,106 @@
+"""Explicit pyarrow schemas of the metrics and errors outputs; each column carries its documentation.
+
+The same descriptions render the tables in docs/ARCHITECTURE.md (a test keeps them in step), so the
+files and their documentation cannot drift apart. Per task there is the model's own estimate and a
+weight-free measure (pipeline/measures.py), each before and after restoration.
+"""
+
+import pyarrow as pa
+
+from model.config import TASKS
+
+# task -> (model estimate key, measure key, unit of the estimate, unit of the measure)
+TASK_COLUMNS = {
+    "denoise": ("noise_sigma", "noise_sigma", "noise sigma, 8-bit steps",
+                "Immerkaer noise sigma, 8-bit steps, mean over colour channels"),
+    "deblur": ("blur", "laplacian_var", "blur radius, px", "variance of the Laplacian of luma, 8-bit units^2"),
+    "cast": ("cast", "cast", "max |log channel gain|", "grey-world cast: max |log(channel mean / luminance)|, "
+             "linear light; null for greyscale"),
+    "exposure": ("exposure_ev", "luminance", "exposure error, EV", "mean luma in [0, 1]"),
+    "contrast": ("contrast_curve", "rms_contrast", "max |tone curve - identity|", "RMS contrast (std of luma)"),
+}
+
+
+def _f(name: str, typ: pa.DataType, doc: str, nullable: bool = True) -> pa.Field:
+    return pa.field(name, typ, nullable=nullable, metadata={"doc": doc})
+
+
+def _task_fields() -> list[pa.Field]:
+    fields = []
+    for t in TASKS:
+        est, meas, est_unit, meas_unit = TASK_COLUMNS[t]
+        fields += [
+            _f(f"{t}_applied", pa.bool_(), f"whether {t} ran (it is skipped when not asked for or when the "
+               "estimated severity is below its threshold)", False),
+            _f(f"{t}_strength", pa.float64(), f"strength {t} ran at (0 when not applied)", False),
+            _f(f"{t}_estimate_before", pa.float64(), f"model estimate `{est}` of the input: {est_unit}", False),
+            _f(f"{t}_estimate_after", pa.float64(), f"model estimate `{est}` of the output", False),
+            _f(f"{t}_measure_before", pa.float64(), f"{meas_unit}, input; null when undefined (images under 3x3)"),
+            _f(f"{t}_measure_after", pa.float64(), "the same measure of the output"),
+        ]
+    return fields
+
+
+METRICS_SCHEMA = pa.schema([
+    _f("run_id", pa.string(), "identifier of the run that wrote the row", False),
+    _f("shard", pa.string(), "input shard id (tar/parquet path without suffix, or dir/part-NNNNN for files)", False),
+    _f("index", pa.int64(), "position of the record in its shard", False),
+    _f("key", pa.string(), "record key: file path under the input prefix, WebDataset sample key, or Parquet key",
+       False),
+    _f("source_uri", pa.string(), "URI of the input file; for tar and Parquet records, shard URI#key", False),
+    _f("output_uri", pa.string(), "URI of the restored image; for tar and Parquet records, shard URI#member/key",
+       False),
+    _f("width", pa.int32(), "width in pixels, after EXIF orientation", False),
+    _f("height", pa.int32(), "height in pixels, after EXIF orientation", False),
+    _f("mode", pa.string(), "input pixel mode as Pillow names it (RGB, L, LA, RGBA, P, CMYK, I;16, RGB;16 ...)",
+       False),
+    _f("format", pa.string(), "input image format (JPEG, PNG, WEBP, TIFF, BMP, GIF ...)", False),
+    _f("output_format", pa.string(), "format of the written image", False),
+    _f("status", pa.string(), "restored (at least one task applied) or unchanged (the input bytes are copied when "
+       "the format is kept)", False),
+    *_task_fields(),
+    _f("clipped_high_before", pa.float64(), "share of pixels whose brightest channel is >= 0.995, input"),
+    _f("clipped_high_after", pa.float64(), "the same share in the output"),
+    _f("clipped_low_before", pa.float64(), "share of pixels whose brightest channel is <= 0.005, input"),
+    _f("clipped_low_after", pa.float64(), "the same share in the output"),
+    _f("estimates_before", pa.map_(pa.string(), pa.float64()),
+       "every severity the model estimated on the input (noise_sigma, blur, cast, cast_r/g/b, exposure_ev, "
+       "contrast, gamma, contrast_curve)", False),
+    _f("estimates_after", pa.map_(pa.string(), pa.float64()), "the same estimates on the output", False),
+    _f("bytes_in", pa.int64(), "size of the input image", False),
+    _f("bytes_out", pa.int64(), "size of the written image", False),
+    _f("decode_s", pa.float64(), "seconds spent decoding", False),
+    _f("restore_s", pa.float64(), "seconds of model time: the image's pixel share of its batch", False),
+    _f("measure_s", pa.float64(), "seconds spent on the weight-free measures, before and after", False),
+    _f("encode_s", pa.float64(), "seconds spent encoding", False),
+    _f("model", pa.string(), "name of the weights file", False),
+    _f("weights_sha256", pa.string(), "checksum of the weights", False),
+    _f("device", pa.string(), "device the model ran on (cpu, cuda:0)", False),
+    _f("worker", pa.string(), "host:pid of the worker process", False),
+])
+
+ERRORS_SCHEMA = pa.schema([
+    _f("run_id", pa.string(), "identifier of the run that wrote the row", False),
+    _f("shard", pa.string(), "input shard id", False),
+    _f("index", pa.int64(), "position of the record in its shard; null when the rest of a shard was unreadable"),
+    _f("key", pa.string(), "record key; null when the rest of a shard was unreadable"),
+    _f("source_uri", pa.string(), "URI of the input file, or shard URI#key", False),
+    _f("stage", pa.string(), "where it failed: read, decode, restore, encode or write", False),
+    _f("error_type", pa.string(), "exception class (UnsafeKey, EmptyImage, UnidentifiedImageError, ...)", False),
+    _f("message", pa.string(), "exception message", False),
+    _f("bytes_in", pa.int64(), "size of the record's data, when it was read"),
+    _f("worker", pa.string(), "host:pid of the worker process", False),
+])
+
+
+def table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def markdown(schema: pa.Schema) -> str:
+    """The schema as a Markdown table: column, type, nullable, meaning."""
+    lines = ["| column | type | null | meaning |", "|---|---|---|---|"]
+    for f in schema:
+        doc = f.metadata[b"doc"].decode().replace("|", "\\|")
+        lines.append(f"| `{f.name}` | {f.type} | {'yes' if f.nullable else 'no'} | {doc} |")
+    return "\n".join(lines)

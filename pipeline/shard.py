@@ -1,0 +1,274 @@
+"""One shard, start to finish, with reading, decoding and encoding overlapping the model.
+
+    reader thread ─> decode pool ─> batches ─> model (this thread) ─> encode pool ─> sink (in order)
+
+The reader thread streams records from storage; a small thread pool decodes and measures images
+ahead of the model and encodes and measures their restored copies behind it (Pillow, numpy and
+torch release the GIL, so the stages really overlap). Results are written in input order, then
+the metrics and errors files, then the done-marker, last. Only the current shard's look-ahead is
+in memory, whatever the size of the shard.
+"""
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from functools import partial
+import queue
+import threading
+import time
+
+from fsspec import AbstractFileSystem
+import numpy as np
+
+from model.config import TASKS
+
+from .decode import Decoded, decode
+from .encode import EXTENSIONS, FORMATS, encode, output_format, output_name, same_format
+from .measures import measure
+from .options import RunOptions
+from .progress import Progress, worker_id
+from .schema import ERRORS_SCHEMA, METRICS_SCHEMA, TASK_COLUMNS, table
+from .sinks import FilesSink, OutputPaths, ParquetSink, TarSink, read_json, write_json, write_parquet
+from .sources import Failure, Record, Shard, read_records
+from .storage import filesystem
+
+_END = object()
+
+
+@dataclass
+class Item:
+    """A record on its way through a shard: decoded, restored, measured and encoded in turn."""
+    rec: Record
+    dec: Decoded
+    before: dict  # weight-free measures of the input
+    width: int
+    height: int
+    timings: dict = field(default_factory=dict)
+    out: np.ndarray | None = None
+    estimates: dict = field(default_factory=dict)
+    estimates_after: dict = field(default_factory=dict)
+    applied: dict = field(default_factory=dict)
+    strengths: dict = field(default_factory=dict)
+    status: str = ""
+    after: dict = field(default_factory=dict)
+    data: bytes = b""
+    name: str = ""
+    format: str = ""
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def background(items: Iterable, size: int) -> Iterator:
+    """Iterate `items` in a thread, `size` ahead; exceptions surface in the consumer."""
+    q: queue.Queue = queue.Queue(maxsize=size)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for x in items:
+                while not stop.is_set():
+                    try:
+                        q.put(x, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_END)
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            q.put(e)
+
+    t = threading.Thread(target=produce, daemon=True, name="imagemend-reader")
+    t.start()
+    try:
+        while (x := q.get()) is not _END:
+            if isinstance(x, BaseException):
+                raise x
+            yield x
+    finally:
+        stop.set()
+
+
+def ordered_map(pool: Executor, fn: Callable, items: Iterable, ahead: int) -> Iterator:
+    """fn over items in the pool, at most `ahead` in flight, results in input order."""
+    pending: deque[Future] = deque()
+    for x in items:
+        pending.append(pool.submit(fn, x))
+        if len(pending) > ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _decode(x: Record | Failure, opts: RunOptions) -> Item | Failure:
+    if isinstance(x, Failure):
+        return x
+    t0 = time.perf_counter()
+    try:
+        dec = decode(x.data, opts.max_pixels)
+    except Exception as e:  # corrupt, empty, not an image, too large, unsupported mode
+        return Failure.of(x, "decode", e)
+    t1 = time.perf_counter()
+    before = measure(dec.pixels)
+    return Item(x, dec, before, dec.width, dec.height,
+                {"decode_s": t1 - t0, "measure_s": time.perf_counter() - t1, "encode_s": 0.0})
+
+
+def _finish(it: Item | Failure, opts: RunOptions) -> Item | Failure:
+    """Measure and encode a restored image; an unchanged one keeps its input bytes when the format is kept."""
+    if isinstance(it, Failure):
+        return it
+    fmt = output_format(opts.image_format, it.dec.meta.format)
+    it.format, it.name = fmt, output_name(it.rec.name, it.dec.meta.format, fmt)
+    t0 = time.perf_counter()
+    it.after = measure(it.out) if it.status == "restored" else it.before
+    t1 = time.perf_counter()
+    it.timings["measure_s"] += t1 - t0
+    if it.status == "unchanged" and same_format(it.dec.meta.format, fmt):
+        it.data = it.rec.data
+    else:
+        try:
+            it.data = encode(it.out if it.status == "restored" else it.dec.pixels, it.dec.meta, fmt, opts.quality)
+        except Exception as e:
+            return Failure.of(it.rec, "encode", e)
+        it.timings["encode_s"] = time.perf_counter() - t1
+    it.out = it.dec.pixels = None  # free the pixels while the item waits for its turn to be written
+    return it
+
+
+def metrics_row(it: Item, uri: str, run_id: str, model) -> dict:
+    rec, meta = it.rec, it.dec.meta
+    row = {
+        "run_id": run_id, "shard": rec.shard, "index": rec.index, "key": rec.key, "source_uri": rec.uri,
+        "output_uri": uri, "width": it.width, "height": it.height, "mode": meta.mode,
+        "format": meta.format, "output_format": it.format, "status": it.status,
+    }
+    for t in TASKS:
+        est, meas, *_ = TASK_COLUMNS[t]
+        row.update({
+            f"{t}_applied": bool(it.applied[t]), f"{t}_strength": float(it.strengths[t]),
+            f"{t}_estimate_before": it.estimates[est], f"{t}_estimate_after": it.estimates_after[est],
+            f"{t}_measure_before": it.before[meas], f"{t}_measure_after": it.after[meas],
+        })
+    for side, m in (("before", it.before), ("after", it.after)):
+        row[f"clipped_high_{side}"], row[f"clipped_low_{side}"] = m["clipped_high"], m["clipped_low"]
+    row.update({
+        "estimates_before": it.estimates, "estimates_after": it.estimates_after,
+        "bytes_in": len(rec.data), "bytes_out": len(it.data), **it.timings,
+        "model": model.name, "weights_sha256": model.restorer.weights_sha256, "device": model.device,
+        "worker": worker_id(),
+    })
+    return row
+
+
+def error_row(f: Failure, run_id: str) -> dict:
+    return {"run_id": run_id, "shard": f.shard, "index": f.index, "key": f.key, "source_uri": f.uri,
+            "stage": f.stage, "error_type": f.error_type, "message": f.message, "bytes_in": f.bytes_in,
+            "worker": worker_id()}
+
+
+def _sink(shard: Shard, opts: RunOptions, fs: AbstractFileSystem, paths: OutputPaths):
+    if shard.layout == "tar":
+        return TarSink(fs, paths, shard)
+    if shard.layout == "parquet":  # img2dataset names the column after the format: it follows a change
+        col = out = opts.parquet_image_column
+        if opts.image_format != "same" and col in ("jpg", "jpeg", "png", "webp", "tif", "tiff"):
+            out = EXTENSIONS[FORMATS[opts.image_format]].lstrip(".")
+        return ParquetSink(fs, paths, shard, col, out)
+    return FilesSink(fs, paths, shard)
+
+
+class _Run:
+    """The mutable state of one shard's pass: sink, rows, failures."""
+
+    def __init__(self, shard: Shard, opts: RunOptions, model, sink, progress: Progress):
+        self.shard, self.opts, self.model, self.sink, self.progress = shard, opts, model, sink, progress
+        self.rows: list[dict] = []
+        self.failures: list[Failure] = []
+        self.names: set[str] = set()
+
+    def write(self, it: Item | Failure) -> None:
+        if isinstance(it, Failure):
+            self.failures.append(it)
+            self.progress.tick(failed=1)
+            return
+        if isinstance(self.sink, FilesSink):  # one object per record: a failed write is that record's failure
+            try:
+                if it.name in self.names:
+                    raise FileExistsError(f"output key {it.name!r} collides with another record's")
+                uri = self.sink.add(it.rec, it.name, it.data)
+            except Exception as e:
+                self.failures.append(Failure.of(it.rec, "write", e))
+                return
+            self.names.add(it.name)
+        else:  # a container shard that cannot be written fails the bundle, and Beam retries it
+            uri = self.sink.add(it.rec, it.name, it.data)
+        self.rows.append(metrics_row(it, uri, self.opts.run_id, self.model))
+        self.progress.tick(images=1)
+
+    def stream(self, records: Iterable[Record | Failure], pool: Executor) -> None:
+        ahead = max(2, 2 * self.opts.threads)
+        decoded = ordered_map(pool, partial(_decode, opts=self.opts), background(records, ahead), ahead)
+        pending: deque[Future] = deque()
+        batch: list[Item] = []
+
+        def flush():
+            for out in self.model.restore(batch, self.opts.strengths):
+                pending.append(pool.submit(_finish, out, self.opts))
+            batch.clear()
+            while pending and (len(pending) > ahead or pending[0].done()):
+                self.write(pending.popleft().result())
+
+        for x in decoded:
+            if isinstance(x, Failure):
+                self.write(x)
+                continue
+            batch.append(x)
+            if (sum(it.pixels for it in batch) >= self.opts.pixel_budget
+                    or len(batch) >= self.opts.batch_images):
+                flush()
+        if batch:
+            flush()
+        while pending:
+            self.write(pending.popleft().result())
+
+
+def process_shard(shard: Shard, opts: RunOptions, model, pool: Executor,
+                  progress: Progress) -> dict:
+    """Counts for one shard; a shard with a matching done-marker is skipped (unless --overwrite)."""
+    fs_out, root = filesystem(opts.output, opts.out_storage)
+    paths = OutputPaths(root)
+    marker = None if opts.overwrite else read_json(fs_out, paths.marker(shard.id))
+    if marker and marker.get("fingerprint") == shard.fingerprint:
+        return {**marker["counts"], "shards": 1, "shards_skipped": 1}
+    fs_in, _ = filesystem(shard.base, opts.in_storage)
+    started = time.time()
+    sink = _sink(shard, opts, fs_out, paths)
+    run = _Run(shard, opts, model, sink, progress)
+    try:
+        run.stream(read_records(shard, fs_in, opts), pool)
+        outputs = sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
+    rows = sorted(run.rows, key=lambda r: r["index"])
+    errors = sorted((error_row(f, opts.run_id) for f in run.failures),
+                    key=lambda r: (r["index"] is None, r["index"] or 0))
+    metrics_uri = write_parquet(fs_out, paths.metrics(shard.id), table(rows, METRICS_SCHEMA))
+    errors_uri = write_parquet(fs_out, paths.errors(shard.id), table(errors, ERRORS_SCHEMA))
+    counts = {
+        "records": len(rows) + len(errors), "failed": len(errors),
+        "restored": sum(r["status"] == "restored" for r in rows),
+        "unchanged": sum(r["status"] == "unchanged" for r in rows),
+        "pixels": sum(r["width"] * r["height"] for r in rows),
+        "bytes_in": sum(r["bytes_in"] for r in rows), "bytes_out": sum(r["bytes_out"] for r in rows),
+    }
+    write_json(fs_out, paths.marker(shard.id), {
+        "shard": shard.id, "layout": shard.layout, "fingerprint": shard.fingerprint, "run_id": opts.run_id,
+        "counts": counts, "metrics": metrics_uri, "errors": errors_uri, "outputs": outputs[:1000],
+        "seconds": round(time.time() - started, 3), "worker": worker_id(),
+    })
+    return {**counts, "shards": 1, "shards_processed": 1, "images_processed": len(rows)}

@@ -1,0 +1,104 @@
+"""Where things live: fsspec filesystems, keys that cannot escape a prefix, and writes that appear whole.
+
+Beam has no fsspec filesystem, so every read and write of imagemend goes through these helpers,
+inside its own DoFns. An object store's put is atomic (a multipart upload that never completes
+leaves nothing behind); elsewhere a file is written under a hidden temporary name beside its
+final name and renamed, so a killed worker never leaves a half-written output.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+import posixpath
+import re
+import uuid
+
+import fsspec
+from fsspec import AbstractFileSystem
+
+OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "oci", "oss", "r2", "memory"}
+PARTIAL = ".partial"
+
+
+class UnsafeKey(ValueError):
+    """A key that would leave the output prefix (absolute, '..', drive letter, backslash, NUL)."""
+
+
+def filesystem(url: str, storage_options: dict | None = None) -> tuple[AbstractFileSystem, str]:
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    return fs, path.rstrip("/") or path
+
+
+def to_uri(fs: AbstractFileSystem, path: str) -> str:
+    return fs.unstrip_protocol(path)
+
+
+def join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts if p)])
+
+
+def safe_key(name: str) -> str:
+    """A normalised relative key, or UnsafeKey: tar members like '../../x.jpg' must not escape."""
+    if not name or "\x00" in name or "\\" in name:
+        raise UnsafeKey(f"unsafe name {name!r}")
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        raise UnsafeKey(f"absolute path {name!r}")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise UnsafeKey(f"path escapes its prefix: {name!r}")
+    return "/".join(parts)
+
+
+def inside(root: str, path: str) -> bool:
+    root = root.rstrip("/") + "/"
+    return posixpath.normpath(path).startswith(root) and ".." not in path.split("/")
+
+
+def is_object_store(fs: AbstractFileSystem) -> bool:
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    return bool(protocols & OBJECT_STORES)
+
+
+def _discard(f) -> None:
+    """Abandon an unfinished upload so that nothing becomes visible (and close() will not commit it)."""
+    discard = getattr(f, "discard", None)
+    if discard is not None:
+        discard()
+    with suppress(AttributeError):
+        f.closed = True
+
+
+def clean_partials(fs: AbstractFileSystem, path: str) -> None:
+    """Remove temporaries a killed writer left beside `path` (local and other renaming filesystems)."""
+    if is_object_store(fs):
+        return
+    parent, name = posixpath.split(path)
+    for p in fs.glob(f"{parent}/.{name}.*{PARTIAL}"):
+        fs.rm(p)
+
+
+@contextmanager
+def atomic_open(fs: AbstractFileSystem, path: str) -> Iterator:
+    """A binary file that appears at `path` complete, on leaving the block without an exception."""
+    direct = is_object_store(fs)
+    parent, name = posixpath.split(path)
+    if not direct:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = path if direct else f"{parent}/.{name}.{uuid.uuid4().hex[:12]}{PARTIAL}"
+    f = fs.open(tmp, "wb")
+    try:
+        yield f
+    except BaseException:
+        if direct:
+            _discard(f)
+        else:
+            f.close()
+            fs.rm(tmp)
+        raise
+    f.close()
+    if not direct:
+        fs.mv(tmp, path)
+
+
+def atomic_write(fs: AbstractFileSystem, path: str, data: bytes) -> None:
+    with atomic_open(fs, path) as f:
+        f.write(data)
