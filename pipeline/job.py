@@ -23,18 +23,17 @@ from .sinks import (
     read_json,
     write_manifest,
 )
-from .sources import list_shards
+from .sources import NoInput, list_shards
 from .storage import filesystem, to_uri
 
 LOG = logging.getLogger("imagemend")
 
 
 class JobFailed(RuntimeError):
-    pass
+    """The runner reports that the pipeline failed (the command exits with status 1)."""
 
 
-class NoInput(FileNotFoundError):
-    pass
+__all__ = ["JobFailed", "NoInput", "report", "run"]
 
 
 def beam_counters(result) -> dict[str, int]:

@@ -85,6 +85,10 @@ def message(exc: BaseException) -> str:
 
 # ---------------------------------------------------------------- listing
 
+class NoInput(FileNotFoundError):
+    """Nothing to do: the input URL matches no file (the command exits with status 2)."""
+
+
 def _has_magic(path: str) -> bool:
     return any(c in path for c in "*?[")
 
@@ -108,7 +112,7 @@ def list_files(url: str, storage_options: dict, exclude: str | None = None) -> t
     elif fs.isfile(path):
         base, found = posixpath.dirname(path), {path: fs.info(path)}
     else:
-        raise FileNotFoundError(f"no input at {url}")
+        raise NoInput(f"no input at {url}")
     files = {}
     for p, info in found.items():
         if info.get("type", "file") != "file":

@@ -8,6 +8,7 @@ final name and renamed, so a killed worker never leaves a half-written output.
 
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+import logging
 import posixpath
 import re
 import uuid
@@ -15,6 +16,7 @@ import uuid
 import fsspec
 from fsspec import AbstractFileSystem
 
+LOG = logging.getLogger("imagemend")
 OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "oci", "oss", "r2", "memory"}
 PARTIAL = ".partial"
 
@@ -62,7 +64,10 @@ def _discard(f) -> None:
     """Abandon an unfinished upload so that nothing becomes visible (and close() will not commit it)."""
     discard = getattr(f, "discard", None)
     if discard is not None:
-        discard()
+        try:
+            discard()
+        except Exception as e:  # an upload never completed stays invisible even if it cannot be cancelled
+            LOG.warning("could not cancel the upload of %s: %s", getattr(f, "path", f), e)
     with suppress(AttributeError):
         f.closed = True
 

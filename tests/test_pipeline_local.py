@@ -1,0 +1,196 @@
+"""`imagemend run` end to end on the local filesystem with the in-process FnApiRunner.
+
+Each layout with good records of every mode and bad ones (corrupt, zero-byte, not an image, a tar
+member that tries to escape), read back row by row; resume after a finished and after a killed
+run; the options that change what is written; the exit codes of the command.
+"""
+
+import io
+import logging
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+import numpy as np
+from PIL import Image
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import cli
+
+REPO = Path(__file__).resolve().parents[1]
+VOLATILE = {"run_id", "output_uri", "decode_s", "restore_s", "measure_s", "encode_s", "worker"}
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("layout", ["files", "tar", "parquet"])
+def test_each_layout_end_to_end(tmp_path, local_store, make_archive, run, check, output_bytes, layout, caplog):
+    caplog.set_level(logging.INFO, logger="imagemend")
+    archive = make_archive(local_store, layout)
+    before = snapshot(tmp_path)
+    out = tmp_path / "out"
+    summary = run(archive.input, str(out))
+    metrics, errors = check(archive, str(out), summary)
+
+    after = snapshot(tmp_path)
+    assert {p: b for p, b in after.items() if not p.startswith(str(out) + "/")} == before  # inputs untouched
+    assert not any("escape" in p for p in after)
+    assert not list(tmp_path.parent.glob("escape*")) and not list(tmp_path.parent.parent.glob("escape*"))
+    assert len(list((out / "_done").rglob("*.json"))) == archive.shards
+    assert len(list((out / "metrics").rglob("*.parquet"))) == archive.shards
+    assert summary["beam_counters"]["images"] == len(archive.good)
+    assert summary["beam_counters"]["failures"] == len(archive.bad)
+    assert summary["beam_counters"]["bytes_read"] == sum(r["bytes_in"] for r in metrics) > 0
+    assert any("images/s" in m for m in caplog.messages)  # progress while it runs
+
+    by_key = {r["key"]: r for r in metrics}
+    if layout == "files":
+        assert sorted(str(p.relative_to(out / "images")) for p in (out / "images").rglob("*")
+                      if p.is_file()) == sorted(archive.good)
+        rgb = Image.open(io.BytesIO(output_bytes(local_store, by_key["a/rgb.jpg"]["output_uri"])))
+        assert rgb.getexif().get(0x0112, 1) == 1 and rgb.getexif()[0x010F] == "imagemend-test-camera"
+        assert rgb.info["icc_profile"] == Image.open(Path(archive.input) / "a/rgb.jpg").info["icc_profile"]
+        src = np.asarray(Image.open(Path(archive.input) / "a/rgba.png"))
+        restored = np.asarray(Image.open(out / "images/a/rgba.png"))
+        assert np.array_equal(restored[..., 3], src[..., 3])  # alpha travels untouched
+        assert Image.open(out / "images/a/deep.png").mode == "I;16"
+        import tifffile
+        assert tifffile.imread(out / "images/b/c/deep.tif").dtype == np.uint16
+    if layout == "tar":
+        for name in ("shard-000000.tar", "part/shard-000001.tar"):
+            with tarfile.open(Path(archive.input) / name) as t_in, tarfile.open(out / "images" / name) as t_out:
+                got = {m.name: t_out.extractfile(m).read() for m in t_out}
+                kept = [m.name for m in t_in if m.name.split(".")[0] in archive.good]
+                assert list(got) == kept  # same members, same order, failed samples left out
+                for want in archive.good.values():
+                    if want["image_member"] in got:
+                        assert {k: got[k] for k in want["sidecars"]} == want["sidecars"]
+    if layout == "parquet":
+        for s in ("00000", "00001"):
+            t_in = pq.read_table(Path(archive.input).parent / f"{s}.parquet")
+            t_out = pq.read_table(out / "images" / f"{s}.parquet")
+            assert t_out.schema == t_in.schema
+            rows = t_out.to_pylist()
+            assert [r["key"] for r in rows] == [r["key"] for r in t_in.to_pylist() if r["key"] in archive.good]
+            for r in rows:
+                assert {k: v for k, v in r.items() if k != "jpg"} == archive.good[r["key"]]["carried"]
+
+
+def test_rerun_skips_finished_shards_and_overwrite_redoes_them(tmp_path, local_store, make_archive, run, check):
+    archive = make_archive(local_store, "tar")
+    out = tmp_path / "out"
+    first = run(archive.input, str(out))
+    outputs = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "images").rglob("*.tar")}
+    metrics_files = {p: p.read_bytes() for p in (out / "metrics").rglob("*.parquet")}
+
+    second = run(archive.input, str(out))
+    assert second["counts"]["shards_skipped"] == archive.shards and second["counts"]["shards_processed"] == 0
+    assert second["counts"]["images_processed"] == 0
+    assert second["counts"]["records"] == first["counts"]["records"]  # counts of the finished shards carry over
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "images").rglob("*.tar")} == outputs
+    assert {p: p.read_bytes() for p in (out / "metrics").rglob("*.parquet")} == metrics_files
+    check(archive, str(out), {**second, "run_id": first["run_id"]})  # rows still carry the first run's id
+
+    third = run(archive.input, str(out), overwrite=True)
+    assert third["counts"]["shards_processed"] == archive.shards and third["counts"]["shards_skipped"] == 0
+    check(archive, str(out), third)
+
+
+def _rows(store, out, kind, read_rows):
+    rows = [{k: v for k, v in r.items() if k not in VOLATILE} for r in read_rows(store, out, kind)]
+    return sorted(rows, key=lambda r: (r["shard"], r["index"] if r["index"] is not None else -1))
+
+
+def test_killed_run_resumes_to_the_same_outputs(tmp_path, local_store, make_tar_shards, run, read_rows):
+    shards = 6
+    src = make_tar_shards(local_store, "in", shards=shards, samples=3)
+    (tmp_path / "in" / "shard-0003.tar").write_bytes(b"not a tar at all")  # a broken shard resumes too
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    reference = run(src, str(ref))
+
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--input", src, "--output", str(out),
+                             "--run-id", "killed"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while not list((out / "_done").glob("*.json")) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    done = sorted(p.name for p in (out / "_done").glob("*.json"))
+    assert 1 <= len(done) < shards, f"the run should have been killed midway, not after {done}"
+    assert not (out / "summary.json").exists()
+
+    resumed = run(src, str(out))
+    assert resumed["counts"]["shards_skipped"] == len(done)
+    assert resumed["counts"]["shards_processed"] == shards - len(done)
+    assert {k: resumed["counts"][k] for k in ("records", "restored", "unchanged", "failed")} == \
+        {k: reference["counts"][k] for k in ("records", "restored", "unchanged", "failed")}
+    for name in done:  # finished shards were not redone
+        assert '"run_id": "killed"' in (out / "_done" / name).read_text()
+    assert snapshot(out / "images").keys() == {p.replace(str(ref), str(out)) for p in snapshot(ref / "images")}
+    for p, data in snapshot(ref / "images").items():
+        assert (out / Path(p).relative_to(ref)).read_bytes() == data, p
+    assert not list(out.rglob("*.partial"))
+    assert _rows(local_store, str(out), "metrics", read_rows) == _rows(local_store, str(ref), "metrics", read_rows)
+    assert _rows(local_store, str(out), "errors", read_rows) == _rows(local_store, str(ref), "errors", read_rows)
+    assert len(_rows(local_store, str(out), "errors", read_rows)) == 1  # the broken shard, reported once
+
+
+def test_strength_zero_and_grey_cast_leave_inputs_byte_identical(tmp_path, local_store, make_archive, run):
+    archive = make_archive(local_store, "files")
+    src = Path(archive.input)
+    summary = run(archive.input, str(tmp_path / "zero"), strengths={t: 0.0 for t in ("denoise", "deblur", "cast")})
+    assert summary["counts"]["unchanged"] == len(archive.good) and summary["counts"]["restored"] == 0
+    for key in archive.good:
+        assert (tmp_path / "zero/images" / key).read_bytes() == (src / key).read_bytes(), key
+
+    run(archive.input, str(tmp_path / "cast"), strengths={"cast": 1.0})  # greyscale has no colour cast
+    for key in ("a/grey.png", "a/deep.png"):
+        assert (tmp_path / "cast/images" / key).read_bytes() == (src / key).read_bytes(), key
+
+
+def test_image_format_png_renames_and_reencodes(tmp_path, local_store, make_archive, run, check, read_rows):
+    archive = make_archive(local_store, "files")
+    out = tmp_path / "out"
+    summary = run(archive.input, str(out), image_format="png")
+    check(archive, str(out), summary, image_format="png")
+    for r in read_rows(local_store, str(out), "metrics"):
+        assert r["output_format"] == "PNG" and r["output_uri"].endswith(".png")
+        assert Image.open(out / "images" / (r["key"].rsplit(".", 1)[0] + ".png")).format == "PNG"
+
+
+def test_memory_filesystem_in_process(memory_store, make_archive, run, check):
+    store = memory_store
+    archive = make_archive(store, "parquet")
+    out = store.join("out")
+    check(archive, out, run(archive.input, out))
+
+
+def test_cli_exit_codes(tmp_path, local_store, make_archive, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", "--input", str(tmp_path / "nothing-here"), "--output", str(tmp_path / "o")])
+    assert e.value.code == 2
+
+    archive = make_archive(local_store, "tar")
+    import torch
+    if not torch.cuda.is_available():  # asking for CUDA without it fails the job instead of using the CPU
+        with pytest.raises(SystemExit) as e:
+            cli.main(["run", "--input", archive.input, "--output", str(tmp_path / "gpu"), "--device", "cuda"])
+        assert e.value.code == 1
+        assert "CUDA is not available" in capsys.readouterr().err
+        assert not list((tmp_path / "gpu").rglob("*.json"))  # no shard was marked done
+
+    cli.main(["run", "--input", archive.input, "--output", str(tmp_path / "ok"), "--tasks", "denoise,cast",
+              "--strength", "denoise=0.5"])
+    printed = capsys.readouterr().out
+    assert "records: 9 = " in printed and "metrics:" in printed and "errors:" in printed
