@@ -48,8 +48,8 @@ class NetConfig:
 class LossConfig:
     weights: dict = field(
         default_factory=lambda: {
-            "denoise": 1.0, "deblur": 1.0, "cast": 0.1, "exposure": 0.05, "contrast": 1.0,
-            "severity": 0.02,
+            "denoise": 1.0, "deblur": 1.0, "cast": 1.0, "exposure": 0.3, "contrast": 1.0,
+            "severity": 0.05,
         }
     )
     weighting: str = "fixed"  # or "uncertainty" (Kendall et al. 2018)
