@@ -38,7 +38,7 @@ def damaged_photo(name: str, damage: dict | None, seed: int, max_side: int | Non
         img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     alpha = img.getchannel("A") if img.mode == "RGBA" else None
     params = fixed_params(1, **damage) if damage else None
-    out = Image.fromarray(damaged([np.asarray(img.convert("RGB"))], params, seed)[0])
+    out = Image.fromarray(damaged([np.array(img.convert("RGB"))], params, seed)[0])
     if img.mode == "L":
         return out.convert("L")
     if alpha is not None:

@@ -24,7 +24,7 @@ from .sinks import (
     write_manifest,
 )
 from .sources import NoInput, list_shards
-from .storage import filesystem, to_uri
+from .storage import clean_partials, filesystem, to_uri
 
 LOG = logging.getLogger("imagemend")
 
@@ -60,6 +60,9 @@ def run(opts: RunOptions, beam_argv: list[str]) -> dict:
     paths = OutputPaths(root)
     if opts.overwrite:
         forget_finished(fs, paths)
+    stale = clean_partials(fs, root)
+    if stale:
+        LOG.info("imagemend: removed %d temporary files an interrupted run left in %s", stale, root)
     done = finished_shards(fs, paths)
     manifest = write_manifest(fs, paths, opts.run_id, shards)
     todo = sum(s.id not in done for s in shards)

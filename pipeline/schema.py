@@ -9,15 +9,17 @@ import pyarrow as pa
 
 from model.config import TASKS
 
-# task -> (model estimate key, measure key, unit of the estimate, unit of the measure)
+# task -> (model estimate key, measure key, unit of the estimate, what the measure is)
 TASK_COLUMNS = {
     "denoise": ("noise_sigma", "noise_sigma", "noise sigma, 8-bit steps",
-                "Immerkaer noise sigma, 8-bit steps, mean over colour channels"),
-    "deblur": ("blur", "laplacian_var", "blur radius, px", "variance of the Laplacian of luma, 8-bit units^2"),
-    "cast": ("cast", "cast", "max |log channel gain|", "grey-world cast: max |log(channel mean / luminance)|, "
-             "linear light; null for greyscale"),
+                "Immerkaer noise sigma, 8-bit steps, mean over colour channels; null under 3x3 pixels"),
+    "deblur": ("blur", "laplacian_var", "blur radius, px",
+               "variance of the Laplacian of luma, 8-bit units^2 (lower is blurrier); null under 3x3 pixels"),
+    "cast": ("cast", "cast", "max |log channel gain|", "grey-world cast: max |log(channel mean / luminance)| in "
+             "linear light; null for greyscale and all-black images"),
     "exposure": ("exposure_ev", "luminance", "exposure error, EV", "mean luma in [0, 1]"),
-    "contrast": ("contrast_curve", "rms_contrast", "max |tone curve - identity|", "RMS contrast (std of luma)"),
+    "contrast": ("contrast_curve", "rms_contrast", "max |tone curve - identity|",
+                 "RMS contrast: std of luma in [0, 1]"),
 }
 
 
@@ -35,7 +37,7 @@ def _task_fields() -> list[pa.Field]:
             _f(f"{t}_strength", pa.float64(), f"strength {t} ran at (0 when not applied)", False),
             _f(f"{t}_estimate_before", pa.float64(), f"model estimate `{est}` of the input: {est_unit}", False),
             _f(f"{t}_estimate_after", pa.float64(), f"model estimate `{est}` of the output", False),
-            _f(f"{t}_measure_before", pa.float64(), f"{meas_unit}, input; null when undefined (images under 3x3)"),
+            _f(f"{t}_measure_before", pa.float64(), f"weight-free measure of the input: {meas_unit}"),
             _f(f"{t}_measure_after", pa.float64(), "the same measure of the output"),
         ]
     return fields
@@ -59,10 +61,10 @@ METRICS_SCHEMA = pa.schema([
     _f("status", pa.string(), "restored (at least one task applied) or unchanged (the input bytes are copied when "
        "the format is kept)", False),
     *_task_fields(),
-    _f("clipped_high_before", pa.float64(), "share of pixels whose brightest channel is >= 0.995, input"),
-    _f("clipped_high_after", pa.float64(), "the same share in the output"),
-    _f("clipped_low_before", pa.float64(), "share of pixels whose brightest channel is <= 0.005, input"),
-    _f("clipped_low_after", pa.float64(), "the same share in the output"),
+    _f("clipped_high_before", pa.float64(), "share of input pixels whose brightest channel is >= 0.995", False),
+    _f("clipped_high_after", pa.float64(), "the same share in the output", False),
+    _f("clipped_low_before", pa.float64(), "share of input pixels whose brightest channel is <= 0.005", False),
+    _f("clipped_low_after", pa.float64(), "the same share in the output", False),
     _f("estimates_before", pa.map_(pa.string(), pa.float64()),
        "every severity the model estimated on the input (noise_sigma, blur, cast, cast_r/g/b, exposure_ev, "
        "contrast, gamma, contrast_curve)", False),

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .sources import Record, Shard
-from .storage import atomic_open, atomic_write, clean_partials, filesystem, inside, join, safe_key, to_uri
+from .storage import atomic_open, atomic_write, filesystem, inside, join, safe_key, to_uri
 
 ROW_GROUP_BYTES = 64 << 20
 ROW_GROUP_ROWS = 256
@@ -66,7 +66,6 @@ class _ContainerSink:
 
     def __init__(self, fs: AbstractFileSystem, path: str):
         self.fs, self.path, self.stack, self.file = fs, path, ExitStack(), None
-        clean_partials(fs, path)
 
     def _open(self):
         if self.file is None:
@@ -96,7 +95,6 @@ class FilesSink:
 
     def add(self, rec: Record, name: str, data: bytes) -> str:
         path = self.paths.image(name)
-        clean_partials(self.fs, path)
         atomic_write(self.fs, path, data)
         uri = to_uri(self.fs, path)
         self.written.append(uri)

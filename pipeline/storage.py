@@ -72,13 +72,14 @@ def _discard(f) -> None:
         f.closed = True
 
 
-def clean_partials(fs: AbstractFileSystem, path: str) -> None:
-    """Remove temporaries a killed writer left beside `path` (local and other renaming filesystems)."""
-    if is_object_store(fs):
-        return
-    parent, name = posixpath.split(path)
-    for p in fs.glob(f"{parent}/.{name}.*{PARTIAL}"):
+def clean_partials(fs: AbstractFileSystem, root: str) -> int:
+    """Remove the temporaries that killed writers left under `root`; run once, before any worker starts."""
+    if is_object_store(fs) or not fs.exists(root):
+        return 0
+    stale = [p for p in fs.find(root) if posixpath.basename(p).startswith(".") and p.endswith(PARTIAL)]
+    for p in stale:
         fs.rm(p)
+    return len(stale)
 
 
 @contextmanager

@@ -90,7 +90,10 @@ def test_rerun_skips_finished_shards_and_overwrite_redoes_them(tmp_path, local_s
     outputs = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "images").rglob("*.tar")}
     metrics_files = {p: p.read_bytes() for p in (out / "metrics").rglob("*.parquet")}
 
+    leftover = out / "images" / ".shard-000000.tar.0123456789ab.partial"  # as a killed writer leaves it
+    leftover.write_bytes(b"half a tar")
     second = run(archive.input, str(out))
+    assert not leftover.exists()
     assert second["counts"]["shards_skipped"] == archive.shards and second["counts"]["shards_processed"] == 0
     assert second["counts"]["images_processed"] == 0
     assert second["counts"]["records"] == first["counts"]["records"]  # counts of the finished shards carry over

@@ -1,0 +1,53 @@
+"""The same job on the other runners it must support, and the README's quick start.
+
+- FnApiRunner with several worker processes (--direct_running_mode=multi_processing), as on a
+  cluster: each process loads its own model and the Reshuffle spreads shards over them.
+- PortableRunner with the embedded job server and a LOOPBACK environment: the code path of
+  Spark, Flink and Dataflow, without Java or Docker.
+- `imagemend demo`, with photos scikit-image ships, on the in-process runner.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from PIL import Image
+
+from pipeline import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_multi_process_local_runner(tmp_path, local_store, make_archive, run, check, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    archive = make_archive(local_store, "tar")
+    out = str(tmp_path / "out")
+    summary = run(archive.input, out, beam=["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    metrics, _ = check(archive, out, summary)
+    workers = {r["worker"] for r in metrics}
+    assert workers and not any(w.endswith(f":{os.getpid()}") for w in workers)  # restored in worker processes
+
+
+def test_portable_runner_embedded_job_server_loopback(tmp_path, local_store, make_archive, run, check):
+    archive = make_archive(local_store, "parquet")
+    out = str(tmp_path / "out")
+    summary = run(archive.input, out,
+                  beam=["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"])
+    check(archive, out, summary)
+
+
+def test_demo_quick_start(tmp_path, capsys):
+    out = tmp_path / "demo"
+    cli.main(["demo", "--output", str(out), "--max-side", "40"])
+    printed = capsys.readouterr().out
+    inputs = sorted(p.name for p in (out / "input").iterdir())
+    assert len(inputs) == 7 and "camera.png" in inputs and "logo.png" in inputs
+    summary = json.loads((out / "restored/summary.json").read_text())
+    assert summary["counts"]["records"] == 7 and summary["counts"]["failed"] == 0
+    restored = sorted(p.name for p in (out / "restored/images").iterdir())
+    assert restored == inputs
+    assert Image.open(out / "restored/images/camera.png").mode == "L"
+    assert Image.open(out / "restored/images/logo.png").mode == "RGBA"
+    for what in ("restored images:", "metrics:", "errors:", "records: 7 = "):
+        assert what in printed
+    assert str(out / "restored") in printed

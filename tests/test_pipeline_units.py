@@ -1,0 +1,314 @@
+"""The pieces of the pipeline on their own: keys, listing, codecs, measures, schema docs, options, threads."""
+
+import argparse
+import io
+from pathlib import Path
+import threading
+import time
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps
+import pytest
+
+from pipeline import decode as dec
+from pipeline import encode as enc
+from pipeline import measures, options, schema, shard, sources, storage
+from pipeline.options import RunOptions
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- keys and atomic writes
+
+@pytest.mark.parametrize("name,want", [("a/b.jpg", "a/b.jpg"), ("./a//b.jpg", "a/b.jpg"), ("x", "x")])
+def test_safe_key_normalises(name, want):
+    assert storage.safe_key(name) == want
+
+
+@pytest.mark.parametrize("name", ["../../escape.jpg", "a/../../b", "/etc/passwd", "C:/x.jpg", "a\\..\\b",
+                                  "", ".", "a/\x00b", ".."])
+def test_safe_key_rejects_escapes(name):
+    with pytest.raises(storage.UnsafeKey):
+        storage.safe_key(name)
+
+
+def test_atomic_open_leaves_nothing_when_the_block_fails(tmp_path, local_store):
+    fs = local_store.fs
+    target = str(tmp_path / "d" / "x.bin")
+    with pytest.raises(RuntimeError), storage.atomic_open(fs, target) as f:
+        f.write(b"half")
+        assert not Path(target).exists()  # not visible while it is written
+        raise RuntimeError
+    assert not list((tmp_path / "d").iterdir())
+    storage.atomic_write(fs, target, b"whole")
+    assert Path(target).read_bytes() == b"whole" and [p.name for p in (tmp_path / "d").iterdir()] == ["x.bin"]
+
+
+def test_atomic_open_on_object_store_never_shows_an_aborted_upload(s3_store):
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3_store.storage_options, default_block_size=5 << 20, skip_instance_cache=True)
+    path = s3_store.path("big.bin")
+    with pytest.raises(RuntimeError), storage.atomic_open(fs, path) as f:
+        f.write(b"x" * (11 << 20))
+        f.flush()
+        assert f.mpu is not None  # a multipart upload is under way: parts are on the server
+        raise RuntimeError
+    fs.invalidate_cache()
+    assert not fs.exists(path)
+    storage.atomic_write(fs, path, b"whole")
+    assert fs.cat_file(path) == b"whole"
+
+
+# ---------------------------------------------------------------- listing
+
+def test_listing_prefix_glob_and_single_file(local_store):
+    for key in ("a/1.jpg", "a/2.png", "a/b/3.jpg", "a/.DS_Store", "a/_SUCCESS", "a/out/9.jpg", "z.txt"):
+        local_store.put("in", key, b"x" * 3)
+    base, files = sources.list_files(local_store.join("in"), {}, exclude=local_store.fs.unstrip_protocol(
+        local_store.path("in", "a", "out")))
+    assert base.endswith("/in") and files == {"a/1.jpg": 3, "a/2.png": 3, "a/b/3.jpg": 3, "z.txt": 3}
+    base, files = sources.list_files(local_store.join("in", "a", "**", "*.jpg"), {})
+    assert base.endswith("/in/a") and set(files) == {"1.jpg", "b/3.jpg", "out/9.jpg"}
+    base, files = sources.list_files(local_store.join("in", "z.txt"), {})
+    assert base.endswith("/in") and files == {"z.txt": 3}
+    with pytest.raises(sources.NoInput):
+        sources.list_files(local_store.join("missing"), {})
+
+
+def test_layout_detection():
+    assert sources.detect_layout(["a.tar", "b.tar", "README.md"]) == "tar"
+    assert sources.detect_layout(["00000.parquet", "00000_stats.json"]) == "parquet"
+    assert sources.detect_layout(["a.jpg", "b.tar"]) == "files"
+    assert sources.detect_layout(["a.jpg", "notes.txt"]) == "files"
+
+
+def test_virtual_shards_are_stable_and_keep_stems_together():
+    files = {f"d/{i:03d}.jpg": 1 for i in range(7)} | {"d/002.json": 1, "d/002.txt": 1, "e/x.png": 1, "y.jpg": 1}
+    shards = sources.group_files(files, "file:///in", per_shard=3)
+    assert [s.id for s in shards] == ["part-00000", "d/part-00000", "d/part-00001", "d/part-00002", "e/part-00000"]
+    assert shards[1].items == ("d/000.jpg", "d/001.jpg", "d/002.jpg", "d/002.json", "d/002.txt")
+    assert sum(len(s.items) for s in shards) == len(files)
+    again = sources.group_files(dict(reversed(list(files.items()))), "file:///in", per_shard=3)
+    assert again == shards and [s.fingerprint for s in again] == [s.fingerprint for s in shards]
+    changed = sources.group_files({**files, "d/006.jpg": 2}, "file:///in", per_shard=3)
+    assert [s.fingerprint for s in changed][:3] == [s.fingerprint for s in shards][:3]
+    assert changed[3].fingerprint != shards[3].fingerprint  # a resized file invalidates its shard's marker
+    assert sources.Shard.from_json(shards[1].to_json()) == shards[1]
+
+
+def test_input_inside_output_is_refused(local_store):
+    local_store.put("out", "in", "a.jpg", b"x")
+    opts = RunOptions(input=local_store.join("out", "in"), output=local_store.join("out"))
+    with pytest.raises(ValueError, match="inside output"):
+        sources.list_shards(opts)
+
+
+# ---------------------------------------------------------------- decode and encode
+
+def _png(arr, **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG", **kw)
+    return buf.getvalue()
+
+
+def test_decode_modes_to_model_arrays():
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (5, 7, 3), dtype=np.uint8)
+    cases = {
+        "L": (_png(rgb[..., 0]), (5, 7), np.uint8),
+        "LA": (_png(np.dstack([rgb[..., 0], rgb[..., 1]])), (5, 7, 2), np.uint8),
+        "RGBA": (_png(np.dstack([rgb, rgb[..., :1]])), (5, 7, 4), np.uint8),
+        "I;16": (_png(rng.integers(0, 65535, (5, 7), dtype=np.uint16)), (5, 7), np.uint16),
+        "1": (_save(Image.fromarray(rgb[..., 0] > 128), "PNG"), (5, 7), np.uint8),
+        "P": (_save(Image.fromarray(rgb).convert("P"), "GIF"), (5, 7, 3), np.uint8),
+        "CMYK": (_save(Image.frombytes("CMYK", (7, 5), rng.integers(0, 255, 140, np.uint8).tobytes()), "JPEG"),
+                 (5, 7, 3), np.uint8),
+        "F": (_save(Image.fromarray(rng.random((5, 7), dtype=np.float32)), "TIFF"), (5, 7), np.float32),
+    }
+    buf = io.BytesIO()
+    deep = rng.integers(0, 65535, (5, 7, 3), dtype=np.uint16)
+    tifffile.imwrite(buf, deep, photometric="rgb")
+    cases["RGB;16"] = (buf.getvalue(), (5, 7, 3), np.uint16)
+    for mode, (data, shape, dtype) in cases.items():
+        d = dec.decode(data)
+        assert (d.pixels.shape, d.pixels.dtype, d.meta.mode) == (shape, dtype, mode), mode
+        assert d.pixels.dtype.isnative
+    assert np.array_equal(dec.decode(cases["RGB;16"][0]).pixels, deep)  # 16 bits kept, not cut to 8
+
+
+def _save(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_applied_and_reset(orientation):
+    rgb = np.random.default_rng(orientation).integers(0, 255, (6, 10, 3), dtype=np.uint8)
+    ex = Image.Exif()
+    ex[0x0112], ex[0x010F] = orientation, "cam"
+    data = _save(Image.fromarray(rgb), "PNG", exif=ex.tobytes())
+    d = dec.decode(data)
+    assert np.array_equal(d.pixels, np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data)))))
+    out = Image.open(io.BytesIO(enc.encode(d.pixels, d.meta, "JPEG")))
+    assert out.getexif().get(0x0112) == 1 and out.getexif()[0x010F] == "cam"
+
+
+def test_encode_keeps_pixels_exif_and_icc_in_lossless_formats():
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rng = np.random.default_rng(1)
+    arrays = [rng.integers(0, 255, (4, 6), dtype=np.uint8), rng.integers(0, 255, (4, 6, 2), dtype=np.uint8),
+              rng.integers(0, 255, (4, 6, 3), dtype=np.uint8), rng.integers(0, 255, (4, 6, 4), dtype=np.uint8),
+              rng.integers(0, 65535, (4, 6), dtype=np.uint16), rng.integers(0, 65535, (4, 6, 3), dtype=np.uint16)]
+    ex = Image.Exif()
+    ex[0x010F] = "cam"
+    for fmt in ("PNG", "TIFF"):
+        for arr in arrays:
+            if fmt == "PNG" and arr.dtype == np.uint16 and arr.ndim == 3:
+                continue  # Pillow has no 16-bit colour PNG: reduced to 8 bits (below)
+            colour = arr.ndim == 3 and arr.shape[2] >= 3
+            meta = dec.Meta(format=fmt, mode="?", exif=ex.tobytes(), icc=icc if colour else None)
+            back = dec.decode(enc.encode(arr, meta, fmt))
+            assert np.array_equal(back.pixels, arr), (fmt, arr.shape, arr.dtype)
+            if colour:
+                assert back.meta.icc == icc
+            if arr.dtype == np.uint8:
+                assert Image.open(io.BytesIO(enc.encode(arr, meta, fmt))).getexif()[0x010F] == "cam"
+    reduced = dec.decode(enc.encode(arrays[5], dec.Meta("PNG", "?"), "PNG")).pixels
+    assert reduced.dtype == np.uint8 and np.abs(reduced.astype(int) - arrays[5] // 257).max() <= 1
+
+
+@pytest.mark.parametrize("fmt,shape,dtype,mode", [
+    ("JPEG", (4, 6, 4), np.uint8, "RGB"), ("JPEG", (4, 6, 2), np.uint8, "L"), ("JPEG", (4, 6), np.uint16, "L"),
+    ("WEBP", (4, 6), np.uint8, "RGB"), ("WEBP", (4, 6, 2), np.uint8, "RGBA"), ("GIF", (4, 6, 3), np.uint8, "P"),
+    ("BMP", (4, 6, 3), np.float32, "RGB"),
+])
+def test_encode_reduces_to_what_the_format_holds(fmt, shape, dtype, mode):
+    arr = np.zeros(shape, dtype=dtype)
+    assert Image.open(io.BytesIO(enc.encode(arr, dec.Meta(fmt, "?"), fmt))).mode == mode
+
+
+def test_jpeg_reencoded_with_its_own_tables():
+    rgb = np.random.default_rng(2).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    low = dec.decode(_save(Image.fromarray(rgb), "JPEG", quality=30))
+    high = dec.decode(_save(Image.fromarray(rgb), "JPEG", quality=95))
+    a, b = enc.encode(low.pixels, low.meta, "JPEG"), enc.encode(high.pixels, high.meta, "JPEG")
+    assert Image.open(io.BytesIO(a)).quantization == Image.open(io.BytesIO(_save(Image.fromarray(rgb), "JPEG",
+                                                                                   quality=30))).quantization
+    assert len(a) < len(b)
+    assert len(enc.encode(high.pixels, high.meta, "JPEG", quality=30)) < len(b)
+
+
+def test_output_names_follow_the_format():
+    assert enc.output_name("a/b.jpg", "JPEG", "JPEG") == "a/b.jpg"
+    assert enc.output_name("a/b.JPG", "MPO", "JPEG") == "a/b.JPG"
+    assert enc.output_name("s/0001.left.jpg", "JPEG", "PNG") == "s/0001.left.png"
+    assert enc.output_format("same", "MPO") == "JPEG" and enc.output_format("webp", "PNG") == "WEBP"
+
+
+@pytest.mark.parametrize("data,error", [(b"", dec.EmptyImage), (b"hello", Exception), (None, Exception)])
+def test_decode_rejects_non_images(data, error):
+    if data is None:
+        data = _save(Image.fromarray(np.zeros((64, 64, 3), np.uint8) + 90), "JPEG")[:150]
+    with pytest.raises(error):
+        dec.decode(data)
+
+
+def test_decode_refuses_images_over_the_pixel_limit():
+    data = _save(Image.new("L", (300, 200)), "PNG")
+    with pytest.raises(dec.ImageTooLarge):
+        dec.decode(data, max_pixels=300 * 200 - 1)
+    assert dec.decode(data, max_pixels=300 * 200).pixels.shape == (200, 300)
+
+
+# ---------------------------------------------------------------- measures
+
+def test_measures_respond_to_what_they_measure():
+    rng = np.random.default_rng(3)
+    flat = np.full((120, 160, 3), 128.0)
+    noisy = np.clip(flat + rng.normal(0, 10, flat.shape), 0, 255).round().astype(np.uint8)
+    assert abs(measures.measure(noisy)["noise_sigma"] - 10) < 1.0
+    assert measures.measure(flat.astype(np.uint8))["noise_sigma"] == 0
+
+    from skimage import data, filters
+    photo = data.camera()[::2, ::2]
+    blurred = (filters.gaussian(photo, 2) * 255).round().astype(np.uint8)
+    assert measures.measure(blurred)["laplacian_var"] < 0.2 * measures.measure(photo)["laplacian_var"]
+
+    neutral = np.full((8, 8, 3), 100, np.uint8)
+    tinted = neutral * np.array([1.3, 1.0, 0.7])
+    assert measures.measure(neutral)["cast"] < 1e-3 and measures.measure(tinted.astype(np.uint8))["cast"] > 0.2
+    half = np.zeros((10, 10), np.uint8)
+    half[:5] = 255
+    m = measures.measure(half)
+    assert (m["clipped_high"], m["clipped_low"], m["luminance"]) == (0.5, 0.5, 0.5)
+    assert m["rms_contrast"] == pytest.approx(0.5) and m["cast"] is None
+    assert measures.measure(np.zeros((1, 1, 3), np.uint16))["noise_sigma"] is None
+
+
+def test_measures_do_not_depend_on_strips_or_dtype(monkeypatch):
+    rng = np.random.default_rng(4)
+    img = rng.integers(0, 255, (50, 40, 3), dtype=np.uint8)
+    whole = measures.measure(img)
+    as16 = measures.measure(img.astype(np.uint16) * 257)
+    asf = measures.measure(img.astype(np.float32) / 255)
+    monkeypatch.setattr(measures, "STRIP", 7)
+    strips = measures.measure(img)
+    for k, v in whole.items():
+        assert strips[k] == pytest.approx(v) and as16[k] == pytest.approx(v, rel=1e-4, abs=1e-6)
+        assert asf[k] == pytest.approx(v, rel=1e-4, abs=1e-6)
+    monkeypatch.setattr(measures, "SAMPLE", 500)  # beyond SAMPLE pixels only some strips are measured
+    sampled = measures.measure(img)
+    assert sampled["noise_sigma"] == pytest.approx(whole["noise_sigma"], rel=0.1)
+
+
+# ---------------------------------------------------------------- schema, options, threads
+
+def test_schemas_are_documented_in_architecture_md():
+    text = (REPO / "docs" / "ARCHITECTURE.md").read_text()
+    assert schema.markdown(schema.METRICS_SCHEMA) in text
+    assert schema.markdown(schema.ERRORS_SCHEMA) in text
+
+
+def test_options_parse_tasks_strengths_and_beam_flags():
+    p = argparse.ArgumentParser()
+    options.add_arguments(p)
+    args = p.parse_args(["--input", "i", "--output", "o", "--tasks", "denoise,cast", "--strength", "cast=0.5"])
+    opts = options.from_args(args)
+    assert opts.strengths == {"denoise": 1.0, "cast": 0.5} and opts.run_id
+    assert options.parse_strength("0.3") == {t: 0.3 for t in ("denoise", "deblur", "cast", "exposure", "contrast")}
+    for bad in ("sharpen", "denoise,zoom"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            options.parse_tasks(bad)
+    with pytest.raises(ValueError):
+        RunOptions("i", "o", strengths={"zoom": 1.0})
+    assert options.beam_args([]) == ["--runner=FnApiRunner"]  # never the Prism-downloading default
+    assert options.beam_args(["--runner", "PortableRunner"]) == ["--runner", "PortableRunner"]
+    assert "--direct_num_workers=3" in options.beam_args([], workers=3)
+
+
+def test_background_and_ordered_map_keep_order_and_surface_errors():
+    from concurrent.futures import ThreadPoolExecutor
+
+    def slow(x):
+        time.sleep(0.001 * (x % 3))
+        return x * x
+
+    with ThreadPoolExecutor(3) as pool:
+        assert list(shard.ordered_map(pool, slow, shard.background(range(50), 4), 5)) == [x * x for x in range(50)]
+
+    def broken():
+        yield 1
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(shard.background(broken(), 2))
+    before = threading.active_count()
+    gen = shard.background(iter(range(10_000)), 2)
+    next(gen)
+    gen.close()  # a consumer that stops early does not leave its reader thread blocked
+    time.sleep(0.5)
+    assert threading.active_count() <= before
