@@ -72,4 +72,29 @@ def main(args: argparse.Namespace) -> dict:
     print(f"imagemend demo: {len(written)} damaged photos from scikit-image in {inputs}")
     summary = job.run(opts, options.beam_args(args.beam_argv, args.workers))
     print(job.report(summary))
+    print(per_image(restored, opts.out_storage))
     return summary
+
+
+def per_image(output: str, storage_options: dict) -> str:
+    """One line per photo from the metrics files: what ran, and the noise and cast measures before -> after."""
+    import pyarrow.parquet as pq
+
+    from model.config import TASKS
+
+    fs, root = filesystem(output, storage_options)
+    rows = []
+    for path in sorted(fs.find(join(root, "metrics"))):
+        with fs.open(path, "rb") as f:
+            rows += pq.read_table(f).to_pylist()
+    lines = [f"{'image':24} {'status':9} {'applied':34} {'noise sigma':>15} {'cast':>13}"]
+    for r in sorted(rows, key=lambda r: r["key"]):
+        applied = ",".join(t for t in TASKS if r[f"{t}_applied"]) or "-"
+
+        def arrow(before, after, fmt):
+            return "-" if before is None else f"{before:{fmt}} -> {after:{fmt}}"
+
+        lines.append(f"{r['key']:24} {r['status']:9} {applied:34} "
+                     f"{arrow(r['denoise_measure_before'], r['denoise_measure_after'], '5.1f'):>15} "
+                     f"{arrow(r['cast_measure_before'], r['cast_measure_after'], '.3f'):>13}")
+    return "\n".join(lines)

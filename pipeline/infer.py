@@ -92,7 +92,8 @@ class RestoreShards(beam.DoFn):
     def setup(self) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        tag = f"{self.opts.weights}|{self.opts.device}|{self.opts.tile}|{self.opts.pixel_budget}"
+        o = self.opts
+        tag = f"{o.weights}|{o.device}|{o.amp}|{o.tile}|{o.pixel_budget}|{o.torch_threads}"
         self.model = self._shared.acquire(partial(load_model, self.opts), tag=tag)
         self.pool = ThreadPoolExecutor(max(1, self.opts.threads), thread_name_prefix="imagemend")
         self.progress = Progress()

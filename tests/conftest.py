@@ -300,7 +300,7 @@ def open_output(store: Store, uri: str) -> bytes:
     return next(v for k, v in row.items() if isinstance(v, bytes))
 
 
-def check_run(archive: Archive, output: str, summary: dict, image_format: str = "same") -> tuple[list, list]:
+def _check_run(archive: Archive, output: str, summary: dict, image_format: str = "same") -> tuple[list, list]:
     """Every input record exactly once, in metrics or in errors, with the right facts; outputs readable."""
     from model.config import TASKS
 
@@ -346,8 +346,8 @@ def check_run(archive: Archive, output: str, summary: dict, image_format: str = 
 
 
 @pytest.fixture
-def check():
-    return check_run
+def check_run():
+    return _check_run
 
 
 @pytest.fixture
@@ -355,7 +355,7 @@ def output_bytes():
     return open_output
 
 
-def run_job(input: str, output: str, storage_options: dict | None = None, beam: list[str] | None = None,
+def _run_job(input: str, output: str, storage_options: dict | None = None, beam: list[str] | None = None,
             **kw) -> dict:
     """The job exactly as `imagemend run` starts it, in this process, with the in-process FnApiRunner."""
     from pipeline import job, options
@@ -365,8 +365,8 @@ def run_job(input: str, output: str, storage_options: dict | None = None, beam: 
 
 
 @pytest.fixture
-def run():
-    return run_job
+def run_job():
+    return _run_job
 
 
 def build_tar_shards(store: Store, prefix: str, shards: int, samples: int, seed: int = 0) -> str:

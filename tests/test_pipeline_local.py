@@ -31,13 +31,13 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("layout", ["files", "tar", "parquet"])
-def test_each_layout_end_to_end(tmp_path, local_store, make_archive, run, check, output_bytes, layout, caplog):
+def test_each_layout_end_to_end(tmp_path, local_store, make_archive, run_job, check_run, output_bytes, layout, caplog):
     caplog.set_level(logging.INFO, logger="imagemend")
     archive = make_archive(local_store, layout)
     before = snapshot(tmp_path)
     out = tmp_path / "out"
-    summary = run(archive.input, str(out))
-    metrics, errors = check(archive, str(out), summary)
+    summary = run_job(archive.input, str(out))
+    metrics, errors = check_run(archive, str(out), summary)
 
     after = snapshot(tmp_path)
     assert {p: b for p, b in after.items() if not p.startswith(str(out) + "/")} == before  # inputs untouched
@@ -49,6 +49,7 @@ def test_each_layout_end_to_end(tmp_path, local_store, make_archive, run, check,
     assert summary["beam_counters"]["failures"] == len(archive.bad)
     assert summary["beam_counters"]["bytes_read"] == sum(r["bytes_in"] for r in metrics) > 0
     assert any("images/s" in m for m in caplog.messages)  # progress while it runs
+    assert sum(m.startswith("imagemend: loaded") for m in caplog.messages) == 1  # one model per process
 
     by_key = {r["key"]: r for r in metrics}
     if layout == "files":
@@ -83,27 +84,27 @@ def test_each_layout_end_to_end(tmp_path, local_store, make_archive, run, check,
                 assert {k: v for k, v in r.items() if k != "jpg"} == archive.good[r["key"]]["carried"]
 
 
-def test_rerun_skips_finished_shards_and_overwrite_redoes_them(tmp_path, local_store, make_archive, run, check):
+def test_rerun_skips_finished_shards_and_overwrite_redoes_them(tmp_path, local_store, make_archive, run_job, check_run):
     archive = make_archive(local_store, "tar")
     out = tmp_path / "out"
-    first = run(archive.input, str(out))
+    first = run_job(archive.input, str(out))
     outputs = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "images").rglob("*.tar")}
     metrics_files = {p: p.read_bytes() for p in (out / "metrics").rglob("*.parquet")}
 
     leftover = out / "images" / ".shard-000000.tar.0123456789ab.partial"  # as a killed writer leaves it
     leftover.write_bytes(b"half a tar")
-    second = run(archive.input, str(out))
+    second = run_job(archive.input, str(out))
     assert not leftover.exists()
     assert second["counts"]["shards_skipped"] == archive.shards and second["counts"]["shards_processed"] == 0
     assert second["counts"]["images_processed"] == 0
     assert second["counts"]["records"] == first["counts"]["records"]  # counts of the finished shards carry over
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "images").rglob("*.tar")} == outputs
     assert {p: p.read_bytes() for p in (out / "metrics").rglob("*.parquet")} == metrics_files
-    check(archive, str(out), {**second, "run_id": first["run_id"]})  # rows still carry the first run's id
+    check_run(archive, str(out), {**second, "run_id": first["run_id"]})  # rows still carry the first run's id
 
-    third = run(archive.input, str(out), overwrite=True)
+    third = run_job(archive.input, str(out), overwrite=True)
     assert third["counts"]["shards_processed"] == archive.shards and third["counts"]["shards_skipped"] == 0
-    check(archive, str(out), third)
+    check_run(archive, str(out), third)
 
 
 def _rows(store, out, kind, read_rows):
@@ -111,12 +112,12 @@ def _rows(store, out, kind, read_rows):
     return sorted(rows, key=lambda r: (r["shard"], r["index"] if r["index"] is not None else -1))
 
 
-def test_killed_run_resumes_to_the_same_outputs(tmp_path, local_store, make_tar_shards, run, read_rows):
+def test_killed_run_resumes_to_the_same_outputs(tmp_path, local_store, make_tar_shards, run_job, read_rows):
     shards = 6
     src = make_tar_shards(local_store, "in", shards=shards, samples=3)
     (tmp_path / "in" / "shard-0003.tar").write_bytes(b"not a tar at all")  # a broken shard resumes too
     ref, out = tmp_path / "ref", tmp_path / "out"
-    reference = run(src, str(ref))
+    reference = run_job(src, str(ref))
 
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--input", src, "--output", str(out),
@@ -133,7 +134,7 @@ def test_killed_run_resumes_to_the_same_outputs(tmp_path, local_store, make_tar_
     assert 1 <= len(done) < shards, f"the run should have been killed midway, not after {done}"
     assert not (out / "summary.json").exists()
 
-    resumed = run(src, str(out))
+    resumed = run_job(src, str(out))
     assert resumed["counts"]["shards_skipped"] == len(done)
     assert resumed["counts"]["shards_processed"] == shards - len(done)
     assert {k: resumed["counts"][k] for k in ("records", "restored", "unchanged", "failed")} == \
@@ -149,34 +150,34 @@ def test_killed_run_resumes_to_the_same_outputs(tmp_path, local_store, make_tar_
     assert len(_rows(local_store, str(out), "errors", read_rows)) == 1  # the broken shard, reported once
 
 
-def test_strength_zero_and_grey_cast_leave_inputs_byte_identical(tmp_path, local_store, make_archive, run):
+def test_strength_zero_and_grey_cast_leave_inputs_byte_identical(tmp_path, local_store, make_archive, run_job):
     archive = make_archive(local_store, "files")
     src = Path(archive.input)
-    summary = run(archive.input, str(tmp_path / "zero"), strengths={t: 0.0 for t in ("denoise", "deblur", "cast")})
+    summary = run_job(archive.input, str(tmp_path / "zero"), strengths={t: 0.0 for t in ("denoise", "deblur", "cast")})
     assert summary["counts"]["unchanged"] == len(archive.good) and summary["counts"]["restored"] == 0
     for key in archive.good:
         assert (tmp_path / "zero/images" / key).read_bytes() == (src / key).read_bytes(), key
 
-    run(archive.input, str(tmp_path / "cast"), strengths={"cast": 1.0})  # greyscale has no colour cast
+    run_job(archive.input, str(tmp_path / "cast"), strengths={"cast": 1.0})  # greyscale has no colour cast
     for key in ("a/grey.png", "a/deep.png"):
         assert (tmp_path / "cast/images" / key).read_bytes() == (src / key).read_bytes(), key
 
 
-def test_image_format_png_renames_and_reencodes(tmp_path, local_store, make_archive, run, check, read_rows):
+def test_image_format_png_renames_and_reencodes(tmp_path, local_store, make_archive, run_job, check_run, read_rows):
     archive = make_archive(local_store, "files")
     out = tmp_path / "out"
-    summary = run(archive.input, str(out), image_format="png")
-    check(archive, str(out), summary, image_format="png")
+    summary = run_job(archive.input, str(out), image_format="png")
+    check_run(archive, str(out), summary, image_format="png")
     for r in read_rows(local_store, str(out), "metrics"):
         assert r["output_format"] == "PNG" and r["output_uri"].endswith(".png")
         assert Image.open(out / "images" / (r["key"].rsplit(".", 1)[0] + ".png")).format == "PNG"
 
 
-def test_memory_filesystem_in_process(memory_store, make_archive, run, check):
+def test_memory_filesystem_in_process(memory_store, make_archive, run_job, check_run):
     store = memory_store
     archive = make_archive(store, "parquet")
     out = store.join("out")
-    check(archive, out, run(archive.input, out))
+    check_run(archive, out, run_job(archive.input, out))
 
 
 def test_cli_exit_codes(tmp_path, local_store, make_archive, capsys):

@@ -9,13 +9,13 @@ import pytest
 LAYOUTS = ["files", "tar", "parquet"]
 
 
-def _run_and_check(store, make_archive, run, check, layout):
+def _run_and_check(store, make_archive, run_job, check_run, layout):
     archive = make_archive(store, layout)
     bucket = store.path()
     before = set(store.fs.find(bucket))
     out = store.join("restored")
-    summary = run(archive.input, out, storage_options=store.storage_options)
-    check(archive, out, summary)
+    summary = run_job(archive.input, out, storage_options=store.storage_options)
+    check_run(archive, out, summary)
     new = set(store.fs.find(bucket)) - before
     assert new and all(p.startswith(store.path("restored") + "/") for p in new), sorted(new)
     assert not any("escape" in p for p in new)
@@ -23,22 +23,22 @@ def _run_and_check(store, make_archive, run, check, layout):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_s3_end_to_end(s3_store, make_archive, run, check, layout):
-    _run_and_check(s3_store, make_archive, run, check, layout)
+def test_s3_end_to_end(s3_store, make_archive, run_job, check_run, layout):
+    _run_and_check(s3_store, make_archive, run_job, check_run, layout)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_gcs_end_to_end(gcs_store, make_archive, run, check, layout):
-    _run_and_check(gcs_store, make_archive, run, check, layout)
+def test_gcs_end_to_end(gcs_store, make_archive, run_job, check_run, layout):
+    _run_and_check(gcs_store, make_archive, run_job, check_run, layout)
 
 
-def test_gcs_input_to_s3_output_with_separate_options(gcs_store, s3_store, make_archive, run, check):
+def test_gcs_input_to_s3_output_with_separate_options(gcs_store, s3_store, make_archive, run_job, check_run):
     archive = make_archive(gcs_store, "tar")
     out = s3_store.join("from-gcs")
-    summary = run(archive.input, out, input_storage_options=gcs_store.storage_options,
+    summary = run_job(archive.input, out, input_storage_options=gcs_store.storage_options,
                   output_storage_options=s3_store.storage_options)
     archive.store = s3_store  # outputs are read back from S3
-    check(archive, out, summary)
-    again = run(archive.input, out, input_storage_options=gcs_store.storage_options,
+    check_run(archive, out, summary)
+    again = run_job(archive.input, out, input_storage_options=gcs_store.storage_options,
                 output_storage_options=s3_store.storage_options)
     assert again["counts"]["shards_skipped"] == archive.shards  # resume works on an object store too

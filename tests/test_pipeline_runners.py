@@ -18,22 +18,23 @@ from pipeline import cli
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_multi_process_local_runner(tmp_path, local_store, make_archive, run, check, monkeypatch):
+def test_multi_process_local_runner(tmp_path, local_store, make_archive, run_job, check_run, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     archive = make_archive(local_store, "tar")
     out = str(tmp_path / "out")
-    summary = run(archive.input, out, beam=["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
-    metrics, _ = check(archive, out, summary)
+    summary = run_job(archive.input, out, beam=["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    metrics, _ = check_run(archive, out, summary)
     workers = {r["worker"] for r in metrics}
-    assert workers and not any(w.endswith(f":{os.getpid()}") for w in workers)  # restored in worker processes
+    assert not any(w.endswith(f":{os.getpid()}") for w in workers)  # restored in the worker processes
+    assert len(workers) == 2  # the Reshuffle spread the two shards over both (without it one gets all)
 
 
-def test_portable_runner_embedded_job_server_loopback(tmp_path, local_store, make_archive, run, check):
+def test_portable_runner_embedded_job_server_loopback(tmp_path, local_store, make_archive, run_job, check_run):
     archive = make_archive(local_store, "parquet")
     out = str(tmp_path / "out")
-    summary = run(archive.input, out,
+    summary = run_job(archive.input, out,
                   beam=["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"])
-    check(archive, out, summary)
+    check_run(archive, out, summary)
 
 
 def test_demo_quick_start(tmp_path, capsys):
@@ -48,6 +49,6 @@ def test_demo_quick_start(tmp_path, capsys):
     assert restored == inputs
     assert Image.open(out / "restored/images/camera.png").mode == "L"
     assert Image.open(out / "restored/images/logo.png").mode == "RGBA"
-    for what in ("restored images:", "metrics:", "errors:", "records: 7 = "):
+    for what in ("restored images:", "metrics:", "errors:", "records: 7 = ", "astronaut.jpg", "logo.png"):
         assert what in printed
     assert str(out / "restored") in printed
