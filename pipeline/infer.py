@@ -41,10 +41,17 @@ class LoadedModel:
         return str(self.restorer.device)
 
     def restore(self, items: list[Item], strengths: dict[str, float]) -> list[Item | Failure]:
-        """Restore a batch; if it fails, retry one by one so that only the culprit is reported."""
+        """Restore a batch; if it fails, retry one by one so that only the culprit is reported.
+
+        A device error (CUDA out of memory with the tiles already bounded, a lost GPU) is not the
+        image's fault: it fails the bundle, so Beam retries it and no shard is marked done with
+        every record in errors.
+        """
         try:
             return self._restore(items, strengths)
         except Exception as e:
+            if device_error(e):
+                raise
             if len(items) == 1:
                 return [Failure.of(items[0].rec, "restore", e)]
             return [out for it in items for out in self.restore([it], strengths)]
@@ -63,6 +70,14 @@ class LoadedModel:
             it.estimates_after = after_of.get(i, r.estimates)
             it.timings["restore_s"] = seconds * it.pixels / total
         return items
+
+
+def device_error(e: BaseException) -> bool:
+    import torch
+
+    text = str(e)
+    return isinstance(e, torch.cuda.OutOfMemoryError) or (
+        isinstance(e, RuntimeError) and any(w in text for w in ("CUDA", "cuDNN", "cuBLAS", "NCCL")))
 
 
 def model_name(weights: str | None) -> str:

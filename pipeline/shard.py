@@ -66,23 +66,25 @@ def background(items: Iterable, size: int) -> Iterator:
     q: queue.Queue = queue.Queue(maxsize=size)
     stop = threading.Event()
 
+    def put(x) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(x, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer has gone
+
     def produce():
         try:
             for x in items:
-                while not stop.is_set():
-                    try:
-                        q.put(x, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(x):
                     return
-            q.put(_END)
+            put(_END)
         except BaseException as e:  # handed to the consumer, which re-raises it
-            q.put(e)
+            put(e)
 
-    t = threading.Thread(target=produce, daemon=True, name="imagemend-reader")
-    t.start()
+    threading.Thread(target=produce, daemon=True, name="imagemend-reader").start()
     try:
         while (x := q.get()) is not _END:
             if isinstance(x, BaseException):

@@ -312,3 +312,30 @@ def test_background_and_ordered_map_keep_order_and_surface_errors():
     gen.close()  # a consumer that stops early does not leave its reader thread blocked
     time.sleep(0.5)
     assert threading.active_count() <= before
+
+
+# ---------------------------------------------------------------- the model in the pipeline
+
+def _item(pixels: np.ndarray, index: int) -> shard.Item:
+    rec = sources.Record("s", index, f"k{index}", f"file:///k{index}", b"x", f"k{index}.png")
+    h, w = pixels.shape[:2]
+    return shard.Item(rec, dec.Decoded(pixels, dec.Meta("PNG", "RGB")), {}, w, h)
+
+
+def test_a_failing_image_fails_alone_and_a_device_error_fails_the_bundle():
+    from model import Restorer
+    from pipeline.infer import LoadedModel
+
+    model = LoadedModel(Restorer(device="cpu"), "imagemend-base")
+    good = np.full((16, 24, 3), 120, np.uint8)
+    out = model.restore([_item(good, 0), _item(good.astype(np.int32), 1), _item(good, 2)], {"denoise": 1.0})
+    assert [type(x).__name__ for x in out] == ["Item", "Failure", "Item"]
+    assert (out[1].stage, out[1].error_type, out[1].key) == ("restore", "ValueError", "k1")
+    assert out[0].out.shape == good.shape and out[0].status in ("restored", "unchanged")
+
+    class LostGPU:  # what a Restorer raises when its device fails mid-run (no GPU here to lose)
+        def restore(self, *a, **k):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    with pytest.raises(RuntimeError, match="CUDA error"):
+        LoadedModel(LostGPU(), "x").restore([_item(good, 0), _item(good, 1)], {"denoise": 1.0})
