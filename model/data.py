@@ -27,7 +27,7 @@ def load_rgb(url: str) -> np.ndarray:
 
 def to_tensor(arr: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> (3, H, W) float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float() / 255
+    return torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1).float() / 255
 
 
 def random_crops(images: list[np.ndarray], n: int, size: int, g: torch.Generator) -> torch.Tensor:

@@ -44,6 +44,8 @@ class _Planes:
 
     @classmethod
     def of(cls, arr: np.ndarray) -> "_Planes":
+        if not arr.dtype.isnative:  # e.g. big-endian 16-bit from a TIFF or a raw buffer
+            arr = arr.astype(arr.dtype.newbyteorder("="))
         if arr.dtype == np.uint8:
             scale = 255.0
         elif arr.dtype == np.uint16:

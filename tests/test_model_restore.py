@@ -70,6 +70,13 @@ def test_sixteen_bit_stays_sixteen_bit(active_net):
     assert out.dtype == np.uint16 and (out % 257 != 0).mean() > 0.5  # not squeezed through 8 bits
 
 
+def test_big_endian_sixteen_bit_is_read_by_value(active_net):
+    img = (data.astronaut()[:32, :32].astype(np.uint16) * 257)
+    r = restorer(active_net)
+    native, swapped = r.restore([img, img.astype(">u2")])
+    assert np.array_equal(native.image, swapped.image)
+
+
 def test_greyscale_stays_grey_and_gets_no_cast(active_net):
     grey = data.camera()[:96, :96]
     res = restorer(active_net).restore([grey, np.stack([grey] * 3, -1)])
