@@ -25,6 +25,17 @@ def load_rgb(url: str) -> np.ndarray:
         return np.array(ImageOps.exif_transpose(img).convert("RGB"))
 
 
+def load_photos(url: str, limit: int | None = None) -> dict[str, np.ndarray]:
+    """The first `limit` photos under a folder or glob, keyed by their path under it (what seeds a case)."""
+    fs, base = fsspec.core.url_to_fs(url)
+    base = base.rstrip("/") if fs.isdir(base) else base.rsplit("/", 1)[0]
+    out = {}
+    for f in list_images(url)[:limit]:
+        path = fs._strip_protocol(f)
+        out[path[len(base) + 1:] if path.startswith(base + "/") else path.rsplit("/", 1)[-1]] = load_rgb(f)
+    return out
+
+
 def to_tensor(arr: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> (3, H, W) float in [0, 1]."""
     return torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1).float() / 255

@@ -2,11 +2,14 @@
 
     python -m model.evaluate --data ../shared/data/val/CBSD68 --out docs/eval
 
-Every case damages each photo with a fixed, seeded degradation; the network is given no hint of
-which. Writes results.json and results.md (means, worst image, severity-head accuracy, speed).
+Every case of the suite (model/suites.py, `standard` unless --suite says otherwise) damages each
+photo with a fixed degradation seeded from the case and the photo's name; the network is given no
+hint of which. Writes results.json and results.md (means, worst image, severity-head accuracy, speed).
 """
 
 import argparse
+from collections.abc import Callable
+from dataclasses import replace
 import json
 from pathlib import Path
 import time
@@ -14,65 +17,63 @@ import time
 import numpy as np
 import torch
 
-from . import baselines
-from .config import TASKS
-from .data import list_images, load_rgb
-from .degrade import fixed_params
+from . import baselines, estimators, suites
+from .data import load_photos
 from .restore import Restorer
-from .validate import damaged, psnr
+from .scoring import Method, identity, score_all, summarise
 from .weights import DEFAULT_WEIGHTS
 
-CASES = {  # name: (damage, {baseline name: function(damaged image) -> image})
-    "noise15": (dict(noise_sigma=15), {"nl-means": lambda x: baselines.nl_means(x, 15)}),
-    "noise25": (dict(noise_sigma=25), {"nl-means": lambda x: baselines.nl_means(x, 25)}),
-    "noise50": (dict(noise_sigma=50), {"nl-means": lambda x: baselines.nl_means(x, 50)}),
-    "blur1.5+noise1": (dict(blur=("gaussian", 1.5), noise_sigma=1), {"unsharp": baselines.unsharp}),
-    "cast-warm": (dict(cast_gains=(1.25, 1.0, 0.75)), {"gray-world": baselines.gray_world}),
-    "exposure-1": (dict(exposure_ev=-1.0), {"auto-exposure": baselines.auto_exposure}),
-    "exposure+0.7": (dict(exposure_ev=0.7), {"auto-exposure": baselines.auto_exposure}),
-    "contrast0.55": (dict(contrast=0.55), {"auto-levels": baselines.auto_levels}),
-    "clean": ({}, {}),
-}
-SEED = 2024
+SEED = suites.SEED
+MODEL_VS_INPUT = "imagemend vs input"
 
 
-def evaluate_cases(r: Restorer, photos: list[np.ndarray], names: list[str]) -> dict:
+def methods_for(r: Restorer) -> Callable[[suites.Case], list[Method]]:
+    """The damaged input, the model, and each task's everyday classical method (the first it lists)."""
+    model = Method("imagemend", "imagemend", lambda x, c: r.restore([x])[0].image)
+
+    def pick(case: suites.Case) -> list[Method]:
+        if case.task == "clean":  # do no harm: the clean case's input is the clean photo itself
+            return [replace(model, name=MODEL_VS_INPUT)]
+        first = baselines.for_task(case.task)[:1]
+        return [identity(), model, *(Method(b.name, "classical", b.run, b.given) for b in first)]
+
+    return pick
+
+
+def evaluate_cases(r: Restorer, photos: dict[str, np.ndarray], cases: tuple[suites.Case, ...]) -> dict:
+    scores = score_all(methods_for(r), cases, photos, "eval", which=("psnr",))
     out = {}
-    for case, (damage, methods) in CASES.items():
-        bad = damaged(photos, fixed_params(1, **damage), SEED)
-        t0 = time.time()
-        fixed = [x.image for x in r.restore(bad)]
-        seconds = time.time() - t0
-        rows = {"input": [psnr(b, c) for b, c in zip(bad, photos)],
-                "imagemend": [psnr(f, c) for f, c in zip(fixed, photos)]}
-        for m, fn in methods.items():
-            rows[m] = [psnr(fn(b), c) for b, c in zip(bad, photos)]
-        if case == "clean":  # do no harm: compare the output with its own input
-            rows = {"imagemend vs input": [psnr(f, b) for f, b in zip(fixed, bad)]}
-        out[case] = {m: {"mean": float(np.mean(np.minimum(v, 100))), "worst": float(np.min(v)),
-                         "worst_image": names[int(np.argmin(v))]} for m, v in rows.items()}
-        out[case]["imagemend"] = out[case].get("imagemend", out[case].get("imagemend vs input"))
-        out[case]["seconds_per_mp"] = seconds / (sum(p.size for p in photos) / 3e6)
-        print(case, {m: round(v["mean"], 2) for m, v in out[case].items() if isinstance(v, dict)}, flush=True)
+    for (_, case, method), row in summarise(scores).items():
+        if row["psnr_mean"] is None:
+            raise RuntimeError(f"{case}: {method} failed on {row['failed']} photos: {row['first_error']}")
+        out.setdefault(case, {})[method] = {"mean": row["psnr_mean"], "worst": row["psnr_worst"],
+                                            "worst_image": row["worst_image"]}
+        if method in ("imagemend", MODEL_VS_INPUT):
+            out[case]["imagemend"] = out[case][method]
+            out[case]["seconds_per_mp"] = row["seconds_per_mp"]
     return out
 
 
-def severity_accuracy(r: Restorer, photos: list[np.ndarray]) -> dict:
-    noise = {}
-    for s in (10, 15, 25, 35, 50):
-        est = np.array([e["noise_sigma"] for e in r.estimate(damaged(photos, fixed_params(1, noise_sigma=s), SEED))])
-        rel = np.abs(est / s - 1)
-        noise[str(s)] = {"mean_estimate": float(est.mean()), "mean_rel_error": float(rel.mean()),
-                         "share_within_15pct": float((rel <= 0.15).mean())}
-    exposure = {}
-    for ev in (-1.5, -1.0, -0.5, 0.5, 0.7, 1.0):
-        est = np.array([e["exposure_ev"] for e in r.estimate(damaged(photos, fixed_params(1, exposure_ev=ev), SEED))])
-        err = np.abs(est - ev)
-        exposure[str(ev)] = {"mean_estimate": float(est.mean()), "mean_abs_error": float(err.mean()),
-                             "share_within_0.25ev": float((err <= 0.25).mean())}
-    clean = r.restore(photos)
-    flagged = {t: float(np.mean([x.applied[t] for x in clean])) for t in TASKS}
-    return {"noise_sigma": noise, "exposure_ev": exposure, "clean_flagged_share": flagged}
+def severity_accuracy(r: Restorer, photos: dict[str, np.ndarray]) -> dict:
+    """Noise and exposure estimates against the truth, and clean photos flagged, from model/estimators.py."""
+    levels = ("noise10", "noise15", "noise25", "noise35", "noise50", "exposure-1.5", "exposure-1", "exposure-0.5",
+              "exposure+0.5", "exposure+0.7", "exposure+1", "clean")
+    readings = estimators.collect(photos, tuple(suites.CASES[c] for c in levels), r)
+    noise, exposure = {}, {}
+    for case in dict.fromkeys(x.case for x in readings if x.case.task != "clean"):
+        key = estimators.TRUTH_KEY[case.task]
+        est = np.array([x.model[key] for x in readings if x.case == case])
+        true = case.truth[key]
+        if case.task == "denoise":
+            rel = np.abs(est / true - 1)
+            noise[f"{true:g}"] = {"mean_estimate": float(est.mean()), "mean_rel_error": float(rel.mean()),
+                                  "share_within_15pct": float((rel <= 0.15).mean())}
+        else:
+            err = np.abs(est - true)
+            exposure[str(round(true, 2))] = {"mean_estimate": float(est.mean()), "mean_abs_error": float(err.mean()),
+                                             "share_within_0.25ev": float((err <= 0.25).mean())}
+    return {"noise_sigma": noise, "exposure_ev": exposure,
+            "clean_flagged_share": estimators.clean_flags(readings)["model"]}
 
 
 def speed(r: Restorer, megapixels: float = 12.0, repeats: int = 1) -> dict:
@@ -96,7 +97,8 @@ def speed(r: Restorer, megapixels: float = 12.0, repeats: int = 1) -> dict:
 
 def markdown(res: dict) -> str:
     lines = [f"Weights `{res['weights']}` (sha256 `{res['sha256'][:16]}`), {res['images']} photos from "
-             f"`{res['data']}`, blind (no hint of the damage), seed {SEED}.", "",
+             f"`{res['data']}`, blind (no hint of the damage), suite `{res.get('suite', 'standard')}`, "
+             f"seed {SEED}.", "",
              "| case | input | imagemend (mean / worst) | baseline (mean / worst) |", "|---|---|---|---|"]
     for case, row in res["cases"].items():
         base = [f"{m}: {v['mean']:.2f} / {v['worst']:.2f}" for m, v in row.items()
@@ -127,15 +129,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--out", required=True, help="folder for results.json and results.md")
     p.add_argument("--limit", type=int, help="only the first N photos")
+    p.add_argument("--suite", default="standard", choices=list(suites.SUITES), help="cases (model/suites.py)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-speed", action="store_true")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    files = list_images(a.data)[: a.limit]
-    photos, names = [load_rgb(f) for f in files], [Path(f).name for f in files]
+    photos = load_photos(a.data, a.limit)
     r = Restorer(a.weights, device="cpu")
     res = {"weights": Path(a.weights).name, "sha256": r.weights_sha256, "data": a.data, "images": len(photos),
-           "cases": evaluate_cases(r, photos, names), "severity": severity_accuracy(r, photos)}
+           "suite": a.suite, "cases": evaluate_cases(r, photos, suites.suite(a.suite)),
+           "severity": severity_accuracy(r, photos)}
     if not a.no_speed:
         res["speed"] = speed(r)
     out = Path(a.out)

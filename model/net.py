@@ -3,8 +3,10 @@
 Global branch. From a fixed grid of whole-image statistics (model/stats.py) a small CNN predicts,
 once per image, one severity per task (noise sigma, blur radius, cast log-gains, exposure EV,
 contrast factor and gamma) and the parameters of a global correction: white-balance gains and an
-exposure gain in linear light, and a monotone tone curve in sRGB. Being computed once, the
-correction is the same for every tile of a large image.
+exposure gain in linear light, and a monotone tone curve in sRGB. The cast is located as in FFCC:
+a convolution over the log-chroma histogram scores every candidate illuminant, and the soft
+argmax of the scores is the cast (a cast translates the histogram, so this is equivariant).
+Being computed once, the correction is the same for every tile of a large image.
 
 Local branch. A U-Net at half resolution (pixel-unshuffled, as FFDNet) removes noise and blur,
 conditioned on the estimated noise sigma and blur radius given as constant maps. Two heads
@@ -18,9 +20,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .color import linear_to_srgb, normalise_gains, srgb_to_linear
+from .color import LUMA, linear_to_srgb, normalise_gains, srgb_to_linear
 from .config import NetConfig
-from .stats import CHANNELS
+from .stats import CHANNELS, CHROMA_RANGE
 
 SIGMA_SCALE, BLUR_SCALE = 25.0, 1.5  # conditioning maps are severity / scale
 LN2 = 0.6931471805599453
@@ -76,6 +78,16 @@ class LocalNet(nn.Module):
         return self.denoise(x), self.deblur(x)
 
 
+def colour_features(stats: torch.Tensor) -> torch.Tensor:
+    """Gray-world and white-patch cues in linear light (log), and luminance quantiles (log)."""
+    lin = srgb_to_linear(stats[:, :3]).flatten(2)
+    mean = lin.mean(2).clamp_min(1e-4).log()
+    patch = lin.quantile(torch.tensor([0.5, 0.98], device=lin.device), dim=2).clamp_min(1e-4).log()
+    lum = (lin * lin.new_tensor(LUMA).view(1, 3, 1)).sum(1)
+    lq = lum.quantile(torch.tensor([0.1, 0.5, 0.9], device=lin.device), dim=1).clamp_min(1e-4).log().t()
+    return torch.cat([mean - mean.mean(1, keepdim=True), patch.permute(1, 0, 2).flatten(1), mean, lq], 1)
+
+
 class GlobalNet(nn.Module):
     """Severities and global correction parameters from the statistics grid."""
 
@@ -89,7 +101,10 @@ class GlobalNet(nn.Module):
             layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.ReLU()]
             cin = cout
         self.features = nn.Sequential(*layers)
-        self.trunk = nn.Sequential(nn.Linear(4 * w + CHANNELS + 6, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU())
+        self.chroma = nn.Sequential(nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(), nn.Conv2d(16, 16, 5, padding=2),
+                                    nn.ReLU(), nn.Conv2d(16, 1, 5, padding=2))
+        nn.init.zeros_(self.chroma[-1].weight), nn.init.zeros_(self.chroma[-1].bias)
+        self.trunk = nn.Sequential(nn.Linear(4 * w + CHANNELS + 6 + 15, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU())
         sizes = dict(self.OUTPUTS, curve=self.knots + 1)
         self.heads = nn.ModuleDict({k: nn.Linear(128, n) for k, n in sizes.items()})
         for head in self.heads.values():
@@ -97,22 +112,32 @@ class GlobalNet(nn.Module):
 
     @staticmethod
     def prepare(stats: torch.Tensor) -> torch.Tensor:
-        rgb, energy, clip = stats[:, :3], stats[:, 3:5], stats[:, 5:]
+        rgb, energy, clip = stats[:, :3], stats[:, 3:5], stats[:, 5:CHANNELS]
         return torch.cat([rgb, (energy + 1e-6).log().add(8).div(4), clip], 1)
 
+    def illuminant(self, hist: torch.Tensor) -> torch.Tensor:
+        """Soft argmax (u, v) of the learned score map over the chroma histogram, (B, 2)."""
+        b, n = hist.shape[0], hist.shape[-1]
+        p = self.chroma(hist.sqrt()).flatten(1).softmax(1).view(b, n, n)
+        centres = (torch.arange(n, device=hist.device) + 0.5) / n * 2 * CHROMA_RANGE - CHROMA_RANGE
+        return torch.stack([(p.sum(2) * centres).sum(1), (p.sum(1) * centres).sum(1)], 1)
+
     def forward(self, stats: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.prepare(stats.float())
+        stats = stats.float()
+        x = self.prepare(stats)
         f = self.features(x)
         noise_floor = x[:, 3:5].flatten(2).quantile(torch.tensor([0.05, 0.25, 0.5], device=x.device), dim=2)
         h = self.trunk(torch.cat([f.mean((2, 3)), f.amax((2, 3)), x.mean((2, 3)),
-                                  noise_floor.permute(1, 0, 2).flatten(1)], 1))
+                                  noise_floor.permute(1, 0, 2).flatten(1), colour_features(stats)], 1))
         o = {k: head(h) for k, head in self.heads.items()}
+        u, v = self.illuminant(stats[:, CHANNELS:CHANNELS + 1]).unbind(1)
         k = self.knots
         steps = F.softplus(o["curve"][:, 1:]) / (k * LN2)  # identity at zero
         return {
             "noise_sigma": 10 * F.softplus(o["noise"][:, 0]) / LN2,  # starts at 10
             "blur": F.softplus(o["blur"][:, 0]),
-            "cast_log_gain": normalise_gains(o["cast"]),
+            # a gain g on a channel moves u = log(g/r) by log g_g - log g_r: undo the located shift
+            "cast_log_gain": normalise_gains(torch.stack([-u, torch.zeros_like(u), -v], 1) + o["cast"]),
             "exposure_ev": o["exposure"][:, 0],
             "contrast": o["contrast"][:, 0],  # log contrast factor
             "gamma": o["contrast"][:, 1],  # log gamma

@@ -177,11 +177,7 @@ class Restorer:
         return [severities(est, i) for i in range(len(images))]
 
     def _decide(self, est: dict, i: int, tasks: dict[str, float], grey: bool) -> tuple[dict, dict]:
-        sev = severities(est, i)
-        c = self.cfg
-        big = {"denoise": sev["noise_sigma"] >= c.min_noise_sigma, "deblur": sev["blur"] >= c.min_blur,
-               "cast": sev["cast"] >= c.min_cast and not grey, "exposure": abs(sev["exposure_ev"]) >= c.min_exposure,
-               "contrast": sev["contrast_curve"] >= c.min_contrast}
+        big = needs(severities(est, i), self.cfg, grey)
         applied = {t: bool(big[t] and tasks.get(t, 0.0) > 0) for t in TASKS}
         return applied, {t: float(tasks.get(t, 0.0)) if applied[t] else 0.0 for t in TASKS}
 
@@ -258,6 +254,13 @@ class Restorer:
             self.cfg = replace(self.cfg, pixel_budget=max(1, self.cfg.pixel_budget // 2))
             h = len(y) // 2
             return torch.cat([self._local(y[:h], cond[:h]), self._local(y[h:], cond[h:])])
+
+
+def needs(sev: dict[str, float], cfg: RestoreConfig, grey: bool = False) -> dict[str, bool]:
+    """Which tasks an image needs: those whose estimated severity reaches the task's threshold."""
+    return {"denoise": sev["noise_sigma"] >= cfg.min_noise_sigma, "deblur": sev["blur"] >= cfg.min_blur,
+            "cast": sev["cast"] >= cfg.min_cast and not grey, "exposure": abs(sev["exposure_ev"]) >= cfg.min_exposure,
+            "contrast": sev["contrast_curve"] >= cfg.min_contrast}
 
 
 def severities(est: dict[str, torch.Tensor], i: int) -> dict[str, float]:

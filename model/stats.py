@@ -4,6 +4,10 @@ A plain thumbnail averages noise and fine blur away, so next to mean colour each
 carries the energy of Immerkaer's noise operator at two scales (flat cells reveal the noise
 floor, the ratio of the scales reveals blur) and the share of clipped pixels. The grid is built
 strip by strip, so memory stays bounded for a 50 MP photo and a 1x1 image still fills the grid.
+
+One more plane, not spatial, is the image's log-chroma histogram (u = log g/r, v = log g/b in
+linear light, well-exposed pixels only), as in FFCC (Barron and Tsai, CVPR 2017): a colour cast
+moves the whole histogram, so the cast becomes a translation that a convolution can locate.
 """
 
 from collections.abc import Callable
@@ -11,7 +15,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from .color import luminance, srgb_to_linear
+
 CHANNELS = 7  # r, g, b, fine noise energy, coarse noise energy, clipped-high, clipped-low
+CHROMA_RANGE = 2.0  # the histogram spans u, v in [-CHROMA_RANGE, CHROMA_RANGE)
 _HALO = 2
 _IMMERKAER = torch.tensor([[1.0, -2, 1], [-2, 4, -2], [1, -2, 1]]) / 6  # E[(k*n)^2] = sigma^2
 
@@ -30,6 +37,17 @@ def pixel_features(x: torch.Tensor, top: int, bottom: int) -> torch.Tensor:
     return torch.cat([core, e1, e2, hi, lo], 1)
 
 
+def chroma_histogram(rgb: torch.Tensor, bins: int) -> torch.Tensor:
+    """Counts (B, bins, bins) of (u, v) over pixels that are neither dark nor clipped."""
+    lin = srgb_to_linear(rgb)
+    ok = (luminance(lin)[:, 0] > 0.01) & (lin.amax(1) < 0.95)
+    r, g, b = (lin + 1e-3).log().unbind(1)
+    idx = [((t + CHROMA_RANGE) / (2 * CHROMA_RANGE) * bins).long().clamp(0, bins - 1) for t in (g - r, g - b)]
+    n = rgb.shape[0]
+    flat = (torch.arange(n, device=rgb.device).view(n, 1, 1) * bins + idx[0]) * bins + idx[1]
+    return torch.bincount(flat[ok], minlength=n * bins * bins).view(n, bins, bins).to(rgb.dtype)
+
+
 def bin_matrix(n: int, bins: int, device=None) -> torch.Tensor:
     """(bins, n) 0/1 membership: bin i covers [i n / bins, (i + 1) n / bins), at least one pixel."""
     i = torch.arange(bins, device=device)
@@ -41,8 +59,9 @@ def bin_matrix(n: int, bins: int, device=None) -> torch.Tensor:
 
 def grid_stats(read_rows: Callable[[int, int], torch.Tensor], height: int, width: int,
                bins: int = 64, strip: int = 256) -> torch.Tensor:
-    """Mean pixel features per grid cell, (B, CHANNELS, bins, bins), reading `strip` rows at a time."""
-    total, device = None, None
+    """Mean pixel features per grid cell and the chroma histogram, (B, CHANNELS + 1, bins, bins),
+    reading `strip` rows at a time."""
+    total, hist, device = None, None, None
     mc = None
     rows = bin_matrix(height, bins)
     for r0 in range(0, height, strip):
@@ -55,9 +74,11 @@ def grid_stats(read_rows: Callable[[int, int], torch.Tensor], height: int, width
             rows = rows.to(device)
         f = pixel_features(x, r0 - a, b - r1)  # (B, C, r1 - r0, W)
         part = torch.einsum("ih,bchj->bcij", rows[:, r0:r1], f @ mc)
-        total = part if total is None else total + part
+        h = chroma_histogram(f[:, :3], bins)
+        total, hist = (part, h) if total is None else (total + part, hist + h)
     count = rows.sum(1)[:, None] * mc.sum(0)[None, :]
-    return total / count.to(total)
+    hist = hist / hist.sum((1, 2), keepdim=True).clamp_min(1)
+    return torch.cat([total / count.to(total), hist[:, None]], 1)
 
 
 def tensor_stats(x: torch.Tensor, bins: int = 64) -> torch.Tensor:

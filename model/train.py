@@ -23,10 +23,10 @@ from .config import TASKS, DegradationConfig, LossConfig, NetConfig, TrainConfig
 from .data import list_images, load_rgb, random_crops
 from .degrade import degrade, sample_params
 from .loss import Weighting, task_losses
-from .net import ImagemendNet
+from .net import ImagemendNet, correct_tone
 from .stats import tensor_stats
 from .validate import validate
-from .weights import load_weights, save_weights
+from .weights import load_local, load_weights, save_weights
 
 TASK_DAMAGE = {"denoise": "noise", "deblur": "blur", "cast": "cast", "exposure": "exposure", "contrast": "contrast"}
 
@@ -51,7 +51,8 @@ def crop_batch(t: torch.Tensor, oy: list[int], ox: list[int], p: int) -> torch.T
     return torch.stack([t[i, :, y:y + p, x:x + p] for i, (y, x) in enumerate(zip(oy, ox))])
 
 
-def train_step(net, weighting, images, g, cfg: TrainConfig, dcfg: DegradationConfig, device, amp):
+def train_step(net, weighting, images, g, cfg: TrainConfig, dcfg: DegradationConfig, device, amp,
+               local: bool = True):
     lo, hi = cfg.global_size
     side = 8 * int(torch.randint(lo // 8, hi // 8 + 1, (1,), generator=g))
     x = random_crops(images, cfg.batch, side, g).to(device)
@@ -63,7 +64,11 @@ def train_step(net, weighting, images, g, cfg: TrainConfig, dcfg: DegradationCon
         est = net.estimate(tensor_stats(d.image))
         sigma = torch.where(true, d.params["noise_sigma"], est["noise_sigma"].detach().float())
         blur = torch.where(true, d.params["blur"], est["blur"].detach().float())
-        pred = net(crop_batch(d.image, oy, ox, cfg.patch), est, sigma, blur)
+        if local:
+            pred = net(crop_batch(d.image, oy, ox, cfg.patch), est, sigma, blur)
+        else:  # global stage: correct the ideal local output, the tone-damaged clean crop
+            tone = crop_batch(d.tone, oy, ox, cfg.patch)
+            pred = {"denoised": tone, "deblurred": tone, "restored": correct_tone(tone, est)}
     target = {"blurred": crop_batch(d.blurred, oy, ox, cfg.patch), "tone": crop_batch(d.tone, oy, ox, cfg.patch),
               "clean": crop_batch(x, oy, ox, cfg.patch), "params": d.params}
     losses = task_losses({k: v.float() for k, v in pred.items()},
@@ -85,8 +90,12 @@ def save_checkpoint(path: Path, **state) -> None:
 
 def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: NetConfig,
           tasks: tuple[str, ...] = TASKS, val: str | None = None, device: str = "auto",
-          init: str | None = None, restart: bool = False, stop_at: int | None = None) -> Path:
-    """Train to cfg.steps (resuming from out/last.ckpt); stop_at pauses earlier, resumable later."""
+          init: str | None = None, restart: bool = False, stop_at: int | None = None,
+          stage: str = "joint", init_local: str | None = None) -> Path:
+    """Train to cfg.steps (resuming from out/last.ckpt); stop_at pauses earlier, resumable later.
+
+    stage "joint" trains everything; stage "global" trains only the global branch, with the
+    local U-Net frozen (taken from init_local), on the ideal local output."""
     dev = pick_device(device)
     amp = dev.type == "cuda"
     outdir = Path(out)
@@ -99,9 +108,13 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
         raise SystemExit(f"no images found at {data}")
     images = [load_rgb(f) for f in files]
     val_images = [load_rgb(f) for f in list_images(val)[:8]] if val else []
-    net = (load_weights(init)[0] if init else ImagemendNet(net_cfg)).to(dev).train()
+    net = load_weights(init)[0] if init else ImagemendNet(net_cfg)
+    if init_local:
+        net.local.load_state_dict(load_local(init_local))
+    net = net.to(dev).train()
     weighting = Weighting(loss_cfg).to(dev)
-    params = list(net.parameters()) + [p for p in weighting.parameters() if p.requires_grad]
+    trained = net.glob if stage == "global" else net
+    params = list(trained.parameters()) + [p for p in weighting.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg))
     ckpt, step = outdir / "last.ckpt", 0
@@ -112,14 +125,15 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
         g.set_state(state["rng"]), torch.set_rng_state(state["torch_rng"])
         step = int(state["step"])
         print(f"resumed from {ckpt} at step {step}", file=sys.stderr)
-    info = {"data": data, "images": len(images), "tasks": list(tasks), "train": cfg.__dict__,
+    info = {"data": data, "images": len(images), "tasks": list(tasks), "stage": stage, "init_local": init_local,
+            "train": cfg.__dict__,
             "loss": loss_cfg.__dict__, "device": str(dev)}
     log = open(outdir / "train_log.jsonl", "a")  # noqa: SIM115 (open for the whole run)
     bar = tqdm(total=cfg.steps, initial=step, mininterval=5, dynamic_ncols=True, file=sys.stderr)
     t0, seen, wall = time.time(), 0, float(state["wall"]) if step else 0.0
     end = min(cfg.steps, stop_at or cfg.steps)
     while step < end:
-        loss, parts = train_step(net, weighting, images, g, cfg, dcfg, dev, amp)
+        loss, parts = train_step(net, weighting, images, g, cfg, dcfg, dev, amp, local=stage == "joint")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -168,6 +182,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--stop-at", type=int, help="pause at this step (resume later with the same --out)")
+    p.add_argument("--stage", choices=("joint", "global"), default="joint",
+                   help="global: train only the global branch, the local U-Net frozen from --init-local")
+    p.add_argument("--init-local", help="weights file whose local U-Net to start from (any global branch)")
     for name in ("steps", "batch", "patch", "lr", "val_every", "ckpt_every", "seed"):
         p.add_argument("--" + name.replace("_", "-"), type=type(getattr(d, name)), default=getattr(d, name))
 
@@ -181,7 +198,7 @@ def main(args: argparse.Namespace) -> None:
     cfg = replace(TrainConfig(), **{k: getattr(args, k) for k in
                                     ("steps", "batch", "patch", "lr", "val_every", "ckpt_every", "seed")})
     final = train(args.data, args.out, cfg, LossConfig(weighting=args.weighting), NetConfig(), tasks,
-                  args.val, args.device, args.init, args.restart, args.stop_at)
+                  args.val, args.device, args.init, args.restart, args.stop_at, args.stage, args.init_local)
     print(f"weights written to {final}")
 
 

@@ -50,8 +50,8 @@ def _metadata(data: bytes) -> dict:
     return json.loads(data[8:8 + n]).get("__metadata__", {})
 
 
-def load_weights(path: str | Path = DEFAULT_WEIGHTS) -> tuple[ImagemendNet, dict]:
-    """The network and its metadata (config, sha256, info); rejects pickles and altered files."""
+def _read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and metadata of a weights file, checked against its checksum."""
     with fsspec.open(str(path), "rb") as f:
         data = f.read()
     try:
@@ -61,6 +61,17 @@ def load_weights(path: str | Path = DEFAULT_WEIGHTS) -> tuple[ImagemendNet, dict
         raise WeightsError(f"{path} is not a valid safetensors weights file ({type(e).__name__}: {e})") from e
     if meta.get("sha256") != tensors_digest(tensors):
         raise WeightsError(f"{path}: checksum mismatch, the weights were altered after they were written")
+    return tensors, meta
+
+
+def load_local(path: str | Path) -> dict[str, torch.Tensor]:
+    """The local U-Net's tensors of a weights file, whatever its global branch."""
+    return {k.removeprefix("local."): v for k, v in _read(path)[0].items() if k.startswith("local.")}
+
+
+def load_weights(path: str | Path = DEFAULT_WEIGHTS) -> tuple[ImagemendNet, dict]:
+    """The network and its metadata (config, sha256, info); rejects pickles and altered files."""
+    tensors, meta = _read(path)
     cfg = json.loads(meta["config"])
     net = ImagemendNet(NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}))
     net.load_state_dict(tensors)

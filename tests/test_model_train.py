@@ -47,3 +47,17 @@ def test_training_learns_and_resumes_exactly(tmp_path):
 def test_uncertainty_weighting_trains(tmp_path):
     net, meta = run(photo_folder(tmp_path), tmp_path / "u", 2, weighting="uncertainty")
     assert meta["info"]["loss"]["weighting"] == "uncertainty"
+
+
+def test_global_stage_trains_only_the_global_branch(tmp_path):
+    folder = photo_folder(tmp_path)
+    joint, _ = run(folder, tmp_path / "j", 2)
+    torch.set_num_threads(1)
+    final = train(str(folder), str(tmp_path / "g"), replace(SMALL, steps=3), LossConfig(), NetConfig(),
+                  stage="global", init_local=str(tmp_path / "j" / "final.safetensors"))
+    staged, meta = load_weights(final)
+    assert meta["info"]["stage"] == "global"
+    for k, v in joint.local.state_dict().items():
+        assert torch.equal(v, staged.local.state_dict()[k]), k  # frozen, copied from the joint run
+    fresh = ImagemendNet().glob.state_dict()
+    assert any(not torch.equal(v, fresh[k]) for k, v in staged.glob.state_dict().items())

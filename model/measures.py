@@ -1,5 +1,6 @@
 """Weight-free, no-reference measures of an image, one per task, taken before and after restoration.
 
+Pure numpy (the pipeline measures every image with them, model/estimators.py validates them).
 They need no model, so they show what a restoration did even where the model's own estimates are
 off, and they stay comparable when the weights change. Computed over strips of rows: a 50 MP
 photo needs a few strips' worth of memory, not a float copy of the whole image; above SAMPLE pixels
@@ -7,7 +8,9 @@ only every k-th strip is measured (all are local statistics, so an even sample e
 
 - noise_sigma: Immerkaer's fast noise estimate, averaged over colour channels, in 8-bit steps (denoise).
 - laplacian_var: variance of the 3x3 Laplacian of luma, 8-bit units squared; falls with blur (deblur).
-- cast: grey-world cast, the largest |log(channel mean / luminance)| in linear light (cast).
+- cast: grey-world cast, the largest |log(channel mean / luminance)| in linear light (cast); cast_r,
+  cast_g, cast_b are the three log ratios: for a grey-world scene they equal the cast's luminance-
+  normalised log gains (model.color.normalise_gains), so they estimate the cast itself.
 - luminance: mean luma in [0, 1], with clipped_high / clipped_low, the share of pixels whose
   brightest channel is >= 0.995 / <= 0.005 (exposure).
 - rms_contrast: standard deviation of luma in [0, 1] (contrast).
@@ -17,9 +20,10 @@ import math
 
 import numpy as np
 
-from model.color import LUMA
+from .color import LUMA
 
-NAMES = ("noise_sigma", "laplacian_var", "cast", "luminance", "clipped_high", "clipped_low", "rms_contrast")
+NAMES = ("noise_sigma", "laplacian_var", "cast", "cast_r", "cast_g", "cast_b", "luminance", "clipped_high",
+         "clipped_low", "rms_contrast")
 STRIP = 256
 SAMPLE = 8_000_000  # pixels measured at most per image
 _LUTS: dict[int, np.ndarray] = {}
@@ -80,7 +84,8 @@ def measure(pixels: np.ndarray) -> dict[str, float | None]:
             s["lap2"] += np.square(lap).sum(dtype=np.float64)
     mean = s["lum"] / n
     out: dict[str, float | None] = {
-        "noise_sigma": None, "laplacian_var": None, "cast": None, "luminance": mean,
+        "noise_sigma": None, "laplacian_var": None, "cast": None, "cast_r": None, "cast_g": None, "cast_b": None,
+        "luminance": mean,
         "clipped_high": s["high"] / n, "clipped_low": s["low"] / n,
         "rms_contrast": math.sqrt(max(0.0, s["lum2"] / n - mean * mean)),
     }
@@ -92,5 +97,7 @@ def measure(pixels: np.ndarray) -> dict[str, float | None]:
         means = lin / n
         lum = float(means @ np.asarray(LUMA))
         if lum > 1e-6:
-            out["cast"] = float(np.max(np.abs(np.log((means + 1e-6) / (lum + 1e-6)))))
+            ratios = np.log((means + 1e-6) / (lum + 1e-6))
+            out["cast"] = float(np.max(np.abs(ratios)))
+            out["cast_r"], out["cast_g"], out["cast_b"] = (float(v) for v in ratios)
     return {k: (None if v is None else float(v)) for k, v in out.items()}
