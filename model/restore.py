@@ -139,7 +139,8 @@ class Restorer:
     """Loads the network once; restores lists of numpy images (HxW, HxWx1..4; uint8, uint16, float)."""
 
     def __init__(self, weights: str | Path | ImagemendNet = DEFAULT_WEIGHTS, device: str | None = None,
-                 cfg: RestoreConfig = RestoreConfig(), amp: bool | None = None, compile: bool = False):
+                 cfg: RestoreConfig = RestoreConfig(), amp: bool | None = None, compile: bool = False,
+                 calibrated: bool = True):
         if isinstance(weights, ImagemendNet):
             self.net, self.meta = weights, {"sha256": "in-memory", "info": {}}
         else:
@@ -151,7 +152,8 @@ class Restorer:
         self.device = torch.device(device)
         self.net = self.net.to(self.device).eval()
         self.amp = self.device.type == "cuda" if amp is None else amp
-        self.cfg = cfg
+        # weights carry the thresholds calibrated for their own estimator (model/calibrate.py)
+        self.cfg = replace(cfg, **self.meta["info"].get("thresholds", {})) if calibrated else cfg
         # channels-last lets cuDNN pick its fastest convolution kernels; on CPU it gains nothing here
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         self.net.local.to(memory_format=self.memory_format)

@@ -1,0 +1,50 @@
+"""Calibrate when a task counts as needed: thresholds from the estimates on clean photos.
+
+A severity head never reads exactly zero on a clean photo (texture looks like noise, a sunset
+looks like a cast). Each task's threshold is set above what the estimator reports for a high
+quantile of clean training photos, so clean photos are left alone, and stored in the weights
+file, since it belongs to that estimator.
+
+    python -m model.calibrate --data ../shared/data/train/CBSD432 --weights W [--quantile 0.98]
+"""
+
+import argparse
+
+import numpy as np
+import torch
+
+from .config import RestoreConfig
+from .data import list_images, load_rgb
+from .restore import Restorer
+from .weights import DEFAULT_WEIGHTS, load_weights, save_weights
+
+MEASURE = {"min_noise_sigma": "noise_sigma", "min_blur": "blur", "min_cast": "cast",
+           "min_exposure": "exposure_ev", "min_contrast": "contrast_curve"}
+
+
+def thresholds(estimates: list[dict], quantile: float, margin: float = 1.1) -> dict[str, float]:
+    floor = RestoreConfig()
+    return {k: max(getattr(floor, k), margin * float(np.quantile([abs(e[m]) for e in estimates], quantile)))
+            for k, m in MEASURE.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="clean photos (the training set is fine: nothing is fitted)")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="rewritten in place with the thresholds")
+    p.add_argument("--quantile", type=float, default=0.98)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    photos = [load_rgb(f) for f in list_images(a.data)]
+    est = Restorer(a.weights, device="cpu", calibrated=False).estimate(photos)
+    found = thresholds(est, a.quantile)
+    net, meta = load_weights(a.weights)
+    info = {**meta["info"], "thresholds": found, "calibration": {"data": a.data, "images": len(photos),
+                                                                  "quantile": a.quantile}}
+    save_weights(a.weights, net, info)
+    print(found)
+
+
+if __name__ == "__main__":
+    main()
