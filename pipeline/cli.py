@@ -1,7 +1,8 @@
 """The `imagemend` command: one entry point, a subcommand per job.
 
-`run` and `demo` take imagemend's own flags; every other flag is a Beam pipeline option and is
-passed through (--runner, --job_endpoint, --environment_type, --project, ...).
+`run`, `demo` and `eval` take imagemend's own flags; every other flag is a Beam pipeline option and
+is passed through (--runner, --job_endpoint, --environment_type, --project, ...). `eval` exits 3
+when any damaged photo has no scores (a failure, never a silent gap in the means).
 """
 
 import argparse
@@ -41,13 +42,38 @@ def _demo(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
+def _eval(args: argparse.Namespace) -> None:
+    from . import job, options, reference
+
+    _logging()
+    try:
+        opts = reference.options_from(args)
+        reference.check_output(opts)
+        summary = job.run(opts, options.beam_args(args.beam_argv, args.workers))
+    except (job.NoInput, ValueError) as e:
+        print(f"imagemend: {e}", file=sys.stderr)
+        sys.exit(2)
+    except job.JobFailed as e:
+        print(f"imagemend: the job failed: {e}", file=sys.stderr)
+        sys.exit(1)
+    print(job.report(summary))
+    result = reference.summarise(summary["output"], opts.out_storage)
+    print(reference.markdown(result))
+    if result["failed"]:
+        print(f"imagemend: the evaluation is incomplete: {result['failed']} damaged photos have no scores "
+              "(see the table and errors/)", file=sys.stderr)
+        sys.exit(3)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="imagemend", description="Clean large photo archives.")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    from model import estimators as estimators_mod
+    from model import report as report_mod
     from model import train as train_mod
 
-    from . import demo, options
+    from . import demo, options, reference
 
     p = sub.add_parser("train", help="train the multitask network on clean photos")
     train_mod.add_arguments(p)
@@ -62,8 +88,21 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_arguments(p)
     p.set_defaults(func=_demo)
 
+    p = sub.add_parser("eval", allow_abbrev=False, help="damage clean photos with a named suite, restore them with "
+                       "the `run` job and add full-reference columns (other flags are Beam pipeline options)")
+    reference.add_arguments(p)
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("report", help="write docs/QUALITY.md: imagemend against classical and single-task methods")
+    report_mod.add_arguments(p)
+    p.set_defaults(func=report_mod.main)
+
+    p = sub.add_parser("estimators", help="write docs/ESTIMATORS.md: do the no-reference estimates track the damage?")
+    estimators_mod.add_arguments(p)
+    p.set_defaults(func=estimators_mod.main)
+
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("run", "demo"):
+    if extra and args.command not in ("run", "demo", "eval"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.beam_argv = extra
     args.func(args)

@@ -71,6 +71,7 @@ def run(opts: RunOptions, beam_argv: list[str]) -> dict:
         "shards_listed": len(shards), "shards_finished_before": len(shards) - todo, "shards_to_do": todo,
         "records_listed": sum(len(s.items) for s in shards) if layout == "files" else None,
         "tasks": opts.strengths, "image_format": opts.image_format, "model": model_name(opts.weights),
+        "suite": opts.suite or None, "cases": list(opts.cases) or None,
         "manifest": manifest, "started_unix": started,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     }

@@ -41,6 +41,8 @@ class RunOptions:
     input_storage_options: dict = field(default_factory=dict)  # override for input only
     output_storage_options: dict = field(default_factory=dict)  # override for output only
     run_id: str = ""
+    suite: str = ""  # imagemend eval: the input holds clean photos, damaged per case of this suite (model/suites.py)
+    cases: tuple[str, ...] = ()  # imagemend eval: only these cases of the suite (default: all)
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
@@ -52,6 +54,10 @@ class RunOptions:
             raise ValueError(f"unknown task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
         if self.quality is not None and not 1 <= self.quality <= 100:
             raise ValueError("quality must be in 1..100")
+        if self.suite or self.cases:
+            from model.suites import suite
+
+            suite(self.suite, list(self.cases) or None)  # an unknown suite or case fails here, on the launcher
         if not self.run_id:
             object.__setattr__(self, "run_id", new_run_id())
 

@@ -81,13 +81,36 @@ METRICS_SCHEMA = pa.schema([
     _f("worker", pa.string(), "host:pid of the worker process", False),
 ])
 
+# `imagemend eval` only: the full-reference columns, appended to the metrics schema (model/metrics.py)
+REFERENCE_FIELDS = [
+    _f("case", pa.string(), "case of the suite (model/suites.py) the input was damaged with; the key is "
+       "<case>/<clean key>", False),
+    _f("task", pa.string(), "what the case exercises: denoise, deblur, cast, exposure, contrast, mixed or clean",
+       False),
+    _f("reference_uri", pa.string(), "URI of the clean photo the scores compare with (source_uri is it, #case)",
+       False),
+    _f("psnr_before", pa.float64(), "PSNR of the damaged input against the clean photo, both 8-bit RGB: dB, capped "
+       "at 100", False),
+    _f("psnr_after", pa.float64(), "PSNR of the written output against the clean photo", False),
+    _f("ssim_before", pa.float64(), "SSIM of the damaged input against the clean photo (Wang et al. 2004, as "
+       "scikit-image computes it with gaussian_weights=True, sigma=1.5, use_sample_covariance=False)", False),
+    _f("ssim_after", pa.float64(), "SSIM of the written output against the clean photo", False),
+    _f("ciede2000_before", pa.float64(), "mean CIEDE2000 colour difference of the damaged input from the clean photo",
+       False),
+    _f("ciede2000_after", pa.float64(), "mean CIEDE2000 colour difference of the written output from the clean photo",
+       False),
+]
+EVAL_METRICS_SCHEMA = pa.schema([*METRICS_SCHEMA, *REFERENCE_FIELDS])
+
 ERRORS_SCHEMA = pa.schema([
     _f("run_id", pa.string(), "identifier of the run that wrote the row", False),
     _f("shard", pa.string(), "input shard id", False),
     _f("index", pa.int64(), "position of the record in its shard; null when the rest of a shard was unreadable"),
     _f("key", pa.string(), "record key; null when the rest of a shard was unreadable"),
     _f("source_uri", pa.string(), "URI of the input file, or shard URI#key", False),
-    _f("stage", pa.string(), "where it failed: read, decode, restore, encode or write", False),
+    _f("stage", pa.string(), "where it failed: read, decode, restore, encode or write; in `imagemend eval` also "
+       "reference (the damaged copy could not be made, or the output could not be scored against its clean "
+       "photo, e.g. a wrongly sized output)", False),
     _f("error_type", pa.string(), "exception class (UnsafeKey, EmptyImage, UnidentifiedImageError, ...)", False),
     _f("message", pa.string(), "exception message", False),
     _f("bytes_in", pa.int64(), "size of the record's data, when it was read"),

@@ -22,13 +22,14 @@ from fsspec import AbstractFileSystem
 import numpy as np
 
 from model.config import TASKS
+from model.measures import measure
 
+from . import reference
 from .decode import Decoded, decode
 from .encode import EXTENSIONS, FORMATS, encode, output_format, output_name, same_format
-from .measures import measure
 from .options import RunOptions
 from .progress import Progress, worker_id
-from .schema import ERRORS_SCHEMA, METRICS_SCHEMA, TASK_COLUMNS, table
+from .schema import ERRORS_SCHEMA, EVAL_METRICS_SCHEMA, METRICS_SCHEMA, TASK_COLUMNS, table
 from .sinks import FilesSink, OutputPaths, ParquetSink, TarSink, read_json, write_json, write_parquet
 from .sources import Failure, Record, Shard, read_records
 from .storage import filesystem
@@ -52,6 +53,7 @@ class Item:
     strengths: dict = field(default_factory=dict)
     status: str = ""
     after: dict = field(default_factory=dict)
+    reference: dict = field(default_factory=dict)  # imagemend eval: scores against the clean photo
     data: bytes = b""
     name: str = ""
     format: str = ""
@@ -125,6 +127,12 @@ def _finish(it: Item | Failure, opts: RunOptions) -> Item | Failure:
         return it
     fmt = output_format(opts.image_format, it.dec.meta.format)
     it.format, it.name = fmt, output_name(it.rec.name, it.dec.meta.format, fmt)
+    if opts.suite:  # imagemend eval: score input and output against the clean photo while the pixels are here
+        try:
+            out = it.out if it.status == "restored" else it.dec.pixels
+            it.reference = reference.compare(it.rec, it.dec.pixels, out)
+        except Exception as e:  # e.g. an output of the wrong size: a failure, never a silent gap
+            return Failure.of(it.rec, "reference", e)
     t0 = time.perf_counter()
     it.after = measure(it.out) if it.status == "restored" else it.before
     t1 = time.perf_counter()
@@ -161,7 +169,7 @@ def metrics_row(it: Item, uri: str, run_id: str, model) -> dict:
         "estimates_before": it.estimates, "estimates_after": it.estimates_after,
         "bytes_in": len(rec.data), "bytes_out": len(it.data), **it.timings,
         "model": model.name, "weights_sha256": model.restorer.weights_sha256, "device": model.device,
-        "worker": worker_id(),
+        "worker": worker_id(), **it.reference,
     })
     return row
 
@@ -173,6 +181,8 @@ def error_row(f: Failure, run_id: str) -> dict:
 
 
 def _sink(shard: Shard, opts: RunOptions, fs: AbstractFileSystem, paths: OutputPaths):
+    if opts.suite:  # eval: damaged cases are loose PNGs under images/<case>/, whatever the input layout
+        return FilesSink(fs, paths, shard)
     if shard.layout == "tar":
         return TarSink(fs, paths, shard)
     if shard.layout == "parquet":  # img2dataset names the column after the format: it follows a change
@@ -251,7 +261,8 @@ def process_shard(shard: Shard, opts: RunOptions, model, pool: Executor,
     sink = _sink(shard, opts, fs_out, paths)
     run = _Run(shard, opts, model, sink, progress)
     try:
-        run.stream(read_records(shard, fs_in, opts), pool)
+        records = read_records(shard, fs_in, opts)
+        run.stream(reference.expand(records, opts) if opts.suite else records, pool)
         outputs = sink.commit()
     except BaseException:
         sink.abort()
@@ -259,7 +270,8 @@ def process_shard(shard: Shard, opts: RunOptions, model, pool: Executor,
     rows = sorted(run.rows, key=lambda r: r["index"])
     errors = sorted((error_row(f, opts.run_id) for f in run.failures),
                     key=lambda r: (r["index"] is None, r["index"] or 0))
-    metrics_uri = write_parquet(fs_out, paths.metrics(shard.id), table(rows, METRICS_SCHEMA))
+    schema = EVAL_METRICS_SCHEMA if opts.suite else METRICS_SCHEMA
+    metrics_uri = write_parquet(fs_out, paths.metrics(shard.id), table(rows, schema))
     errors_uri = write_parquet(fs_out, paths.errors(shard.id), table(errors, ERRORS_SCHEMA))
     counts = {
         "records": len(rows) + len(errors), "failed": len(errors),

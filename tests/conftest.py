@@ -384,3 +384,26 @@ def build_tar_shards(store: Store, prefix: str, shards: int, samples: int, seed:
 @pytest.fixture
 def make_tar_shards():
     return build_tar_shards
+
+
+# ---------------------------------------------------------------- weights for structural tests
+
+@pytest.fixture(scope="session")
+def active_weights(tmp_path_factory) -> str:
+    """A seeded network whose every head is non-zero, saved like shipped weights: tests of evaluation
+    machinery need a model that changes pixels, not one that restores well (nor the shipped file,
+    whose architecture may be mid-change in a working tree)."""
+    import torch
+
+    from model.net import ImagemendNet
+    from model.weights import save_weights
+
+    torch.manual_seed(0)
+    net = ImagemendNet()
+    for head in (net.local.denoise[0], net.local.deblur[0]):
+        torch.nn.init.normal_(head.weight, std=0.01)
+    for head in net.glob.heads.values():
+        torch.nn.init.normal_(head.weight, std=0.05)
+    path = tmp_path_factory.mktemp("weights") / "active.safetensors"
+    save_weights(path, net.eval(), {"note": "test network"})
+    return str(path)

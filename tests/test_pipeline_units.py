@@ -10,9 +10,10 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps
 import pytest
 
+from model import measures
 from pipeline import decode as dec
 from pipeline import encode as enc
-from pipeline import measures, options, schema, shard, sources, storage
+from pipeline import options, schema, shard, sources, storage
 from pipeline.options import RunOptions
 
 REPO = Path(__file__).resolve().parents[1]
