@@ -1,0 +1,107 @@
+"""`imagemend report` and what it stands on: classical methods that work, scores that never drop a failure."""
+
+import argparse
+import json
+
+import numpy as np
+from PIL import Image
+import pytest
+from skimage import data
+
+from model import baselines, report
+from model.metrics import capped_psnr
+from model.scoring import Method, identity, score_all, summarise
+from model.suites import CASES
+
+PHOTO = data.astronaut()[60:188, 150:310]
+
+
+@pytest.mark.parametrize("b", [b for b in baselines.BASELINES if b.name != "bm3d"], ids=lambda b: f"{b.task}-{b.name}")
+def test_each_classical_method_repairs_its_own_damage(b):
+    case = {"denoise": "noise25", "deblur": "blur-gauss2", "cast": "cast-warm", "exposure": "exposure-2",
+            "contrast": "contrast0.55"}[b.task]
+    # colour constancy methods assume a neutral scene (grey on average, white highlights): give them one
+    photo = np.repeat(data.camera()[100:228, 150:310, None], 3, 2) if b.task == "cast" else PHOTO
+    bad = CASES[case].apply(photo, "photo")
+    out = b.run(bad, CASES[case])
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    assert capped_psnr(photo, out) > capped_psnr(photo, bad) + 0.5, b.name
+
+
+def test_bm3d_given_the_true_sigma_beats_non_local_means():
+    bm3d = next(b for b in baselines.BASELINES if b.name == "bm3d")
+    if not bm3d.available:
+        pytest.skip("the optional bm3d package is not installed (pip install -e .[report])")
+    small = PHOTO[:48, :48]
+    case = CASES["noise25"]
+    bad = case.apply(small, "small")
+    assert capped_psnr(small, bm3d.run(bad, case)) > capped_psnr(small, baselines.nl_means(bad, 25)) + 0.3
+
+
+def test_a_failing_or_misshapen_method_is_reported_never_averaged():
+    photos = {"a.png": PHOTO, "b.png": data.coffee()[:128, :160]}
+    crop = Method("crops", "classical", lambda x, c: x[:-1])  # a method with a bug: its output is one row short
+    nothing = Method("nothing", "classical", lambda x, c: None)  # returns no image
+    raises = Method("raises", "classical", lambda x, c: 1 / 0)
+    methods = [identity(), crop, nothing, raises]
+    scores = score_all(lambda c: methods, [CASES["noise15"]], photos, "t", log=lambda s: None)
+    s = summarise(scores)
+    assert s[("t", "noise15", "input")]["psnr_mean"] is not None
+    for name, err in (("crops", "SizeMismatch"), ("nothing", "SizeMismatch"), ("raises", "ZeroDivisionError")):
+        row = s[("t", "noise15", name)]
+        assert row["failed"] == 2 and row["psnr_mean"] is None and row["psnr_worst"] is None
+        assert row["first_error"].startswith(err) and row["failed_images"] == ["a.png", "b.png"]
+    table = "\n".join(report.table(s, "t", (CASES["noise15"],), {}))
+    assert "| `noise15` | crops | FAILED on 2 of 2: SizeMismatch" in table
+
+
+def _photos(folder):
+    folder.mkdir()
+    for name in ("astronaut", "coffee"):
+        Image.fromarray(getattr(data, name)()[:96, :128]).save(folder / f"{name}.png")
+    return str(folder)
+
+
+def test_report_writes_the_document_charts_and_sheets_and_a_rerun_gives_the_same_numbers(tmp_path, active_weights):
+    folder = _photos(tmp_path / "photos")
+    argv = ["--data", folder, "--out", str(tmp_path / "docs"), "--suite", "quick", "--cases",
+            "noise25,cast-warm,clean", "--baselines", "nl-means,gray-world", "--weights", active_weights,
+            "--single-task", f"cast={active_weights}"]
+    p = argparse.ArgumentParser()
+    report.add_arguments(p)
+    text = report.run(p.parse_args(argv))
+    docs = tmp_path / "docs"
+    assert (docs / "QUALITY.md").read_text() == text
+    for png in ("psnr-photos.png", "speed.png", "sheet-denoise.png", "sheet-cast.png"):
+        with Image.open(docs / "quality" / png) as im:
+            assert im.width > 100 and im.height > 50
+    assert "### Does the shipped model beat every classical method on its own task?" in text
+    assert "`noise25`: imagemend" in text and "nl-means" in text and "given the true noise sigma" in text
+    assert "Does it leave clean photos alone?" in text and "the 40 dB bar" in text
+    assert "denoise: **not measured yet**" in text and "--tasks denoise" in text  # and the command to measure it
+    assert "cast, `cast-warm`: multitask" in text
+    assert "task only +0.00 dB" in text  # the same weights as the single-task model, the same task: no gap
+    assert "| `cast-warm` | single-task |" in text and "| `clean` | imagemend |" in text
+    first = json.loads((docs / "quality" / "results.json").read_text())
+    assert len(first["summary"]) == 4 + 5 + 1
+    again = argv[:3] + [str(tmp_path / "again")] + argv[4:]
+    again[again.index("--cases") + 1] = "cast-warm"
+    report.run(p.parse_args(again + ["--no-sheets"]))
+    second = json.loads((tmp_path / "again" / "quality" / "results.json").read_text())
+
+    def numbers(res):
+        return [{k: v for k, v in row.items() if k != "seconds_per_mp"} for row in res["summary"]
+                if row["case"] == "cast-warm"]
+
+    assert numbers(first) == numbers(second) and len(numbers(first)) == 5
+
+
+def test_the_model_package_never_imports_beam_or_the_pipeline():
+    import subprocess
+    import sys
+
+    code = ("import sys, model.report, model.estimators, model.evaluate, model.figures, model.scoring, model.suites, "
+            "model.metrics, model.measures; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('apache_beam', 'pipeline')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
