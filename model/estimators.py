@@ -172,32 +172,34 @@ def blur_ranks(readings: list[Reading], sources) -> dict:
     return out
 
 
-def clean_flags(readings: list[Reading], cfg: RestoreConfig = RestoreConfig()) -> dict:
+def clean_flags(readings: list[Reading], cfg: RestoreConfig | None = None) -> dict:
     """Share of clean photos flagged per task: by the model's thresholds, and by the same thresholds
     applied to the weight-free estimates where they share the unit; and the 90th percentile of each."""
     clean = [r for r in readings if r.case.task == "clean"]
     if not clean:
         return {}
+    cfg = cfg or RestoreConfig()  # the restorer's own (calibrated) thresholds when it is given
     out: dict = {"images": len(clean)}
     if clean[0].needs is not None:
         out["model"] = {t: float(np.mean([r.needs[t] for r in clean])) for t in TASKS}
-    thresholds = {"denoise": cfg.min_noise_sigma, "cast": cfg.min_cast, "exposure": cfg.min_exposure}
-    size = {"denoise": abs, "cast": lambda v: float(np.max(np.abs(v))), "exposure": abs}
+    thresholds = {"denoise": cfg.min_noise_sigma, "deblur": cfg.min_blur, "cast": cfg.min_cast,
+                  "exposure": cfg.min_exposure, "contrast": cfg.min_contrast}
+    size = {"denoise": abs, "cast": lambda v: float(np.max(np.abs(v))), "exposure": abs}  # same unit as the model
     out["measure"] = {t: float(np.mean([size[t](estimate(r, t, "measure")) >= thresholds[t] for r in clean
                                         if estimate(r, t, "measure") is not None]))
-                      for t in thresholds}
+                      for t in size}
     out["measure_p90"] = {t: float(np.percentile([size[t](estimate(r, t, "measure")) for r in clean
                                                   if estimate(r, t, "measure") is not None], 90))
-                          for t in thresholds}
+                          for t in size}
     out["thresholds"] = thresholds
     return out
 
 
-def summary(readings: list[Reading]) -> dict:
-    """Every figure of docs/ESTIMATORS.md, as JSON."""
+def summary(readings: list[Reading], cfg: RestoreConfig | None = None) -> dict:
+    """Every figure of docs/ESTIMATORS.md, as JSON (cfg: the thresholds clean photos are held to)."""
     sources = [s for s in SOURCES if s != "model" or any(r.model is not None for r in readings)]
     out: dict = {"images": len({r.key for r in readings}), "blur": blur_ranks(readings, sources),
-                 "clean": clean_flags(readings)}
+                 "clean": clean_flags(readings, cfg)}
     for task in ("denoise", "cast", "exposure", "contrast"):
         mine = [r for r in readings if r.case.task == task]
         cases = list(dict.fromkeys(r.case for r in mine))
@@ -299,8 +301,9 @@ def markdown(s: dict, header: list[str]) -> str:
     c = s.get("clean") or {}
     if c:
         lines += ["", f"## Clean photos flagged as damaged ({c['images']} photos)", "",
-                  "The model flags a task when its estimate reaches the task's threshold (`RestoreConfig`; then "
-                  "`run` applies the task). The weight-free estimates are held to the same thresholds where they "
+                  "The model flags a task when its estimate reaches the task's threshold (`RestoreConfig`, "
+                  "calibrated per weights file by model/calibrate.py; then `run` applies the task). The "
+                  "weight-free estimates are held to the same thresholds where they "
                   "share the unit; their 90th percentile on clean photos is the lowest threshold that would "
                   "flag at most one clean photo in ten.", "",
                   "| task | model flags | weight-free flags | weight-free p90 on clean photos | threshold |",
@@ -334,7 +337,7 @@ def main(args: argparse.Namespace) -> None:
         sources.append(f"`{d}` ({len(photos)} photos)")
         print(f"{d}: {len(photos)} photos x {len(cases)} cases", flush=True)
         readings += collect(photos, cases, r)
-    s = summary(readings)
+    s = summary(readings, r.cfg if r is not None else None)
     out = Path(args.out)
     assets = out.parent / "estimators"
     assets.mkdir(parents=True, exist_ok=True)

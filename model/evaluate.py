@@ -73,7 +73,7 @@ def severity_accuracy(r: Restorer, photos: dict[str, np.ndarray]) -> dict:
             exposure[str(round(true, 2))] = {"mean_estimate": float(est.mean()), "mean_abs_error": float(err.mean()),
                                              "share_within_0.25ev": float((err <= 0.25).mean())}
     return {"noise_sigma": noise, "exposure_ev": exposure,
-            "clean_flagged_share": estimators.clean_flags(readings)["model"]}
+            "clean_flagged_share": estimators.clean_flags(readings, r.cfg)["model"]}
 
 
 def speed(r: Restorer, megapixels: float = 12.0, repeats: int = 1) -> dict:

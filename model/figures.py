@@ -133,7 +133,7 @@ def estimator_scatter(readings: list, path: Path) -> Path:
                 twin.scatter(t, [-e for _, e in pts], s=6, alpha=0.5, color=colours[s], label="measure")
                 twin.set_yscale("log")
                 twin.set_ylabel("Laplacian variance (log)", fontsize=8)
-                twin.legend(fontsize=7, loc="upper center")
+                twin.legend(fontsize=7, loc="center right")
                 continue
             e = [proj(np.asarray(e)) if proj else e for _, e in pts]
             ax.scatter(t, e, s=6, alpha=0.5, color=colours[s], label=s)

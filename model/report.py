@@ -76,8 +76,9 @@ def train_command(r: Restorer, task: str) -> str:
     info = r.meta.get("info", {})
     t = {**TrainConfig().__dict__, **info.get("train", {})}
     data = shlex.quote(info["data"]) if "data" in info else "TRAINING_PHOTOS"  # the placeholder records none
-    return (f"imagemend train --data {data} --out runs/single-{task} --tasks {task} "
-            f"--steps {t['steps']} --batch {t['batch']} --patch {t['patch']} --lr {t['lr']} --seed {t['seed']}")
+    weighting = info.get("loss", {}).get("weighting", "fixed")
+    return (f"imagemend train --data {data} --out runs/single-{task} --tasks {task} --steps {t['steps']} "
+            f"--batch {t['batch']} --patch {t['patch']} --lr {t['lr']} --seed {t['seed']} --weighting {weighting}")
 
 
 # ---------------------------------------------------------------- verdicts
@@ -155,6 +156,10 @@ def verdict_single(s: dict, dataset: str, cases: tuple[Case, ...], r: Restorer, 
             lines.append(f"- {task}, `{c.name}`: multitask {multi['psnr_mean']:.2f} dB, single-task "
                          f"{one['psnr_mean']:.2f} dB ({gap:+.2f} dB): {status} (multitask with only this task on: "
                          f"{only['psnr_mean']:.2f} dB, task only {only['psnr_mean'] - one['psnr_mean']:+.2f} dB)")
+    stage = r.meta.get("info", {}).get("stage", "joint")
+    if stage != "joint" and len(single) < len([t for t in TASKS if any(c.task == t for c in cases)]):
+        lines += ["", f"The shipped weights' training record ends with a `{stage}` stage: give each single-task "
+                  "model the same stages (the commands above are its joint stage), so the budgets match."]
     lines += ["", "The margin is checked with every task on, as `imagemend run` works; the task-only number shows "
               "how much of a gap comes from other tasks acting where they should not."]
     return lines + [""]
