@@ -80,6 +80,8 @@ def psnr_chart(summary: dict, dataset: str, cases: list[str], columns: list[tupl
             if row and row.get("psnr_mean") is not None:
                 ys.append(i + j * h)
                 xs.append(row["psnr_mean"])
+        if not xs:  # e.g. no single-task model given: no empty entry in the legend
+            continue
         ax.barh(ys, xs, height=h, label=label, color=COLOURS[j % len(COLOURS)])
     ax.set_yticks([i + 0.4 - h / 2 for i in range(len(cases))], cases)
     ax.invert_yaxis()

@@ -46,10 +46,11 @@ def weights_line(restorer, name: str) -> str:
     return f"`{name}`, sha256 `{restorer.weights_sha256}` ({what})"
 
 
-def header(argv: list[str] | None, restorer, weights_name: str, cases: tuple[Case, ...]) -> list[str]:
-    """Markdown bullet lines: command, commit, weights, machine, date, cases."""
+def header(argv: list[str] | None, restorer, weights_name: str, cases: tuple[Case, ...], code: str) -> list[str]:
+    """Markdown bullet lines: command, commit (`code`: commit() taken when the run started, since the
+    checkout may move while it runs), weights, machine, date, cases."""
     argv = sys.argv[1:] if argv is None else argv
-    lines = [f"- command: `imagemend {shlex.join(argv)}`", f"- commit: `{commit()}`"]
+    lines = [f"- command: `imagemend {shlex.join(argv)}`", f"- commit: `{code}`"]
     if restorer is not None:
         lines.append(f"- weights: {weights_line(restorer, weights_name)}")
     lines += [f"- machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
