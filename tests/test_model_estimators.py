@@ -45,7 +45,7 @@ def test_weight_free_measures_hold_their_tolerances_and_the_command_reports_them
     estimators.main(p.parse_args(["--data", str(photos), "--out", str(out), "--no-model", "--cases", ",".join(CASES)]))
     s = json.loads((tmp_path / "docs" / "estimators" / "estimators.json").read_text())
     checks = estimators.check(s, ("measure", "paired"))
-    assert len(checks) == 7 and not failures(checks)
+    assert len(checks) == 8 and not failures(checks)
     text = out.read_text()
     assert "## Noise sigma" in text and "## Blur" in text and "## Tolerances" in text
     assert "| noise sigma error, paired, sigma 25 |" in text and "| yes |" in text and "**no**" not in text
