@@ -3,9 +3,11 @@
 A severity head never reads exactly zero on a clean photo (texture looks like noise, a sunset
 looks like a cast). Each task's threshold is set above what the estimator reports for a high
 quantile of clean training photos, so clean photos are left alone, and stored in the weights
-file, since it belongs to that estimator.
+file, since it belongs to that estimator. The global tasks get the maximum over clean photos:
+a wrong cast, exposure or contrast correction changes every pixel (a bright beach darkened by a
+misread exposure loses 10 dB), while a denoiser at a small sigma does little harm.
 
-    python -m model.calibrate --data ../shared/data/train/CBSD432 --weights W [--quantile 0.98]
+    python -m model.calibrate --data ../shared/data/train/CBSD432 --weights W
 """
 
 import argparse
@@ -22,26 +24,32 @@ MEASURE = {"min_noise_sigma": "noise_sigma", "min_blur": "blur", "min_cast": "ca
            "min_exposure": "exposure_ev", "min_contrast": "contrast_curve"}
 
 
-def thresholds(estimates: list[dict], quantile: float, margin: float = 1.1) -> dict[str, float]:
+GLOBAL = ("min_cast", "min_exposure", "min_contrast")  # a wrong global correction harms the whole photo
+
+
+def thresholds(estimates: list[dict], quantile: float, global_quantile: float,
+               margin: float = 1.1) -> dict[str, float]:
     floor = RestoreConfig()
-    return {k: max(getattr(floor, k), margin * float(np.quantile([abs(e[m]) for e in estimates], quantile)))
-            for k, m in MEASURE.items()}
+    return {k: max(getattr(floor, k), margin * float(np.quantile(
+        [abs(e[m]) for e in estimates], global_quantile if k in GLOBAL else quantile))) for k, m in MEASURE.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="clean photos (the training set is fine: nothing is fitted)")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="rewritten in place with the thresholds")
-    p.add_argument("--quantile", type=float, default=0.98)
+    p.add_argument("--quantile", type=float, default=0.98, help="for denoise and deblur")
+    p.add_argument("--global-quantile", type=float, default=1.0, help="for cast, exposure and contrast")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     photos = [load_rgb(f) for f in list_images(a.data)]
     est = Restorer(a.weights, device="cpu", calibrated=False).estimate(photos)
-    found = thresholds(est, a.quantile)
+    found = thresholds(est, a.quantile, a.global_quantile)
     net, meta = load_weights(a.weights)
     info = {**meta["info"], "thresholds": found, "calibration": {"data": a.data, "images": len(photos),
-                                                                  "quantile": a.quantile}}
+                                                                  "quantile": a.quantile,
+                                                                  "global_quantile": a.global_quantile}}
     save_weights(a.weights, net, info)
     print(found)
 

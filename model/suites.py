@@ -124,6 +124,9 @@ SUITES: dict[str, tuple[str, ...]] = {
     "standard": ("noise15", "noise25", "noise50", "blur-gauss1", "blur-gauss2", "blur-motion9",
                  "cast-warm", "cast-cool", "cast-green", "exposure-2", "exposure-1", "exposure+0.7",
                  "contrast0.75", "contrast0.55", "mixed", "clean"),
+    # the acceptance cases of the shipped model (model/weights/MODEL_CARD.md)
+    "targets": ("noise15", "noise25", "noise50", "blur-gauss1.5", "cast-warm", "exposure-1", "exposure+0.7",
+                "contrast0.55", "clean"),
     # one case per task: tests and smoke runs
     "quick": ("noise25", "blur-gauss2", "cast-warm", "exposure-1", "contrast0.55", "mixed", "clean"),
     # severity sweeps for validating the no-reference estimators (model/estimators.py)

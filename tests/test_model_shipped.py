@@ -1,0 +1,52 @@
+"""The shipped weights on photos they never saw: what they repair, what they leave alone.
+
+Margins sit below what the weights reach (model/weights/MODEL_CARD.md), so they catch a broken or
+mismatched weights file, not a small regression. Tasks the shipped weights do not repair yet are
+strict xfails: the day they start working, the xfail fails and the margin must be written down.
+"""
+
+import numpy as np
+import pytest
+from skimage import data
+
+from model import Restorer
+from model.degrade import fixed_params
+from model.validate import damaged, psnr
+
+PHOTOS = [data.chelsea(), data.coffee()]
+NOT_YET = pytest.mark.xfail(strict=True, reason="the global heads are not accurate enough yet: below their "
+                                               "calibrated thresholds the task stays off (MODEL_CARD.md)")
+CASES = {  # damage, minimum mean PSNR gain over the damaged input (dB)
+    "noise15": (dict(noise_sigma=15), 4.0),
+    "noise25": (dict(noise_sigma=25), 5.0),
+    "noise50": (dict(noise_sigma=50), 7.0),
+    "blur": pytest.param(dict(blur=("gaussian", 1.5), noise_sigma=1), 0.5, marks=NOT_YET),
+    "cast": pytest.param(dict(cast_gains=(1.25, 1.0, 0.75)), 1.0, marks=NOT_YET),
+    "exposure": pytest.param(dict(exposure_ev=-1.0), 1.0, marks=NOT_YET),
+    "contrast": pytest.param(dict(contrast=0.55), 1.0, marks=NOT_YET),
+}
+
+
+@pytest.fixture(scope="module")
+def restorer():
+    return Restorer(device="cpu")
+
+
+@pytest.mark.parametrize("damage,gain", list(CASES.values()), ids=list(CASES))
+def test_shipped_weights_repair(restorer, damage, gain):
+    bad = damaged(PHOTOS, fixed_params(1, **damage), seed=11)
+    fixed = [r.image for r in restorer.restore(bad)]
+    before = np.mean([psnr(b, c) for b, c in zip(bad, PHOTOS)])
+    after = np.mean([psnr(f, c) for f, c in zip(fixed, PHOTOS)])
+    assert after >= before + gain, f"{before:.2f} -> {after:.2f} dB"
+
+
+def test_shipped_weights_do_no_harm_on_clean_photos(restorer):
+    for photo, res in zip(PHOTOS, restorer.restore(PHOTOS)):
+        assert psnr(res.image, photo) >= 40.0, res.applied
+
+
+def test_shipped_weights_are_trained_and_calibrated(restorer):
+    info = restorer.meta["info"]
+    assert info.get("name") == "imagemend-base" and "thresholds" in info
+    assert sum(s["steps"] for s in info["stages"]) >= 5000
