@@ -56,7 +56,9 @@ def test_each_layout_end_to_end(tmp_path, local_store, make_archive, run_job, ch
         assert sorted(str(p.relative_to(out / "images")) for p in (out / "images").rglob("*")
                       if p.is_file()) == sorted(archive.good)
         rgb = Image.open(io.BytesIO(output_bytes(local_store, by_key["a/rgb.jpg"]["output_uri"])))
-        assert rgb.getexif().get(0x0112, 1) == 1 and rgb.getexif()[0x010F] == "imagemend-test-camera"
+        # a restored copy is stored upright; an unchanged one keeps its bytes and its orientation tag
+        upright = 1 if by_key["a/rgb.jpg"]["status"] == "restored" else 6
+        assert rgb.getexif().get(0x0112, 1) == upright and rgb.getexif()[0x010F] == "imagemend-test-camera"
         assert rgb.info["icc_profile"] == Image.open(Path(archive.input) / "a/rgb.jpg").info["icc_profile"]
         src = np.asarray(Image.open(Path(archive.input) / "a/rgba.png"))
         restored = np.asarray(Image.open(out / "images/a/rgba.png"))
@@ -107,8 +109,19 @@ def test_rerun_skips_finished_shards_and_overwrite_redoes_them(tmp_path, local_s
     check_run(archive, str(out), third)
 
 
+def _settle(v):
+    """Floats to 4 decimals: which images share a forward pass can move an estimate by one ulp."""
+    if isinstance(v, float):
+        return round(v, 4)
+    if isinstance(v, list):
+        return [_settle(x) for x in v]
+    if isinstance(v, tuple):
+        return tuple(_settle(x) for x in v)
+    return v
+
+
 def _rows(store, out, kind, read_rows):
-    rows = [{k: v for k, v in r.items() if k not in VOLATILE} for r in read_rows(store, out, kind)]
+    rows = [{k: _settle(v) for k, v in r.items() if k not in VOLATILE} for r in read_rows(store, out, kind)]
     return sorted(rows, key=lambda r: (r["shard"], r["index"] if r["index"] is not None else -1))
 
 
