@@ -16,19 +16,28 @@ def _logging() -> None:
     logging.getLogger("imagemend").setLevel(logging.INFO)
 
 
-def _run(args: argparse.Namespace) -> None:
+def _job(make_options, args: argparse.Namespace) -> tuple:
+    """Run the Beam job; bad input exits 2, a failed job exits 1 (record errors do not)."""
     from . import job, options
 
     _logging()
     try:
-        summary = job.run(options.from_args(args), options.beam_args(args.beam_argv, args.workers))
-    except job.NoInput as e:
+        opts = make_options()
+        summary = job.run(opts, options.beam_args(args.beam_argv, args.workers))
+    except (job.NoInput, ValueError) as e:
         print(f"imagemend: {e}", file=sys.stderr)
         sys.exit(2)
     except job.JobFailed as e:
         print(f"imagemend: the job failed: {e}", file=sys.stderr)
         sys.exit(1)
     print(job.report(summary))
+    return opts, summary
+
+
+def _run(args: argparse.Namespace) -> None:
+    from . import options
+
+    _job(lambda: options.from_args(args), args)
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -43,20 +52,14 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from . import job, options, reference
+    from . import reference
 
-    _logging()
-    try:
+    def make_options():
         opts = reference.options_from(args)
         reference.check_output(opts)
-        summary = job.run(opts, options.beam_args(args.beam_argv, args.workers))
-    except (job.NoInput, ValueError) as e:
-        print(f"imagemend: {e}", file=sys.stderr)
-        sys.exit(2)
-    except job.JobFailed as e:
-        print(f"imagemend: the job failed: {e}", file=sys.stderr)
-        sys.exit(1)
-    print(job.report(summary))
+        return opts
+
+    opts, summary = _job(make_options, args)
     result = reference.summarise(summary["output"], opts.out_storage)
     print(reference.markdown(result))
     if result["failed"]:

@@ -394,10 +394,18 @@ def active_weights(tmp_path_factory) -> str:
     """A seeded network whose every head is non-zero, saved like shipped weights: tests of evaluation
     machinery need a model that changes pixels, not one that restores well (nor the shipped file,
     whose architecture may be mid-change in a working tree)."""
+    from model.weights import save_weights
+
+    path = tmp_path_factory.mktemp("weights") / "active.safetensors"
+    save_weights(path, active_network(), {"note": "test network"})
+    return str(path)
+
+
+def active_network():
+    """A seeded network whose every head is non-zero, so each code path changes the pixels."""
     import torch
 
     from model.net import ImagemendNet
-    from model.weights import save_weights
 
     torch.manual_seed(0)
     net = ImagemendNet()
@@ -405,6 +413,9 @@ def active_weights(tmp_path_factory) -> str:
         torch.nn.init.normal_(head.weight, std=0.01)
     for head in net.glob.heads.values():
         torch.nn.init.normal_(head.weight, std=0.05)
-    path = tmp_path_factory.mktemp("weights") / "active.safetensors"
-    save_weights(path, net.eval(), {"note": "test network"})
-    return str(path)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def active_net():
+    return active_network()

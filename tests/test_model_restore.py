@@ -6,20 +6,7 @@ from skimage import data
 import torch
 
 from model.config import TASKS, RestoreConfig
-from model.net import ImagemendNet
 from model.restore import Restorer
-
-
-@pytest.fixture(scope="module")
-def active_net():
-    """A seeded network whose every head is non-zero, so each code path changes the pixels."""
-    torch.manual_seed(0)
-    net = ImagemendNet()
-    for head in (net.local.denoise[0], net.local.deblur[0]):
-        torch.nn.init.normal_(head.weight, std=0.01)
-    for head in net.glob.heads.values():
-        torch.nn.init.normal_(head.weight, std=0.05)
-    return net.eval()
 
 
 def restorer(net, **cfg):
