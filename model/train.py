@@ -117,20 +117,20 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
     params = list(trained.parameters()) + [p for p in weighting.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg))
-    ckpt, step = outdir / "last.ckpt", 0
+    ckpt, step, wall = outdir / "last.ckpt", 0, 0.0  # wall: training seconds of earlier runs
     if ckpt.exists() and not restart:
         state = torch.load(ckpt, weights_only=True, map_location=dev)
         net.load_state_dict(state["net"]), weighting.load_state_dict(state["weighting"])
         opt.load_state_dict(state["opt"]), sched.load_state_dict(state["sched"])
         g.set_state(state["rng"]), torch.set_rng_state(state["torch_rng"])
-        step = int(state["step"])
+        step, wall = int(state["step"]), float(state["wall"])
         print(f"resumed from {ckpt} at step {step}", file=sys.stderr)
     info = {"data": data, "images": len(images), "tasks": list(tasks), "stage": stage, "init_local": init_local,
             "train": cfg.__dict__,
             "loss": loss_cfg.__dict__, "device": str(dev)}
     log = open(outdir / "train_log.jsonl", "a")  # noqa: SIM115 (open for the whole run)
     bar = tqdm(total=cfg.steps, initial=step, mininterval=5, dynamic_ncols=True, file=sys.stderr)
-    t0, seen, wall = time.time(), 0, float(state["wall"]) if step else 0.0
+    t0, seen = time.time(), 0
     end = min(cfg.steps, stop_at or cfg.steps)
     while step < end:
         loss, parts = train_step(net, weighting, images, g, cfg, dcfg, dev, amp, local=stage == "joint")
