@@ -5,6 +5,10 @@ will at inference), damages them, estimates severities from their statistics gri
 the local U-Net on a random crop of each. The local branch is conditioned on the true severity
 for half the samples and on the (detached) estimate for the rest, so it learns to trust the map
 and to survive the estimator's errors. Checkpoints hold everything needed to resume exactly.
+
+Stages: "joint" trains both branches; "global" trains the global branch alone on the ideal
+local output (it does not depend on the U-Net); "local" trains the U-Net alone under a frozen
+global branch. The branches can so be trained apart, in parallel, and merged.
 """
 
 import argparse
@@ -52,7 +56,7 @@ def crop_batch(t: torch.Tensor, oy: list[int], ox: list[int], p: int) -> torch.T
 
 
 def train_step(net, weighting, images, g, cfg: TrainConfig, dcfg: DegradationConfig, device, amp,
-               local: bool = True):
+               stage: str = "joint"):
     lo, hi = cfg.global_size
     side = 8 * int(torch.randint(lo // 8, hi // 8 + 1, (1,), generator=g))
     x = random_crops(images, cfg.batch, side, g).to(device)
@@ -61,10 +65,11 @@ def train_step(net, weighting, images, g, cfg: TrainConfig, dcfg: DegradationCon
     ox = torch.randint(side - cfg.patch + 1, (cfg.batch,), generator=g).tolist()
     true = (torch.rand(cfg.batch, generator=g) < 0.5).to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        est = net.estimate(tensor_stats(d.image))
+        with torch.set_grad_enabled(stage != "local"):
+            est = net.estimate(tensor_stats(d.image))
         sigma = torch.where(true, d.params["noise_sigma"], est["noise_sigma"].detach().float())
         blur = torch.where(true, d.params["blur"], est["blur"].detach().float())
-        if local:
+        if stage != "global":
             pred = net(crop_batch(d.image, oy, ox, cfg.patch), est, sigma, blur)
         else:  # global stage: correct the ideal local output, the tone-damaged clean crop
             tone = crop_batch(d.tone, oy, ox, cfg.patch)
@@ -94,8 +99,9 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
           stage: str = "joint", init_local: str | None = None) -> Path:
     """Train to cfg.steps (resuming from out/last.ckpt); stop_at pauses earlier, resumable later.
 
-    stage "joint" trains everything; stage "global" trains only the global branch, with the
-    local U-Net frozen (taken from init_local), on the ideal local output."""
+    stage "joint" trains everything; "global" only the global branch (the U-Net frozen, taken
+    from init_local), on the ideal local output; "local" only the U-Net, under the global branch
+    of init."""
     dev = pick_device(device)
     amp = dev.type == "cuda"
     outdir = Path(out)
@@ -113,7 +119,7 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
         net.local.load_state_dict(load_local(init_local))
     net = net.to(dev).train()
     weighting = Weighting(loss_cfg).to(dev)
-    trained = net.glob if stage == "global" else net
+    trained = {"joint": net, "global": net.glob, "local": net.local}[stage]
     params = list(trained.parameters()) + [p for p in weighting.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg))
@@ -133,7 +139,7 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
     t0, seen = time.time(), 0
     end = min(cfg.steps, stop_at or cfg.steps)
     while step < end:
-        loss, parts = train_step(net, weighting, images, g, cfg, dcfg, dev, amp, local=stage == "joint")
+        loss, parts = train_step(net, weighting, images, g, cfg, dcfg, dev, amp, stage)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -176,17 +182,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="folder for checkpoints, logs and weights")
     p.add_argument("--val", help="folder of held-out photos for periodic validation PSNR")
     p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ",".join(TASKS))
+    p.add_argument("--loss-weights", default="",
+                   help="override task loss weights, e.g. deblur=3,exposure=0.3 (defaults in model/config.py)")
     p.add_argument("--weighting", choices=("fixed", "uncertainty"), default=LossConfig().weighting)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--init", help="start from these weights instead of random")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in --out")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--stop-at", type=int, help="pause at this step (resume later with the same --out)")
-    p.add_argument("--stage", choices=("joint", "global"), default="joint",
-                   help="global: train only the global branch, the local U-Net frozen from --init-local")
+    p.add_argument("--stage", choices=("joint", "global", "local"), default="joint",
+                   help="global: train only the global branch, the U-Net frozen from --init-local; "
+                        "local: train only the U-Net, the global branch frozen from --init")
     p.add_argument("--init-local", help="weights file whose local U-Net to start from (any global branch)")
     for name in ("steps", "batch", "patch", "lr", "val_every", "ckpt_every", "seed"):
         p.add_argument("--" + name.replace("_", "-"), type=type(getattr(d, name)), default=getattr(d, name))
+
+
+def loss_config(overrides: str, weighting: str) -> LossConfig:
+    """LossConfig with "task=w,..." overrides of its default weights."""
+    weights = dict(LossConfig().weights)
+    for item in filter(None, overrides.split(",")):
+        name, _, value = item.partition("=")
+        if name not in weights:
+            raise SystemExit(f"unknown loss term {name!r}; choose from {sorted(weights)}")
+        weights[name] = float(value)
+    return LossConfig(weights=weights, weighting=weighting)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -197,7 +217,7 @@ def main(args: argparse.Namespace) -> None:
         raise SystemExit(f"unknown task(s) {sorted(unknown)}; choose from {TASKS}")
     cfg = replace(TrainConfig(), **{k: getattr(args, k) for k in
                                     ("steps", "batch", "patch", "lr", "val_every", "ckpt_every", "seed")})
-    final = train(args.data, args.out, cfg, LossConfig(weighting=args.weighting), NetConfig(), tasks,
+    final = train(args.data, args.out, cfg, loss_config(args.loss_weights, args.weighting), NetConfig(), tasks,
                   args.val, args.device, args.init, args.restart, args.stop_at, args.stage, args.init_local)
     print(f"weights written to {final}")
 

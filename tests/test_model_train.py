@@ -4,12 +4,13 @@ from dataclasses import replace
 
 import numpy as np
 from PIL import Image
+import pytest
 from skimage import data
 import torch
 
 from model.config import LossConfig, NetConfig, TrainConfig
 from model.net import ImagemendNet
-from model.train import train
+from model.train import loss_config, train
 from model.weights import load_weights
 
 SMALL = replace(TrainConfig(), batch=2, patch=32, global_size=(64, 96), warmup=2, ckpt_every=2, val_every=1000)
@@ -61,3 +62,22 @@ def test_global_stage_trains_only_the_global_branch(tmp_path):
         assert torch.equal(v, staged.local.state_dict()[k]), k  # frozen, copied from the joint run
     fresh = ImagemendNet().glob.state_dict()
     assert any(not torch.equal(v, fresh[k]) for k, v in staged.glob.state_dict().items())
+
+
+def test_local_stage_trains_only_the_unet(tmp_path):
+    folder = photo_folder(tmp_path)
+    joint, _ = run(folder, tmp_path / "j", 2)
+    torch.set_num_threads(1)
+    final = train(str(folder), str(tmp_path / "l"), replace(SMALL, steps=3), loss_config("deblur=3", "fixed"),
+                  NetConfig(), stage="local", init=str(tmp_path / "j" / "final.safetensors"))
+    staged, meta = load_weights(final)
+    assert meta["info"]["stage"] == "local" and meta["info"]["loss"]["weights"]["deblur"] == 3.0
+    for k, v in joint.glob.state_dict().items():
+        assert torch.equal(v, staged.glob.state_dict()[k]), k  # frozen, from --init
+    assert any(not torch.equal(v, joint.local.state_dict()[k]) for k, v in staged.local.state_dict().items())
+
+
+def test_loss_weight_overrides_are_checked():
+    assert loss_config("deblur=2.5", "fixed").weights["deblur"] == 2.5
+    with pytest.raises(SystemExit, match="unknown loss term"):
+        loss_config("sharpness=1", "fixed")
