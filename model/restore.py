@@ -184,14 +184,23 @@ class Restorer:
         return applied, {t: float(tasks.get(t, 0.0)) if applied[t] else 0.0 for t in TASKS}
 
     def _tiles(self, jobs: list[_Job]) -> Iterator[tuple[int, int, int, torch.Tensor]]:
+        """Tiles in an order that batches well: images of one size advance tile by tile together,
+        so the same tile position of each (the same shape) is consecutive; each image still
+        receives its tiles row by row, so only one strip per image is held."""
+        groups: dict[tuple[int, int], list[int]] = {}
         for j, job in enumerate(jobs):
-            p, b = job.planes, job.border
-            for r in range(len(job.rows)):
-                (y0, y1), _ = job.window(r, 0, self.cfg.halo)
-                rows = _reflect(np.arange(y0 - b, y1 - b), p.height)
-                for c in range(len(job.cols)):
-                    _, (x0, x1) = job.window(r, c, self.cfg.halo)
-                    yield j, r, c, p.read(rows, _reflect(np.arange(x0 - b, x1 - b), p.width))
+            groups.setdefault(job.canvas, []).append(j)
+        for group in groups.values():
+            first = jobs[group[0]]
+            for r in range(len(first.rows)):
+                (y0, y1), _ = first.window(r, 0, self.cfg.halo)
+                rows = {j: _reflect(np.arange(y0 - jobs[j].border, y1 - jobs[j].border), jobs[j].planes.height)
+                        for j in group}
+                for c in range(len(first.cols)):
+                    _, (x0, x1) = first.window(r, c, self.cfg.halo)
+                    for j in group:
+                        p, b = jobs[j].planes, jobs[j].border
+                        yield j, r, c, p.read(rows[j], _reflect(np.arange(x0 - b, x1 - b), p.width))
 
     @torch.inference_mode()
     def restore(self, images: list[np.ndarray], tasks: dict[str, float] | None = None) -> list[Restored]:

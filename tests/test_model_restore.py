@@ -86,6 +86,20 @@ def test_one_batch_of_mixed_sizes_equals_one_image_at_a_time(active_net):
         assert np.abs(a - b).max() < 1e-5
 
 
+def test_same_sized_photos_share_forward_passes(active_net, monkeypatch):
+    """Tiles at one position of same-sized photos have one shape, so they batch together even
+    when a photo's own tiles all differ in shape (as a 1 MP photo's two tiles do)."""
+    imgs = [photo_float(90, 130), photo_float(90, 130)[::-1].copy(), photo_float(90, 130)[:, ::-1].copy()]
+    r = restorer(active_net, tile=64)
+    passes = []
+    forward = r._forward
+    monkeypatch.setattr(r, "_forward", lambda jobs, batch: (passes.append(len(batch)), forward(jobs, batch)))
+    together = [x.image for x in r.restore(imgs)]
+    assert max(passes) == 3 and len(passes) * 3 == sum(passes)  # every tile position in one pass
+    for img, out in zip(imgs, together):
+        assert np.abs(out - r.restore([img])[0].image).max() < 1e-5
+
+
 def test_bad_requests_fail_clearly(active_net):
     r = restorer(active_net)
     with pytest.raises(ValueError, match="unknown task"):
