@@ -1,16 +1,22 @@
-"""Speed and memory of the restorer alone, and of image decoding/encoding (the CPU side of a GPU job).
+"""Speed and memory of the restorer alone, of image decoding/encoding, and of the whole job: one command.
 
-    python benchmarks/bench_model.py --out benchmarks/results/model-cpu.json          # all parts
+    python benchmarks/bench_model.py --out benchmarks/results/cpu.json                # all parts
     python benchmarks/bench_model.py --parts speed --sizes 1,12 --device cuda
+    python benchmarks/bench_model.py --parts pipeline --pipeline-sizes 1 --pipeline-workers 1,2
 
 Parts: `speed` (MP/s by image size, tile size and batch), `codec` (decode/encode MP/s per core),
-`memory` (peak resident memory by image size, each size in a fresh process). Prints a markdown
-table per part; --out keeps the raw numbers. Not a test: nothing here asserts a speed.
+`memory` (peak resident memory by image size, each size in a fresh process), `pipeline` (the
+`imagemend run` job end to end, in-process and with worker processes, against the model alone on
+the same photos, and batching's gain: benchmarks/bench_pipeline.py). Prints a markdown table per
+part; --out keeps the raw numbers. Not a test: nothing here asserts a speed. docs/PERFORMANCE.md
+says what each figure means.
 """
 
 import argparse
 import io
 import json
+import os
+from pathlib import Path
 import platform
 import resource
 import subprocess
@@ -44,8 +50,15 @@ def best_of(fn, repeats: int) -> float:
     return min(times)
 
 
-def bench_speed(sizes, tiles, batches, device, repeats) -> list[dict]:
+def restorer(device: str, weights: str | None, **cfg):
     from model import Restorer
+    from model.config import RestoreConfig
+    from model.weights import DEFAULT_WEIGHTS
+
+    return Restorer(weights=weights or DEFAULT_WEIGHTS, device=device, cfg=RestoreConfig(**cfg))
+
+
+def bench_speed(sizes, tiles, batches, device, repeats, weights=None) -> list[dict]:
     from model.config import RestoreConfig
 
     rows = []
@@ -54,7 +67,7 @@ def bench_speed(sizes, tiles, batches, device, repeats) -> list[dict]:
         for tile in tiles:
             for batch in batches:
                 side = tile + 2 * RestoreConfig().halo
-                r = Restorer(device=device, cfg=RestoreConfig(tile=tile, pixel_budget=batch * side * side))
+                r = restorer(device, weights, tile=tile, pixel_budget=batch * side * side)
                 r.restore([photo(0.05)])  # warm-up
                 s = best_of(lambda r=r, img=img: r.restore([img]), repeats)
                 rows.append({"megapixels": img.shape[0] * img.shape[1] / 1e6, "tile": tile, "batch": batch,
@@ -79,22 +92,35 @@ def bench_codec(repeats: int) -> list[dict]:
     return rows
 
 
-def _peak_rss_child(mp: float, device: str) -> None:
-    from model import Restorer
+def peak_rss_mib() -> float:
+    """This process's peak resident memory. Linux: VmHWM, since getrusage's ru_maxrss carries the
+    parent's peak across fork and exec (a child of a big benchmark process would report the parent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+
+def _peak_rss_child(mp: float, device: str, weights: str | None) -> None:
     img = photo(mp)
-    r = Restorer(device=device)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    r = restorer(device, weights)
+    base = peak_rss_mib()
     r.restore([img])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"megapixels": img.shape[0] * img.shape[1] / 1e6, "peak_rss_mib": peak / 1024,
-                      "rss_before_restore_mib": base / 1024}))
+    peak = peak_rss_mib()
+    row = {"megapixels": img.shape[0] * img.shape[1] / 1e6, "peak_rss_mib": peak, "rss_before_restore_mib": base}
+    if device.startswith("cuda"):  # host memory above; the GPU's own peak here
+        row["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    print(json.dumps(row))
 
 
-def bench_memory(sizes, device) -> list[dict]:
+def bench_memory(sizes, device, weights=None, threads=2) -> list[dict]:
     rows = []
     for mp in sizes:
-        out = subprocess.run([sys.executable, __file__, "--child-memory", str(mp), "--device", device],
+        out = subprocess.run([sys.executable, __file__, "--child-memory", str(mp), "--device", device,
+                              "--threads", str(threads)] + (["--weights", weights] if weights else []),
                              capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(rows[-1], flush=True)
@@ -103,44 +129,70 @@ def bench_memory(sizes, device) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     keys = list(rows[0])
-    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
+    fmt = lambda v: "-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
     return "\n".join(["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
                      + ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows])
 
 
+def machine(threads: int, device: str) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        ram = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": ram, "threads": threads, "torch": torch.__version__,
+            "device": device, "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
+            "load_average_at_start": os.getloadavg()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", default="speed,codec,memory")
-    p.add_argument("--sizes", default="0.25,1,12,50", help="megapixels")
+    p.add_argument("--parts", default="speed,codec,memory,pipeline")
+    p.add_argument("--sizes", default="0.25,1,12,50", help="megapixels (speed, memory)")
     p.add_argument("--tiles", default="512,1024")
     p.add_argument("--batches", default="1,2")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--weights", help="weights file (default: the shipped weights)")
+    p.add_argument("--pipeline-sizes", default="0.25,1", help="megapixels per photo (pipeline)")
+    p.add_argument("--pipeline-images", type=int, default=0, help="photos per size (default: about 16 MP)")
+    p.add_argument("--pipeline-workers", default="1,2", help="1: in-process runner; N > 1: --workers N")
+    p.add_argument("--decode-threads", type=int, help="the job's --threads (default: the job's default, 2)")
+    p.add_argument("--pixel-budget", type=int, help="the job's --pixel-budget (default: the job's default)")
     p.add_argument("--out")
     p.add_argument("--child-memory", type=float, help=argparse.SUPPRESS)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     if a.child_memory:
-        return _peak_rss_child(a.child_memory, a.device)
+        return _peak_rss_child(a.child_memory, a.device, a.weights)
     sizes = [float(s) for s in a.sizes.split(",")]
-    res = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": a.threads,
-                       "torch": torch.__version__, "device": a.device,
-                       "gpu": torch.cuda.get_device_name() if a.device.startswith("cuda") else None}}
+    res = {"machine": machine(a.threads, a.device)}
     parts = a.parts.split(",")
     if "speed" in parts:
         res["speed"] = bench_speed(sizes, [int(t) for t in a.tiles.split(",")],
-                                   [int(b) for b in a.batches.split(",")], a.device, a.repeats)
+                                   [int(b) for b in a.batches.split(",")], a.device, a.repeats, a.weights)
     if "codec" in parts:
         res["codec"] = bench_codec(a.repeats)
     if "memory" in parts:
-        res["memory"] = bench_memory(sizes, a.device)
+        res["memory"] = bench_memory(sizes, a.device, a.weights, a.threads)
+    if "pipeline" in parts:
+        import bench_pipeline
+
+        res.update(bench_pipeline.bench_pipeline(
+            [float(s) for s in a.pipeline_sizes.split(",")], a.pipeline_images,
+            tuple(int(w) for w in a.pipeline_workers.split(",")), a.threads, a.device, a.weights, a.repeats,
+            a.decode_threads, a.pixel_budget))
     for k, rows in res.items():
-        if k != "machine":
+        if k != "machine" and rows:
             print(f"\n### {k}\n\n{table(rows)}")
     if a.out:
-        from pathlib import Path
-
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(res, indent=1))
 
