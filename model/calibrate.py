@@ -7,7 +7,10 @@ file, since it belongs to that estimator. The global tasks get the maximum over 
 a wrong cast, exposure or contrast correction changes every pixel (a bright beach darkened by a
 misread exposure loses 10 dB), while a denoiser at a small sigma does little harm.
 
-    python -m model.calibrate --data ../shared/data/train/CBSD432 --weights W
+    python -m model.calibrate --data ../shared/data/train/CBSD432 --weights W [--disable cast]
+
+--disable keeps a task off whatever its estimate (threshold infinity), for a head that fails on
+photos it was not calibrated on; the reason is stored with the thresholds.
 """
 
 import argparse
@@ -40,16 +43,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="rewritten in place with the thresholds")
     p.add_argument("--quantile", type=float, default=0.98, help="for denoise and deblur")
     p.add_argument("--global-quantile", type=float, default=1.0, help="for cast, exposure and contrast")
+    p.add_argument("--disable", action="append", default=[], choices=[m.removeprefix("min_") for m in GLOBAL],
+                   help="keep this global task off (repeatable); say why with --reason")
+    p.add_argument("--reason", default="", help="why tasks are disabled, stored in the weights")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     photos = [load_rgb(f) for f in list_images(a.data)]
     est = Restorer(a.weights, device="cpu", calibrated=False).estimate(photos)
     found = thresholds(est, a.quantile, a.global_quantile)
+    found.update({f"min_{t}": float("inf") for t in a.disable})
     net, meta = load_weights(a.weights)
     info = {**meta["info"], "thresholds": found, "calibration": {"data": a.data, "images": len(photos),
                                                                   "quantile": a.quantile,
-                                                                  "global_quantile": a.global_quantile}}
+                                                                  "global_quantile": a.global_quantile,
+                                                                  "disabled": a.disable, "reason": a.reason}}
     save_weights(a.weights, net, info)
     print(found)
 

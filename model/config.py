@@ -48,7 +48,7 @@ class NetConfig:
 class LossConfig:
     weights: dict = field(
         default_factory=lambda: {
-            "denoise": 1.0, "deblur": 1.0, "cast": 1.0, "exposure": 0.3, "contrast": 1.0,
+            "denoise": 1.0, "deblur": 1.0, "cast": 1.0, "exposure": 0.3, "contrast": 10.0,  # contrast: squared
             "severity": 0.05,
         }
     )

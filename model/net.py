@@ -3,9 +3,10 @@
 Global branch. From a fixed grid of whole-image statistics (model/stats.py) a small CNN predicts,
 once per image, one severity per task (noise sigma, blur radius, cast log-gains, exposure EV,
 contrast factor and gamma) and the parameters of a global correction: white-balance gains and an
-exposure gain in linear light, and a monotone tone curve in sRGB. The cast is located as in FFCC:
-a convolution over the log-chroma histogram scores every candidate illuminant, and the soft
-argmax of the scores is the cast (a cast translates the histogram, so this is equivariant).
+exposure gain in linear light, and a monotone tone curve in sRGB. The cast is located as in FFCC
+(Barron and Tsai 2017): a cast translates the log-chroma histogram, so each candidate cast is
+scored by correlating the histogram with one learned filter as large as the histogram (by FFT),
+plus a learned prior over casts; the soft argmax of the scores is the cast.
 Being computed once, the correction is the same for every tile of a large image.
 
 Local branch. A U-Net at half resolution (pixel-unshuffled, as FFDNet) removes noise and blur,
@@ -25,6 +26,7 @@ from .config import NetConfig
 from .stats import CHANNELS, CHROMA_RANGE
 
 SIGMA_SCALE, BLUR_SCALE = 25.0, 1.5  # conditioning maps are severity / scale
+CHROMA_GAIN = 10.0  # chroma scores span tens of units; stored / 10, Adam's steps suit them
 LN2 = 0.6931471805599453
 
 
@@ -101,9 +103,9 @@ class GlobalNet(nn.Module):
             layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.ReLU()]
             cin = cout
         self.features = nn.Sequential(*layers)
-        self.chroma = nn.Sequential(nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(), nn.Conv2d(16, 16, 5, padding=2),
-                                    nn.ReLU(), nn.Conv2d(16, 1, 5, padding=2))
-        nn.init.zeros_(self.chroma[-1].weight), nn.init.zeros_(self.chroma[-1].bias)
+        n = cfg.thumb  # chroma bins; the filter covers every offset between two bins, without wrap-around
+        self.chroma_filter = nn.Parameter(torch.zeros(2 * n, 2 * n))
+        self.chroma_prior = nn.Parameter(torch.zeros(n, n))
         self.trunk = nn.Sequential(nn.Linear(4 * w + CHANNELS + 6 + 15, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU())
         sizes = dict(self.OUTPUTS, curve=self.knots + 1)
         self.heads = nn.ModuleDict({k: nn.Linear(128, n) for k, n in sizes.items()})
@@ -118,7 +120,9 @@ class GlobalNet(nn.Module):
     def illuminant(self, hist: torch.Tensor) -> torch.Tensor:
         """Soft argmax (u, v) of the learned score map over the chroma histogram, (B, 2)."""
         b, n = hist.shape[0], hist.shape[-1]
-        p = self.chroma(hist.sqrt()).flatten(1).softmax(1).view(b, n, n)
+        h = torch.fft.rfft2(hist[:, 0].sqrt(), s=(2 * n, 2 * n))
+        score = torch.fft.irfft2(h * torch.fft.rfft2(self.chroma_filter), s=(2 * n, 2 * n))[:, :n, :n]
+        p = (CHROMA_GAIN * (score + self.chroma_prior)).flatten(1).softmax(1).view(b, n, n)
         centres = (torch.arange(n, device=hist.device) + 0.5) / n * 2 * CHROMA_RANGE - CHROMA_RANGE
         return torch.stack([(p.sum(2) * centres).sum(1), (p.sum(1) * centres).sum(1)], 1)
 

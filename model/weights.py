@@ -2,7 +2,8 @@
 
 safetensors cannot run code on load; the checksum in its metadata catches a file that was
 altered or truncated after it was written, so a damaged file fails loudly instead of restoring
-photos badly.
+photos badly. It covers the tensors and the rest of the metadata (config, and the info that holds
+the calibrated thresholds), so two files that restore differently never share a checksum.
 """
 
 import hashlib
@@ -34,11 +35,19 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def file_digest(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
+    """sha256 over the tensors and every metadata field but the checksum itself."""
+    h = hashlib.sha256(tensors_digest(tensors).encode())
+    for key in sorted(k for k in meta if k != "sha256"):
+        h.update(f"\0{key}\0{meta[key]}".encode())
+    return h.hexdigest()
+
+
 def save_weights(path: str | Path, net: ImagemendNet, info: dict | None = None) -> str:
     """Write net's weights, its config and free-form info; returns the checksum."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    digest = tensors_digest(tensors)
-    meta = {"config": json.dumps(net.cfg.__dict__), "sha256": digest, "info": json.dumps(info or {})}
+    meta = {"config": json.dumps(net.cfg.__dict__), "info": json.dumps(info or {})}
+    digest = meta["sha256"] = file_digest(tensors, meta)
     data = st_save(tensors, metadata=meta)
     with fsspec.open(str(path), "wb") as f:
         f.write(data)
@@ -59,7 +68,7 @@ def _read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         tensors = st_load(data)
     except Exception as e:  # safetensors raises several types for a foreign or damaged file
         raise WeightsError(f"{path} is not a valid safetensors weights file ({type(e).__name__}: {e})") from e
-    if meta.get("sha256") != tensors_digest(tensors):
+    if meta.get("sha256") != file_digest(tensors, meta):
         raise WeightsError(f"{path}: checksum mismatch, the weights were altered after they were written")
     return tensors, meta
 

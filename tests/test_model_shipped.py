@@ -50,3 +50,4 @@ def test_shipped_weights_are_trained_and_calibrated(restorer):
     info = restorer.meta["info"]
     assert info.get("name") == "imagemend-base" and "thresholds" in info
     assert sum(s["steps"] for s in info["stages"]) >= 5000
+    assert info["calibration"]["disabled"] == ["cast"] and info["calibration"]["reason"]  # MODEL_CARD.md

@@ -27,6 +27,18 @@ def test_altered_weights_are_rejected(tmp_path):
         load_weights(path)
 
 
+def test_altered_metadata_is_rejected(tmp_path):
+    """The calibrated thresholds live in the metadata: changing them must change the checksum."""
+    path = tmp_path / "w.safetensors"
+    save_weights(path, ImagemendNet(), {"thresholds": {"min_noise_sigma": 1.5}})
+    data = path.read_bytes()
+    altered = data.replace(b'min_noise_sigma\\": 1.5', b'min_noise_sigma\\": 9.5')
+    assert altered != data and len(altered) == len(data)
+    path.write_bytes(altered)
+    with pytest.raises(WeightsError, match="checksum"):
+        load_weights(path)
+
+
 def test_truncated_weights_are_rejected(tmp_path):
     path = tmp_path / "w.safetensors"
     save_weights(path, ImagemendNet())

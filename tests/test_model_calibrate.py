@@ -1,0 +1,30 @@
+"""Calibration writes thresholds into the weights: from clean photos, or off for a distrusted head."""
+
+import math
+
+from PIL import Image
+from skimage import data
+
+from model.calibrate import main
+from model.restore import Restorer
+from model.weights import load_weights, save_weights
+
+
+def test_thresholds_are_stored_and_a_disabled_task_never_runs(tmp_path, active_net):
+    folder = tmp_path / "clean"
+    folder.mkdir()
+    for name in ("chelsea", "coffee"):
+        Image.fromarray(getattr(data, name)()[:120, :160]).save(folder / f"{name}.png")
+    weights = tmp_path / "w.safetensors"
+    save_weights(weights, active_net, {"name": "test"})
+    main(["--data", str(folder), "--weights", str(weights), "--threads", "1",
+          "--disable", "cast", "--reason", "cast head distrusted"])
+    _, meta = load_weights(weights)  # still passes its checksum
+    found, calibration = meta["info"]["thresholds"], meta["info"]["calibration"]
+    assert math.isinf(found["min_cast"]) and calibration["disabled"] == ["cast"]
+    assert calibration["reason"] == "cast head distrusted" and calibration["images"] == 2
+    clean = [Restorer(weights, device="cpu", calibrated=False).estimate([data.chelsea()[:120, :160]])[0]]
+    assert found["min_noise_sigma"] >= 1.1 * clean[0]["noise_sigma"] - 1e-6  # above what clean photos read
+    cast = [data.chelsea()[:120, :160] * [1.0, 0.7, 0.5]]
+    res = Restorer(weights, device="cpu").restore([cast[0].astype("uint8")], {"cast": 1.0})[0]
+    assert not res.applied["cast"]
