@@ -13,6 +13,7 @@ says what each figure means.
 """
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -114,10 +115,8 @@ def rss_mib() -> float:
 def reset_peak_rss() -> None:
     """Start the high-water mark afresh (Linux >= 4.0), so making the test photo (float64
     temporaries several times its size) does not count as the restorer's memory."""
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def _peak_rss_child(mp: float, device: str, weights: str | None) -> None:

@@ -39,6 +39,9 @@ def weights_line(restorer, name: str) -> str:
     info = restorer.meta.get("info", {})
     if is_placeholder(restorer):
         what = f"**{PLACEHOLDER}: these numbers say nothing about the method**"
+    elif "stages" in info:  # trained in stages and merged (MODEL_CARD.md)
+        what = "trained in stages: " + ", ".join(f"{s.get('stage')} {s.get('steps')} steps" for s in info["stages"])
+        what += f" on `{info['stages'][-1].get('data', '?')}`" + ("; calibrated" if "thresholds" in info else "")
     elif "steps" in info:
         what = f"trained {info['steps']} steps on `{info.get('data', '?')}`, tasks {', '.join(info.get('tasks', []))}"
     else:
