@@ -4,9 +4,10 @@ import math
 
 from skimage import data
 import torch
+import torch.nn.functional as F
 
 from model.color import linear_to_srgb, srgb_to_linear
-from model.stats import CHANNELS, CHROMA_RANGE, grid_stats, tensor_stats
+from model.stats import CHANNELS, CHROMA_RANGE, grid_stats, immerkaer, tensor_stats
 
 
 def photo():
@@ -45,3 +46,13 @@ def test_a_cast_translates_the_chroma_histogram():
     shift = centroid(h1) - centroid(h0)
     expected = torch.tensor([-math.log(1.25), -math.log(0.75)])  # u = log g/r, v = log g/b
     assert torch.allclose(shift, expected, atol=0.08)
+
+
+def test_immerkaer_is_the_3x3_kernel_and_reads_the_noise_sigma():
+    x = torch.rand(2, 3, 40, 50, generator=torch.Generator().manual_seed(1))
+    k = torch.tensor([[1.0, -2, 1], [-2, 4, -2], [1, -2, 1]]).view(1, 1, 3, 3) / 6
+    for d in (1, 2):
+        ref = F.conv2d(x.reshape(6, 1, 40, 50), k, dilation=d).reshape(2, 3, 40 - 2 * d, 50 - 2 * d)
+        assert torch.allclose(immerkaer(x, d), ref, atol=1e-6)
+    noise = torch.randn(1, 1, 400, 400, generator=torch.Generator().manual_seed(2)) * 0.1
+    assert abs(immerkaer(noise, 1).square().mean().sqrt().item() - 0.1) < 0.003
