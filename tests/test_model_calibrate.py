@@ -23,8 +23,7 @@ def test_thresholds_are_stored_and_a_disabled_task_never_runs(tmp_path, active_n
     found, calibration = meta["info"]["thresholds"], meta["info"]["calibration"]
     assert math.isinf(found["min_cast"]) and calibration["disabled"] == ["cast"]
     assert calibration["reason"] == "cast head distrusted" and calibration["images"] == 2
-    clean = [Restorer(weights, device="cpu", calibrated=False).estimate([data.chelsea()[:120, :160]])[0]]
-    assert found["min_noise_sigma"] >= 1.1 * clean[0]["noise_sigma"] - 1e-6  # above what clean photos read
-    cast = [data.chelsea()[:120, :160] * [1.0, 0.7, 0.5]]
-    res = Restorer(weights, device="cpu").restore([cast[0].astype("uint8")], {"cast": 1.0})[0]
-    assert not res.applied["cast"]
+    clean = Restorer(weights, device="cpu", calibrated=False).estimate([data.chelsea()[:120, :160]])[0]
+    assert found["min_noise_sigma"] >= 1.1 * clean["noise_sigma"] - 1e-6  # above what clean photos read
+    cast = (data.chelsea()[:120, :160] * [1.0, 0.7, 0.5]).astype("uint8")
+    assert not Restorer(weights, device="cpu").restore([cast], {"cast": 1.0})[0].applied["cast"]
