@@ -6,6 +6,7 @@ from PIL import Image
 from skimage import data
 
 from model.calibrate import main
+from model.config import RestoreConfig
 from model.restore import Restorer
 from model.weights import load_weights, save_weights
 
@@ -27,3 +28,5 @@ def test_thresholds_are_stored_and_a_disabled_task_never_runs(tmp_path, active_n
     assert found["min_noise_sigma"] >= 1.1 * clean["noise_sigma"] - 1e-6  # above what clean photos read
     cast = (data.chelsea()[:120, :160] * [1.0, 0.7, 0.5]).astype("uint8")
     assert not Restorer(weights, device="cpu").restore([cast], {"cast": 1.0})[0].applied["cast"]
+    anyway = Restorer(weights, device="cpu", cfg=RestoreConfig(min_cast=0.0), calibrated=False)
+    assert anyway.restore([cast], {"cast": 1.0})[0].applied["cast"]  # the same photo, thresholds not applied
