@@ -93,23 +93,24 @@ def bench_codec(repeats: int) -> list[dict]:
     return rows
 
 
+def _status_mib(key: str) -> float | None:
+    """A memory line of /proc/self/status (Linux), in MiB."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident memory. Linux: VmHWM, since getrusage's ru_maxrss carries the
     parent's peak across fork and exec (a child of a big benchmark process would report the parent)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mib("VmHWM")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if peak is None else peak
 
 
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def rss_mib() -> float | None:
+    return _status_mib("VmRSS")
 
 
 def reset_peak_rss() -> None:
