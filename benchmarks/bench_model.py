@@ -3,11 +3,14 @@
     python benchmarks/bench_model.py --out benchmarks/results/cpu.json                # all parts
     python benchmarks/bench_model.py --parts speed --sizes 1,12 --device cuda
     python benchmarks/bench_model.py --parts pipeline --pipeline-sizes 1 --pipeline-workers 1,2
+    python benchmarks/bench_model.py --parts gpu --sizes 1,12 --device cuda [--compile]
 
 Parts: `speed` (MP/s by image size, tile size and batch), `codec` (decode/encode MP/s per core),
 `memory` (peak resident memory by image size, each size in a fresh process), `pipeline` (the
 `imagemend run` job end to end, in-process and with worker processes, against the model alone on
-the same photos, and batching's gain: benchmarks/bench_pipeline.py). Prints a markdown table per
+the same photos, and batching's gain: benchmarks/bench_pipeline.py), `gpu` (the U-Net alone by
+batch and precision, whole restores fp32 against bf16, batching across photos, GPU memory:
+benchmarks/bench_gpu.py). Prints a markdown table per
 part; --out keeps the raw numbers. Not a test: nothing here asserts a speed. docs/PERFORMANCE.md
 says what each figure means.
 """
@@ -145,10 +148,10 @@ def bench_memory(sizes, device, weights=None, threads=2) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    keys = list(rows[0])
+    keys = list(dict.fromkeys(k for r in rows for k in r))  # rows of one part may differ in columns
     fmt = lambda v: "-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
     return "\n".join(["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-                     + ["| " + " | ".join(fmt(r[k]) for k in keys) + " |" for r in rows])
+                     + ["| " + " | ".join(fmt(r.get(k)) for k in keys) + " |" for r in rows])
 
 
 def machine(threads: int, device: str) -> dict:
@@ -183,6 +186,7 @@ def main() -> None:
     p.add_argument("--pipeline-workers", default="1,2", help="1: in-process runner; N > 1: --workers N")
     p.add_argument("--decode-threads", type=int, help="the job's --threads (default: the job's default, 2)")
     p.add_argument("--pixel-budget", type=int, help="the job's --pixel-budget (default: the job's default)")
+    p.add_argument("--compile", action="store_true", help="gpu: time only torch.compile's restore of the largest size")
     p.add_argument("--out")
     p.add_argument("--child-memory", type=float, help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -206,6 +210,10 @@ def main() -> None:
             [float(s) for s in a.pipeline_sizes.split(",")], a.pipeline_images,
             tuple(int(w) for w in a.pipeline_workers.split(",")), a.threads, a.device, a.weights, a.repeats,
             a.decode_threads, a.pixel_budget))
+    if "gpu" in parts:
+        import bench_gpu
+
+        res["gpu"] = bench_gpu.bench_gpu(a.device, sizes, a.repeats, a.compile)
     for k, rows in res.items():
         if k != "machine" and rows:
             print(f"\n### {k}\n\n{table(rows)}")

@@ -41,8 +41,10 @@ def to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1).float() / 255
 
 
-def random_crops(images: list[np.ndarray], n: int, size: int, g: torch.Generator) -> torch.Tensor:
-    """n random size x size crops with random flips and transposes, as a (n, 3, size, size) batch."""
+def random_crops(images: list[np.ndarray], n: int, size: int, g: torch.Generator,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """n random size x size crops with random flips and transposes, as a (n, 3, size, size) batch
+    on `device` (moved there as bytes: converting to float is a training step's costliest CPU work)."""
     out = []
     for i in torch.randint(len(images), (n,), generator=g).tolist():
         img = images[i]
@@ -50,8 +52,8 @@ def random_crops(images: list[np.ndarray], n: int, size: int, g: torch.Generator
             raise ValueError(f"training photo {img.shape[:2]} smaller than crop {size}")
         y = int(torch.randint(img.shape[0] - size + 1, (1,), generator=g))
         x = int(torch.randint(img.shape[1] - size + 1, (1,), generator=g))
-        c = to_tensor(img[y:y + size, x:x + size])
+        c = img[y:y + size, x:x + size]
         flip, transpose = torch.randint(2, (2,), generator=g).tolist()
-        c = c.flip(2) if flip else c
-        out.append(c.transpose(1, 2) if transpose else c)
-    return torch.stack(out)
+        c = c[:, ::-1] if flip else c
+        out.append(c.transpose(1, 0, 2) if transpose else c)
+    return torch.from_numpy(np.stack(out)).to(device).permute(0, 3, 1, 2).float() / 255

@@ -4,7 +4,10 @@ The order follows a camera and an archive: colour cast and exposure happen in li
 (white balance, shutter), contrast and gamma in the display domain (prints, scans), then optical
 blur, then sensor noise, then JPEG. The restorer undoes them in reverse, so we keep the two
 intermediate images it must reach: `tone` (damage before blur) and `blurred` (before noise).
-All random draws come from one CPU generator, so a seed gives the same batch on any device.
+All random draws come from one CPU generator, so a seed gives the same batch; the per-pixel
+noise is drawn on the batch's own device from a seed taken from it (drawing tens of millions
+of normals on the CPU and copying them over was the slowest part of a GPU training step), so
+the noise is the same per seed and device.
 """
 
 from dataclasses import dataclass
@@ -141,7 +144,8 @@ def kernels_for(p: dict, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 def add_noise(x: torch.Tensor, p: dict, g: torch.Generator) -> torch.Tensor:
     """Gaussian, grey, channel-correlated or Poisson-Gaussian noise; sigma is the std at mid grey."""
     b = x.shape[0]
-    z = torch.randn(x.shape, generator=g).to(x)
+    seed = int(torch.randint(2**62, (1,), generator=g))
+    z = torch.randn(x.shape, generator=torch.Generator(x.device).manual_seed(seed), device=x.device, dtype=x.dtype)
     kind = p["noise_kind"].to(x.device)
     z = torch.where((kind == 1)[:, None, None, None], z[:, :1].expand_as(z), z)
     mix = torch.full((3, 3), 0.35).fill_diagonal_(1.0).to(x)

@@ -59,7 +59,7 @@ def train_step(net, weighting, images, g, cfg: TrainConfig, dcfg: DegradationCon
                stage: str = "joint"):
     lo, hi = cfg.global_size
     side = 8 * int(torch.randint(lo // 8, hi // 8 + 1, (1,), generator=g))
-    x = random_crops(images, cfg.batch, side, g).to(device)
+    x = random_crops(images, cfg.batch, side, g, device)
     d = degrade(x, sample_params(cfg.batch, g, dcfg), g, dcfg)
     oy = torch.randint(side - cfg.patch + 1, (cfg.batch,), generator=g).tolist()
     ox = torch.randint(side - cfg.patch + 1, (cfg.batch,), generator=g).tolist()
@@ -81,10 +81,13 @@ def train_step(net, weighting, images, g, cfg: TrainConfig, dcfg: DegradationCon
     return weighting(losses), losses
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: TrainConfig, done: float | None = None) -> float:
+    """Linear warm-up, then cosine decay over `done`, the share of the run completed (by default
+    steps / cfg.steps; a run with a time budget passes the larger of that and time used / budget)."""
     if step < cfg.warmup:
         return (step + 1) / cfg.warmup
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))))
+    done = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup) if done is None else done
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
 
 
 def save_checkpoint(path: Path, **state) -> None:
@@ -96,14 +99,18 @@ def save_checkpoint(path: Path, **state) -> None:
 def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: NetConfig,
           tasks: tuple[str, ...] = TASKS, val: str | None = None, device: str = "auto",
           init: str | None = None, restart: bool = False, stop_at: int | None = None,
-          stage: str = "joint", init_local: str | None = None) -> Path:
+          stage: str = "joint", init_local: str | None = None, minutes: float | None = None,
+          amp: bool | None = None) -> Path:
     """Train to cfg.steps (resuming from out/last.ckpt); stop_at pauses earlier, resumable later.
+    With `minutes`, the run ends when that much training time is spent or at cfg.steps, whichever
+    is first, and the learning rate decays over whichever it will reach first (a GPU lease is
+    measured in minutes, not steps). amp: bf16 autocast, by default on CUDA.
 
     stage "joint" trains everything; "global" only the global branch (the U-Net frozen, taken
     from init_local), on the ideal local output; "local" only the U-Net, under the global branch
     of init."""
     dev = pick_device(device)
-    amp = dev.type == "cuda"
+    amp = dev.type == "cuda" if amp is None else amp
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     dcfg = damage_for(tasks)
@@ -122,41 +129,44 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
     trained = {"joint": net, "global": net.glob, "local": net.local}[stage]
     params = list(trained.parameters()) + [p for p in weighting.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg))
     ckpt, step, wall = outdir / "last.ckpt", 0, 0.0  # wall: training seconds of earlier runs
     if ckpt.exists() and not restart:
         state = torch.load(ckpt, weights_only=True, map_location=dev)
         net.load_state_dict(state["net"]), weighting.load_state_dict(state["weighting"])
-        opt.load_state_dict(state["opt"]), sched.load_state_dict(state["sched"])
+        opt.load_state_dict(state["opt"])
         g.set_state(state["rng"]), torch.set_rng_state(state["torch_rng"])
         step, wall = int(state["step"]), float(state["wall"])
         print(f"resumed from {ckpt} at step {step}", file=sys.stderr)
     info = {"data": data, "images": len(images), "tasks": list(tasks), "stage": stage, "init_local": init_local,
             "train": cfg.__dict__,
-            "loss": loss_cfg.__dict__, "device": str(dev)}
+            "loss": loss_cfg.__dict__, "device": str(dev), "amp": amp, "minutes": minutes}
     log = open(outdir / "train_log.jsonl", "a")  # noqa: SIM115 (open for the whole run)
     bar = tqdm(total=cfg.steps, initial=step, mininterval=5, dynamic_ncols=True, file=sys.stderr)
     t0, seen = time.time(), 0
     end = min(cfg.steps, stop_at or cfg.steps)
-    while step < end:
+    budget = 60 * minutes if minutes else math.inf
+    while step < end and wall + time.time() - t0 < budget:
+        done = max((step - cfg.warmup) / max(1, cfg.steps - cfg.warmup), (wall + time.time() - t0) / budget)
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * lr_at(step, cfg, done)
         loss, parts = train_step(net, weighting, images, g, cfg, dcfg, dev, amp, stage)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step(), sched.step()
+        opt.step()
         step, seen = step + 1, seen + cfg.batch
+        out_of_time = wall + time.time() - t0 >= budget
         rate = seen / (time.time() - t0)
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.1f}", refresh=False)
         if step % 50 == 0:
             log.write(json.dumps({"step": step, "loss": loss.item(), **{k: v.item() for k, v in parts.items()},
-                                  "lr": sched.get_last_lr()[0], "img_s": rate}) + "\n")
+                                  "lr": opt.param_groups[0]["lr"], "img_s": rate}) + "\n")
             log.flush()
-        if step % cfg.ckpt_every == 0 or step == end:
+        if step % cfg.ckpt_every == 0 or step == end or out_of_time:
             now = wall + time.time() - t0
             save_checkpoint(ckpt, net=net.state_dict(), weighting=weighting.state_dict(), opt=opt.state_dict(),
-                            sched=sched.state_dict(), rng=g.get_state(), torch_rng=torch.get_rng_state(),
-                            step=step, wall=now)
+                            rng=g.get_state(), torch_rng=torch.get_rng_state(), step=step, wall=now)
         if val_images and (step % cfg.val_every == 0 or step == cfg.steps):
             net.eval()
             scores = validate(net, val_images)
@@ -164,11 +174,11 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
             bar.write(f"step {step} val " + " ".join(f"{k}={v:.2f}" for k, v in scores.items()))
             log.write(json.dumps({"step": step, "val": scores}) + "\n")
             log.flush()
-        if step % cfg.val_every == 0 or step == end:
+        if step % cfg.val_every == 0 or step == end or out_of_time:
             info.update(steps=step, wall_s=round(wall + time.time() - t0))
             save_weights(outdir / "latest.safetensors", net, info)
     bar.close()
-    if step < cfg.steps:
+    if step < cfg.steps and not (wall + time.time() - t0 >= budget):
         return outdir / "latest.safetensors"
     final = outdir / "final.safetensors"
     info.update(steps=step, wall_s=round(wall + time.time() - t0))
@@ -194,6 +204,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="global: train only the global branch, the U-Net frozen from --init-local; "
                         "local: train only the U-Net, the global branch frozen from --init")
     p.add_argument("--init-local", help="weights file whose local U-Net to start from (any global branch)")
+    p.add_argument("--minutes", type=float, help="training time budget: stop and finish the schedule by then")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="auto: bf16 autocast on CUDA, fp32 elsewhere")
     for name in ("steps", "batch", "patch", "lr", "val_every", "ckpt_every", "seed"):
         p.add_argument("--" + name.replace("_", "-"), type=type(getattr(d, name)), default=getattr(d, name))
 
@@ -218,7 +231,8 @@ def main(args: argparse.Namespace) -> None:
     cfg = replace(TrainConfig(), **{k: getattr(args, k) for k in
                                     ("steps", "batch", "patch", "lr", "val_every", "ckpt_every", "seed")})
     final = train(args.data, args.out, cfg, loss_config(args.loss_weights, args.weighting), NetConfig(), tasks,
-                  args.val, args.device, args.init, args.restart, args.stop_at, args.stage, args.init_local)
+                  args.val, args.device, args.init, args.restart, args.stop_at, args.stage, args.init_local,
+                  args.minutes, None if args.precision == "auto" else args.precision == "bf16")
     print(f"weights written to {final}")
 
 

@@ -81,3 +81,12 @@ def test_loss_weight_overrides_are_checked():
     assert loss_config("deblur=2.5", "fixed").weights["deblur"] == 2.5
     with pytest.raises(SystemExit, match="unknown loss term"):
         loss_config("sharpness=1", "fixed")
+
+
+def test_time_budget_ends_the_run_with_final_weights(tmp_path):
+    torch.set_num_threads(1)
+    final = train(str(photo_folder(tmp_path)), str(tmp_path / "t"), replace(SMALL, steps=100_000), LossConfig(),
+                  NetConfig(), minutes=0.05)
+    _, meta = load_weights(final)
+    assert final.name == "final.safetensors" and 2 < meta["info"]["steps"] < 100_000
+    assert meta["info"]["minutes"] == 0.05 and 3 <= meta["info"]["wall_s"] <= 10
