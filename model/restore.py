@@ -23,6 +23,7 @@ from .net import ImagemendNet, correct_tone, identity_curve
 from .stats import grid_stats
 from .weights import DEFAULT_WEIGHTS, load_weights
 
+CPU = torch.device("cpu")
 SEVERITY_KEYS = ("noise_sigma", "blur", "cast", "exposure_ev", "contrast", "gamma")
 
 
@@ -69,22 +70,24 @@ class _Planes:
     def width(self) -> int:
         return self.array.shape[1]
 
-    def read(self, rows, cols) -> torch.Tensor:
-        """(1, 3, h, w) float in [0, 1] for index arrays or slices."""
+    def read(self, rows, cols, device: torch.device = CPU) -> torch.Tensor:
+        """(1, 3, h, w) float in [0, 1] on `device` for index arrays or slices. 8-bit pixels travel
+        as bytes and become floats there: on a GPU, the host's conversions were most of a restore."""
         px = self.array[rows][:, cols] if not isinstance(rows, slice) else self.array[rows, cols]
         px = px[..., :1] if self.grey else px[..., :3]
-        t = torch.from_numpy(np.ascontiguousarray(px).astype(np.float32) / self.scale)
-        t = t.permute(2, 0, 1)[None]
+        px = np.ascontiguousarray(px) if px.dtype == np.uint8 else px.astype(np.float32)
+        t = torch.from_numpy(px).to(device).permute(2, 0, 1)[None].float() / self.scale
         return (t.expand(1, 3, *t.shape[2:]) if self.grey else t).clamp(0, 1)
 
     def write(self, out: np.ndarray, r0: int, rgb: torch.Tensor) -> None:
-        v = rgb[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy()
+        """Rounds (and turns grey) where rgb is, so only the output's own bytes come back from a GPU."""
+        v = rgb[0].permute(1, 2, 0).clamp(0, 1)
         if self.grey:
-            v = (v * np.asarray(LUMA, dtype=np.float32)).sum(-1, keepdims=True)
+            v = (v * torch.tensor(LUMA, dtype=v.dtype, device=v.device)).sum(-1, keepdim=True)
         if self.scale != 1.0:
-            v = np.floor(v * self.scale + 0.5)
+            v = torch.floor(v * self.scale + 0.5).to(torch.uint8 if out.dtype == np.uint8 else torch.int32)
         n = 1 if self.grey else 3
-        out[r0:r0 + v.shape[0], :, :n] = v.astype(out.dtype)
+        out[r0:r0 + v.shape[0], :, :n] = v.cpu().numpy().astype(out.dtype, copy=False)
 
 
 def _reflect(idx: np.ndarray, n: int) -> np.ndarray:
@@ -124,14 +127,15 @@ class _Job:
         (y0, y1), (x0, x1) = self.rows[r], self.cols[c]
         (wy, _), (wx, _) = self.window(r, c, halo)
         if self.strip is None:
-            self.strip = torch.empty(3, y1 - y0, self.canvas[1])
+            self.strip = torch.empty(3, y1 - y0, self.canvas[1], device=tile.device)
         self.strip[:, :, x0:x1] = tile[:, y0 - wy:y1 - wy, x0 - wx:x1 - wx]
         if c == len(self.cols) - 1:  # the tile row is complete: correct and write its image rows
             b, p = self.border, self.planes
             a, e = max(y0, b), min(y1, b + p.height)
             if e > a:
                 local = self.strip[None, :, a - y0:e - y0, b:b + p.width]
-                p.write(self.out, a - b, correct_tone(local, self.est, self.strength))
+                p.write(self.out, a - b, correct_tone(local, {k: v.to(local.device) for k, v in self.est.items()},
+                                                        self.strength))
             self.strip = None
 
 
@@ -168,9 +172,9 @@ class Restorer:
 
     @torch.inference_mode()
     def _estimate(self, planes: list[_Planes]) -> dict[str, torch.Tensor]:
-        stats = [grid_stats(lambda a, b, p=p: p.read(slice(a, b), slice(None)), p.height, p.width,
+        stats = [grid_stats(lambda a, b, p=p: p.read(slice(a, b), slice(None), self.device), p.height, p.width,
                             self.net.cfg.thumb) for p in planes]
-        est = self.net.estimate(torch.cat(stats).to(self.device))
+        est = self.net.estimate(torch.cat(stats))
         return {k: v.float().cpu() for k, v in est.items()}
 
     def estimate(self, images: list[np.ndarray]) -> list[dict[str, float]]:
@@ -200,7 +204,7 @@ class Restorer:
                     _, (x0, x1) = first.window(r, c, self.cfg.halo)
                     for j in group:
                         p, b = jobs[j].planes, jobs[j].border
-                        yield j, r, c, p.read(rows[j], _reflect(np.arange(x0 - b, x1 - b), p.width))
+                        yield j, r, c, p.read(rows[j], _reflect(np.arange(x0 - b, x1 - b), p.width), self.device)
 
     @torch.inference_mode()
     def restore(self, images: list[np.ndarray], tasks: dict[str, float] | None = None) -> list[Restored]:
@@ -242,22 +246,19 @@ class Restorer:
         cond = torch.stack([torch.cat([job.est["noise_sigma"] for job in pick]),
                             torch.cat([job.est["blur"] for job in pick]),
                             torch.tensor([job.strength["denoise"] for job in pick]),
-                            torch.tensor([job.strength["deblur"] for job in pick])], 1)
+                            torch.tensor([job.strength["deblur"] for job in pick])], 1).to(self.device)
         out = self._local(y, cond) if bool((cond[:, 2:] > 0).any()) else y
         for (j, r, c, _), tile in zip(batch, out):
             jobs[j].add(r, c, tile, self.cfg.halo)
 
     def _local(self, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Denoise and sharpen a batch of tiles; on CUDA out-of-memory, halve the batch and go on."""
+        """Denoise and sharpen a batch of tiles (on the device, where the tone correction and rounding
+        follow); on CUDA out-of-memory, halve the batch and go on."""
         try:
-            if self.device.type == "cuda":
-                y, cond = y.pin_memory(), cond.pin_memory()
-            yd = y.to(self.device, non_blocking=True)
-            cd = cond.to(self.device, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                r_n, r_b = self.net.local(yd.contiguous(memory_format=self.memory_format), cd[:, 0], cd[:, 1])
-            s_n, s_b = cd[:, 2, None, None, None], cd[:, 3, None, None, None]
-            return (yd + s_n * r_n.float() + s_b * r_b.float()).cpu()
+                r_n, r_b = self.net.local(y.contiguous(memory_format=self.memory_format), cond[:, 0], cond[:, 1])
+            s_n, s_b = cond[:, 2, None, None, None], cond[:, 3, None, None, None]
+            return y + s_n * r_n.float() + s_b * r_b.float()
         except torch.cuda.OutOfMemoryError:
             if len(y) == 1:
                 raise

@@ -66,7 +66,7 @@ def test_report_writes_the_document_charts_and_sheets_and_a_rerun_gives_the_same
     folder = _photos(tmp_path / "photos")
     argv = ["--data", folder, "--out", str(tmp_path / "docs"), "--suite", "quick", "--cases",
             "noise25,cast-warm,clean", "--baselines", "nl-means,gray-world", "--weights", active_weights,
-            "--single-task", f"cast={active_weights}"]
+            "--single-task", f"cast={active_weights}", "--same-budget", active_weights]
     p = argparse.ArgumentParser()
     report.add_arguments(p)
     text = report.run(p.parse_args(argv))
@@ -80,10 +80,13 @@ def test_report_writes_the_document_charts_and_sheets_and_a_rerun_gives_the_same
     assert "Does it leave clean photos alone?" in text and "the 40 dB bar" in text
     assert "denoise: **not measured yet**" in text and "--tasks denoise" in text  # and the command to measure it
     assert "cast, `cast-warm`: multitask" in text
-    assert "task only +0.00 dB" in text  # the same weights as the single-task model, the same task: no gap
+    assert "Compared: a multitask model trained with the single-task models' recipe and budget" in text
+    line = next(x for x in text.splitlines() if x.startswith("- cast, `cast-warm`: multitask"))
+    assert "single-task" in line and "shipped model" in line
     assert "| `cast-warm` | single-task |" in text and "| `clean` | imagemend |" in text
+    assert "| `cast-warm` | multitask, same budget |" in text
     first = json.loads((docs / "quality" / "results.json").read_text())
-    assert len(first["summary"]) == 4 + 5 + 1
+    assert len(first["summary"]) == 4 + 6 + 1
     again = argv[:3] + [str(tmp_path / "again")] + argv[4:]
     again[again.index("--cases") + 1] = "cast-warm"
     report.run(p.parse_args(again + ["--no-sheets"]))
@@ -93,7 +96,7 @@ def test_report_writes_the_document_charts_and_sheets_and_a_rerun_gives_the_same
         return [{k: v for k, v in row.items() if k != "seconds_per_mp"} for row in res["summary"]
                 if row["case"] == "cast-warm"]
 
-    assert numbers(first) == numbers(second) and len(numbers(first)) == 5
+    assert numbers(first) == numbers(second) and len(numbers(first)) == 6
 
 
 def test_the_model_package_never_imports_beam_or_the_pipeline():

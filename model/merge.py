@@ -1,0 +1,48 @@
+"""Join the two halves of a staged training into one weights file, keeping the history of both.
+
+`imagemend train --stage local` and `--stage global` continue a model's U-Net and global branch
+apart (in parallel, on different machines); this takes the U-Net of one result and the global
+branch of the other. The stages of the model they started from come first in the history.
+
+    python -m model.merge --local runs/local/final.safetensors --global runs/glob/final.safetensors \\
+        --base model/weights/imagemend-base.safetensors --out merged.safetensors
+
+Thresholds are not carried over (they belong to an estimator): calibrate the result (model/calibrate.py).
+"""
+
+import argparse
+
+from .weights import load_local, load_weights, save_weights
+
+STAGE_KEYS = ("stage", "commit", "data", "images", "steps", "wall_s", "device", "amp", "minutes", "train", "loss")
+
+
+def history(info: dict) -> list[dict]:
+    """A weights file's training stages, oldest first (a file trained in one go is one stage)."""
+    return info["stages"] if "stages" in info else [{k: info.get(k) for k in STAGE_KEYS if k in info}]
+
+
+def merge(local: str, glob: str, base: str | None, out: str, name: str = "imagemend-base",
+          commit: str | None = None) -> str:
+    net, gmeta = load_weights(glob)
+    net.local.load_state_dict(load_local(local))
+    stages = history(load_weights(base)[1]["info"]) if base else []
+    for path, meta in ((local, load_weights(local)[1]), (glob, gmeta)):
+        stage = {k: meta["info"].get(k) for k in STAGE_KEYS if k in meta["info"]}
+        stages.append({**stage, "commit": commit or stage.get("commit"), "file": str(path).rsplit("/", 1)[-1]})
+    return save_weights(out, net.eval(), {"name": name, "stages": stages})
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--local", required=True, help="weights whose local U-Net to take (a --stage local run)")
+    p.add_argument("--global", dest="glob", required=True, help="weights whose global branch to take")
+    p.add_argument("--base", help="weights both runs started from: their stages open the history")
+    p.add_argument("--out", required=True)
+    p.add_argument("--commit", help="commit the runs were trained at, for the history")
+    a = p.parse_args(argv)
+    print(merge(a.local, a.glob, a.base, a.out, commit=a.commit))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Joining a local-stage U-Net and a global-stage branch keeps each half and the whole history."""
+
+import torch
+
+from model.merge import merge
+from model.net import ImagemendNet
+from model.weights import load_weights, save_weights
+
+
+def test_merge_takes_each_half_from_its_file_and_keeps_the_history(tmp_path):
+    files = {}
+    for seed, name, info in ((1, "base", {"stages": [{"stage": "joint", "steps": 6}]}),
+                             (2, "local", {"stage": "local", "steps": 4, "data": "photos"}),
+                             (3, "global", {"stage": "global", "steps": 5, "data": "photos"})):
+        torch.manual_seed(seed)
+        files[name] = tmp_path / f"{name}.safetensors"
+        save_weights(files[name], ImagemendNet(), info)
+    merge(str(files["local"]), str(files["global"]), str(files["base"]), str(tmp_path / "out.safetensors"),
+          commit="abc")
+    net, meta = load_weights(tmp_path / "out.safetensors")
+    local, glob = load_weights(files["local"])[0], load_weights(files["global"])[0]
+    for k, v in net.state_dict().items():
+        want = (local if k.startswith("local.") else glob).state_dict()[k]
+        assert torch.equal(v, want), k
+    assert [(s["stage"], s["steps"]) for s in meta["info"]["stages"]] == [("joint", 6), ("local", 4), ("global", 5)]
+    assert meta["info"]["stages"][1]["commit"] == "abc" and "thresholds" not in meta["info"]
