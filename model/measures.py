@@ -33,14 +33,15 @@ def _srgb_to_linear(x: np.ndarray) -> np.ndarray:
     return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
-def _linear(block: np.ndarray, scale: float) -> np.ndarray:
-    """Linear-light values of integer pixels through a lookup table, of floats directly."""
+def _linear_sums(block: np.ndarray, scale: float) -> np.ndarray:
+    """Per-channel sums of linear-light values: for integer pixels, a histogram of each channel
+    against a lookup table (exact, and far cheaper than converting every pixel)."""
     if block.dtype.kind == "f":
-        return _srgb_to_linear(np.clip(block, 0, 1))
+        return _srgb_to_linear(np.clip(block, 0, 1)).reshape(-1, 3).sum(0, dtype=np.float64)
     n = int(scale)
     if n not in _LUTS:
-        _LUTS[n] = _srgb_to_linear(np.arange(n + 1, dtype=np.float64) / n)
-    return _LUTS[n][block]
+        _LUTS[n] = _srgb_to_linear(np.arange(n + 1, dtype=np.float64) / n).astype(np.float64)
+    return np.array([np.bincount(block[:, :, c].ravel(), minlength=n + 1) @ _LUTS[n] for c in range(3)])
 
 
 def measure(pixels: np.ndarray) -> dict[str, float | None]:
@@ -62,15 +63,17 @@ def measure(pixels: np.ndarray) -> dict[str, float | None]:
         x = block.astype(np.float32) / np.float32(scale)
         if scale == 1.0:
             x = np.clip(x, 0, 1)
-        y = x @ weights if nc == 3 else x[:, :, 0]
+        y = x[:, :, 0] * weights[0] + x[:, :, 1] * weights[1] + x[:, :, 2] * weights[2] if nc == 3 else x[:, :, 0]
         core = y[r0 - a:r1 - a].astype(np.float64)
         s["lum"] += core.sum()
         s["lum2"] += np.square(core).sum()
-        peak = x[r0 - a:r1 - a].max(axis=2)
+        core_x = x[r0 - a:r1 - a]
+        peak = np.maximum(np.maximum(core_x[:, :, 0], core_x[:, :, 1]), core_x[:, :, 2]) if nc == 3 else core_x[:, :, 0]
+        # (elementwise: numpy's max over a last axis of 3 took half of measure's time)
         s["high"] += int((peak >= 0.995).sum())
         s["low"] += int((peak <= 0.005).sum())
         if nc == 3:
-            lin += _linear(block[r0 - a:r1 - a], scale).reshape(-1, 3).sum(0, dtype=np.float64)
+            lin += _linear_sums(block[r0 - a:r1 - a], scale)
         lo, hi = max(r0, 1) - a, min(r1, h - 1) - a
         if hi > lo and w >= 3:
             inner += (hi - lo) * (w - 2)
