@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One GPU lease, start to finish (what ran on the lent H200 of session 3; about 9 minutes):
+# One GPU lease, start to finish (what ran on the lent H200 of session 3, in 6 minutes: the benchmark
+# failed there for want of PYTHONPATH, set below since, and was rerun by hand with the same lines):
 #   1. eight training runs side by side on the one GPU, each for the same time budget, 2 CPU threads each:
 #      the shipped model's two stages continued (local U-Net; global branch), and, from scratch with the
 #      same recipe, one multitask model and the five single-task models that docs/QUALITY.md compares;
@@ -10,7 +11,7 @@
 set -u
 DATA=$1 OUT=$2 MIN=$3 RUNS_DIR=/tmp/runs META=/tmp/meta
 W=model/weights/imagemend-base.safetensors
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2 PYTHONPATH=$PWD  # the project is not installed there
 mkdir -p "$RUNS_DIR" "$META" "$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$META/gpu.txt" 2>&1
 python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name())" >>"$META/gpu.txt" 2>&1
