@@ -76,6 +76,7 @@ class _Planes:
         px = self.array[rows][:, cols] if not isinstance(rows, slice) else self.array[rows, cols]
         px = px[..., :1] if self.grey else px[..., :3]
         px = np.ascontiguousarray(px) if px.dtype == np.uint8 else px.astype(np.float32)
+        px = px if px.flags.writeable else px.copy()  # torch warns on read-only arrays (decoded images are)
         t = torch.from_numpy(px).to(device).permute(2, 0, 1)[None].float() / self.scale
         return (t.expand(1, 3, *t.shape[2:]) if self.grey else t).clamp(0, 1)
 
