@@ -6,28 +6,23 @@ host (reading tiles, the statistics pass, the tone correction, copies), which on
 of the time. Figures are megapixels of output per second; memory is torch's peak allocation.
 """
 
-import time
-
-from bench_model import photo, restorer
+from bench_model import best_of, photo, restorer
 import torch
+
+from model.config import RestoreConfig
+
+HALO = RestoreConfig().halo
 
 
 def _timed(fn, repeats: int) -> float:
     fn()  # warm-up: cuDNN picks its kernels on the first call of each shape
-    torch.cuda.synchronize()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return best_of(fn, repeats)  # best_of synchronizes the GPU before reading the clock
 
 
 def net_alone(device: str, tile: int, batches: list[int], repeats: int) -> list[dict]:
     """The local U-Net on batches of tiles already on the GPU (core pixels counted, halo not)."""
     r = restorer(device, None, tile=tile)
-    side = tile + 2 * r.cfg.halo
+    side = tile + 2 * HALO
     rows = []
     for amp in (False, True):
         for b in batches:
@@ -54,8 +49,7 @@ def whole_restore(device: str, megapixels: float, tile: int, batch: int, repeats
     mp = img.shape[0] * img.shape[1] / 1e6
     rows = []
     for precision in precisions:
-        side = tile + 2 * 96
-        r = restorer(device, None, tile=tile, pixel_budget=batch * side * side)
+        r = restorer(device, None, tile=tile, pixel_budget=batch * (tile + 2 * HALO) ** 2)
         r.amp = precision != "fp32"
         if "compile" in precision:
             r.net.local = torch.compile(r.net.local, dynamic=True)
@@ -73,8 +67,7 @@ def batching(device: str, megapixels: float, photos: int, tile: int, batches: li
     mp = sum(i.shape[0] * i.shape[1] for i in imgs) / 1e6
     rows = []
     for b in batches:
-        side = tile + 2 * 96
-        r = restorer(device, None, tile=tile, pixel_budget=b * side * side)
+        r = restorer(device, None, tile=tile, pixel_budget=b * (tile + 2 * HALO) ** 2)
         torch.cuda.reset_peak_memory_stats()
         s = _timed(lambda r=r: r.restore(imgs), repeats)
         rows.append({"part": "batching", "precision": "bf16", "photos": photos, "megapixels": mp, "tile": tile,

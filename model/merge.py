@@ -12,7 +12,7 @@ Thresholds are not carried over (they belong to an estimator): calibrate the res
 
 import argparse
 
-from .weights import load_local, load_weights, save_weights
+from .weights import load_weights, save_weights
 
 STAGE_KEYS = ("stage", "commit", "data", "images", "steps", "wall_s", "device", "amp", "minutes", "train", "loss")
 
@@ -25,9 +25,10 @@ def history(info: dict) -> list[dict]:
 def merge(local: str, glob: str, base: str | None, out: str, name: str = "imagemend-base",
           commit: str | None = None) -> str:
     net, gmeta = load_weights(glob)
-    net.local.load_state_dict(load_local(local))
+    local_net, lmeta = load_weights(local)
+    net.local.load_state_dict(local_net.local.state_dict())
     stages = history(load_weights(base)[1]["info"]) if base else []
-    for path, meta in ((local, load_weights(local)[1]), (glob, gmeta)):
+    for path, meta in ((local, lmeta), (glob, gmeta)):
         stage = {k: meta["info"].get(k) for k in STAGE_KEYS if k in meta["info"]}
         stages.append({**stage, "commit": commit or stage.get("commit"), "file": str(path).rsplit("/", 1)[-1]})
     return save_weights(out, net.eval(), {"name": name, "stages": stages})

@@ -109,7 +109,7 @@ def _cores(n: int, tile: int, border: int) -> tuple[int, list[tuple[int, int]]]:
 class _Job:
     """One image in flight: its planes, decisions, tile grid and the tile row being assembled."""
     planes: _Planes
-    est: dict[str, torch.Tensor]
+    est: dict[str, torch.Tensor]  # on the restorer's device, where its tiles are corrected
     strength: dict[str, float]
     out: np.ndarray
     rows: list[tuple[int, int]]
@@ -135,8 +135,7 @@ class _Job:
             a, e = max(y0, b), min(y1, b + p.height)
             if e > a:
                 local = self.strip[None, :, a - y0:e - y0, b:b + p.width]
-                p.write(self.out, a - b, correct_tone(local, {k: v.to(local.device) for k, v in self.est.items()},
-                                                        self.strength))
+                p.write(self.out, a - b, correct_tone(local, self.est, self.strength))
             self.strip = None
 
 
@@ -223,7 +222,7 @@ class Restorer:
             applied, strength = self._decide(est, i, tasks, p.grey)
             b = self.cfg.border
             (ch, rows), (cw, cols) = _cores(p.height, self.cfg.tile, b), _cores(p.width, self.cfg.tile, b)
-            one = {k: v[i:i + 1] for k, v in est.items()}
+            one = {k: v[i:i + 1].to(self.device) for k, v in est.items()}
             out = images[i].copy()
             jobs.append(_Job(p, one, strength, out.reshape(p.array.shape), rows, cols, (ch, cw), b))
             results.append(Restored(out, severities(est, i), applied, strength))
@@ -244,11 +243,11 @@ class Restorer:
     def _forward(self, jobs: list[_Job], batch: list) -> None:
         pick = [jobs[j] for j, *_ in batch]
         y = torch.cat([t for *_, t in batch])
-        cond = torch.stack([torch.cat([job.est["noise_sigma"] for job in pick]),
-                            torch.cat([job.est["blur"] for job in pick]),
-                            torch.tensor([job.strength["denoise"] for job in pick]),
-                            torch.tensor([job.strength["deblur"] for job in pick])], 1).to(self.device)
-        out = self._local(y, cond) if bool((cond[:, 2:] > 0).any()) else y
+        strengths = [[job.strength["denoise"], job.strength["deblur"]] for job in pick]
+        cond = torch.cat([torch.cat([job.est["noise_sigma"] for job in pick])[:, None],
+                          torch.cat([job.est["blur"] for job in pick])[:, None],
+                          torch.tensor(strengths, device=self.device)], 1)
+        out = self._local(y, cond) if any(v > 0 for row in strengths for v in row) else y
         for (j, r, c, _), tile in zip(batch, out):
             jobs[j].add(r, c, tile, self.cfg.halo)
 

@@ -145,8 +145,13 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
     t0, seen = time.time(), 0
     end = min(cfg.steps, stop_at or cfg.steps)
     budget = 60 * minutes if minutes else math.inf
-    while step < end and wall + time.time() - t0 < budget:
-        done = max((step - cfg.warmup) / max(1, cfg.steps - cfg.warmup), (wall + time.time() - t0) / budget)
+
+    def spent() -> float:  # training seconds, this run and the ones it resumes
+        return wall + time.time() - t0
+
+    out_of_time = spent() >= budget
+    while step < end and not out_of_time:
+        done = max((step - cfg.warmup) / max(1, cfg.steps - cfg.warmup), spent() / budget)
         for group in opt.param_groups:
             group["lr"] = cfg.lr * lr_at(step, cfg, done)
         loss, parts = train_step(net, weighting, images, g, cfg, dcfg, dev, amp, stage)
@@ -155,7 +160,7 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step, seen = step + 1, seen + cfg.batch
-        out_of_time = wall + time.time() - t0 >= budget
+        out_of_time = spent() >= budget
         rate = seen / (time.time() - t0)
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.1f}", refresh=False)
@@ -164,9 +169,8 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
                                   "lr": opt.param_groups[0]["lr"], "img_s": rate}) + "\n")
             log.flush()
         if step % cfg.ckpt_every == 0 or step == end or out_of_time:
-            now = wall + time.time() - t0
             save_checkpoint(ckpt, net=net.state_dict(), weighting=weighting.state_dict(), opt=opt.state_dict(),
-                            rng=g.get_state(), torch_rng=torch.get_rng_state(), step=step, wall=now)
+                            rng=g.get_state(), torch_rng=torch.get_rng_state(), step=step, wall=spent())
         if val_images and (step % cfg.val_every == 0 or step == cfg.steps):
             net.eval()
             scores = validate(net, val_images)
@@ -175,13 +179,13 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
             log.write(json.dumps({"step": step, "val": scores}) + "\n")
             log.flush()
         if step % cfg.val_every == 0 or step == end or out_of_time:
-            info.update(steps=step, wall_s=round(wall + time.time() - t0))
+            info.update(steps=step, wall_s=round(spent()))
             save_weights(outdir / "latest.safetensors", net, info)
     bar.close()
-    if step < cfg.steps and not (wall + time.time() - t0 >= budget):
+    if step < cfg.steps and not out_of_time:
         return outdir / "latest.safetensors"
     final = outdir / "final.safetensors"
-    info.update(steps=step, wall_s=round(wall + time.time() - t0))
+    info.update(steps=step, wall_s=round(spent()))
     save_weights(final, net.cpu().eval(), info)
     return final
 
