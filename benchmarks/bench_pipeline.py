@@ -160,7 +160,7 @@ def bench_pipeline(sizes: list[float], images: int = 0, workers: tuple[int, ...]
 
     defaults = RunOptions("", "")
     base = {"device": device, "weights": weights, "threads": defaults.threads if decode_threads is None
-            else decode_threads, "tile": tile or defaults.tile, "pixel_budget": pixel_budget or defaults.pixel_budget}
+            else decode_threads, "tile": tile or defaults.tile, "pixel_budget": pixel_budget}
     shards = 2 * max(workers)  # the same shards for every worker count, enough for each process to get some
     strengths = {t: 1.0 for t in TASKS}
     if max(workers) > 1:  # worker processes must import imagemend, as in tests/test_pipeline_runners.py
@@ -187,7 +187,7 @@ def bench_pipeline(sizes: list[float], images: int = 0, workers: tuple[int, ...]
             torch.set_num_threads(threads)
             cfg = RunOptions("", "", tile=base["tile"], pixel_budget=base["pixel_budget"]).restore_config
             restorer = Restorer(weights=weights or DEFAULT_WEIGHTS, device=device, cfg=cfg)
-            calls = job_calls(decoded, per_shard, base["pixel_budget"], defaults.batch_images)
+            calls = job_calls(decoded, per_shard, restorer.cfg.pixel_budget, defaults.batch_images)
             restorer.restore(calls[0], strengths)  # warm-up on the real tile shapes (kernels are picked per shape)
             m = time_model(restorer, calls, strengths, repeats)
             model_mp_s = mp_each * n / m["restore_s"]

@@ -11,6 +11,12 @@ misread exposure loses 10 dB), while a denoiser at a small sigma does little har
 
 --disable keeps a task off whatever its estimate (threshold infinity), for a head that fails on
 photos it was not calibrated on; the reason is stored with the thresholds.
+
+The noise head is trained on a mix of noise kinds (Poisson, correlated, JPEG), so on plain
+Gaussian noise it reads a few steps high. Its median reading on the same photos with Gaussian
+noise of known sigma gives a monotone map from reading to sigma, stored as knots; restores
+report the mapped sigma (and take the denoise threshold on that scale), while the U-Net stays
+conditioned on the raw reading it was trained with.
 """
 
 import argparse
@@ -18,9 +24,10 @@ import argparse
 import numpy as np
 import torch
 
+from . import suites
 from .config import RestoreConfig
-from .data import list_images, load_rgb
-from .restore import Restorer
+from .data import load_photos
+from .restore import Restorer, read_sigma
 from .weights import DEFAULT_WEIGHTS, load_weights, save_weights
 
 MEASURE = {"min_noise_sigma": "noise_sigma", "min_blur": "blur", "min_cast": "cast",
@@ -37,6 +44,24 @@ def thresholds(estimates: list[dict], quantile: float, global_quantile: float,
         [abs(e[m]) for e in estimates], global_quantile if k in GLOBAL else quantile))) for k, m in MEASURE.items()}
 
 
+NOISE_CURVE_IMAGES = 96  # a median settles long before 432 photos
+NOISE_CASES = ("clean", "noise5", "noise10", "noise15", "noise25", "noise35", "noise50")
+
+
+def noise_curve(r: Restorer, photos: dict[str, np.ndarray],
+                limit: int = NOISE_CURVE_IMAGES) -> dict[str, list[float]]:
+    """Knots (median raw reading, true sigma) over the suite's Gaussian noise cases on the first
+    `limit` photos, made increasing."""
+    photos = dict(list(photos.items())[:limit])
+    raw, sigma = [], []
+    for case in suites.suite("estimators", list(NOISE_CASES)):
+        readings = [e["noise_sigma"] for e in r.estimate([case.apply(a, k) for k, a in photos.items()])]
+        raw.append(float(np.median(readings))), sigma.append(case.truth["noise_sigma"])
+    for i in range(1, len(raw)):  # strictly increasing, as the map needs
+        raw[i] = max(raw[i], raw[i - 1] + 1e-3)
+    return {"raw": raw, "sigma": sigma}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="clean photos (the training set is fine: nothing is fitted)")
@@ -49,17 +74,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    photos = [load_rgb(f) for f in list_images(a.data)]
-    est = Restorer(a.weights, device="cpu", calibrated=False).estimate(photos)
-    found = thresholds(est, a.quantile, a.global_quantile)
+    photos = load_photos(a.data)
+    raw = Restorer(a.weights, device="cpu", calibrated=False)
+    curve = noise_curve(raw, photos)
+    est = raw.estimate(list(photos.values()))
+    read = read_sigma(torch.tensor([e["noise_sigma"] for e in est]), curve)
+    found = thresholds([{**e, "noise_sigma": float(s)} for e, s in zip(est, read)], a.quantile, a.global_quantile)
     found.update({f"min_{t}": float("inf") for t in a.disable})
     net, meta = load_weights(a.weights)
-    info = {**meta["info"], "thresholds": found, "calibration": {"data": a.data, "images": len(photos),
-                                                                  "quantile": a.quantile,
-                                                                  "global_quantile": a.global_quantile,
-                                                                  "disabled": a.disable, "reason": a.reason}}
+    info = {**meta["info"], "thresholds": found, "noise_curve": curve,
+            "calibration": {"data": a.data, "images": len(photos),
+                            "noise_curve_images": min(NOISE_CURVE_IMAGES, len(photos)), "quantile": a.quantile,
+                            "global_quantile": a.global_quantile, "disabled": a.disable, "reason": a.reason}}
     save_weights(a.weights, net, info)
-    print(found)
+    print(found, curve)
 
 
 if __name__ == "__main__":

@@ -69,18 +69,28 @@ class TrainConfig:
     seed: int = 0
 
 
+GPU_TILES = 8
+
+
 @dataclass(frozen=True)
 class RestoreConfig:
     tile: int = 1024  # core tile side (multiple of 8); memory scales with this, not the image
     halo: int = 96  # context read around a core; >= the U-Net's receptive radius (82 px) for exact tiling
     border: int = 16  # reflected margin around the image, the U-Net's context at photo edges
-    pixel_budget: int = 2 * 1216 * 1216  # input pixels per forward pass (CPU); raise it on a GPU
+    # input pixels per forward pass; None: one tile on CPU (batching tiles measured slower there,
+    # docs/PERFORMANCE.md), GPU_TILES tiles on CUDA (where batching is what fills the device)
+    pixel_budget: int | None = None
     # a task whose estimated severity is below its threshold is left untouched
     min_noise_sigma: float = 1.5  # 8-bit units
     min_blur: float = 0.45  # px
     min_cast: float = 0.03  # max |log gain|
     min_exposure: float = 0.12  # EV
     min_contrast: float = 0.04  # max |curve - identity|
+
+
+def default_pixel_budget(cfg: RestoreConfig, device_type: str) -> int:
+    side = cfg.tile + 2 * cfg.halo  # a tile as the U-Net reads it
+    return side * side * (GPU_TILES if device_type == "cuda" else 1)
 
 
 def to_dict(cfg) -> dict:

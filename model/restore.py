@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .color import LUMA
-from .config import TASKS, RestoreConfig
+from .config import TASKS, RestoreConfig, default_pixel_budget
 from .net import ImagemendNet, correct_tone, identity_curve
 from .stats import grid_stats
 from .weights import DEFAULT_WEIGHTS, load_weights
@@ -158,6 +158,10 @@ class Restorer:
         self.amp = self.device.type == "cuda" if amp is None else amp
         # weights carry the thresholds calibrated for their own estimator (model/calibrate.py)
         self.cfg = replace(cfg, **self.meta["info"].get("thresholds", {})) if calibrated else cfg
+        # and the map from the noise head's reading to the Gaussian sigma it means (model/calibrate.py)
+        self.noise_curve = self.meta["info"].get("noise_curve") if calibrated else None
+        if self.cfg.pixel_budget is None:
+            self.cfg = replace(self.cfg, pixel_budget=default_pixel_budget(self.cfg, self.device.type))
         # channels-last lets cuDNN pick its fastest convolution kernels; on CPU it gains nothing here
         self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
         self.net.local.to(memory_format=self.memory_format)
@@ -174,8 +178,10 @@ class Restorer:
     def _estimate(self, planes: list[_Planes]) -> dict[str, torch.Tensor]:
         stats = [grid_stats(lambda a, b, p=p: p.read(slice(a, b), slice(None), self.device), p.height, p.width,
                             self.net.cfg.thumb) for p in planes]
-        est = self.net.estimate(torch.cat(stats))
-        return {k: v.float().cpu() for k, v in est.items()}
+        est = {k: v.float().cpu() for k, v in self.net.estimate(torch.cat(stats)).items()}
+        if self.noise_curve:  # the U-Net stays conditioned on the raw reading it was trained with
+            est["noise_sigma_read"] = read_sigma(est["noise_sigma"], self.noise_curve)
+        return est
 
     def estimate(self, images: list[np.ndarray]) -> list[dict[str, float]]:
         """Severities only (no restoration): cheap, used to measure an output as well as an input."""
@@ -275,13 +281,23 @@ def needs(sev: dict[str, float], cfg: RestoreConfig, grey: bool = False) -> dict
             "contrast": sev["contrast_curve"] >= cfg.min_contrast}
 
 
+def read_sigma(raw: torch.Tensor, curve: dict[str, list[float]]) -> torch.Tensor:
+    """Piecewise-linear map of raw noise readings through calibrated knots (raw -> sigma),
+    continued with slope 1 beyond the last knot."""
+    x, y = torch.tensor(curve["raw"], dtype=raw.dtype), torch.tensor(curve["sigma"], dtype=raw.dtype)
+    i = torch.searchsorted(x, raw.clamp_min(x[0]), right=True).clamp(1, len(x) - 1)
+    t = ((raw.clamp_min(x[0]) - x[i - 1]) / (x[i] - x[i - 1])).clamp_max(1)
+    inside = y[i - 1] + t * (y[i] - y[i - 1])
+    return torch.where(raw > x[-1], y[-1] + raw - x[-1], inside)
+
+
 def severities(est: dict[str, torch.Tensor], i: int) -> dict[str, float]:
     """Plain numbers for one image: noise sigma (8-bit), blur (px), cast (max |log gain|), EV,
     log contrast factor, log gamma, and how far the tone curve departs from identity."""
     curve = est["curve"][i:i + 1]
     g = est["cast_log_gain"][i]
     return {
-        "noise_sigma": float(est["noise_sigma"][i]), "blur": float(est["blur"][i]),
+        "noise_sigma": float(est.get("noise_sigma_read", est["noise_sigma"])[i]), "blur": float(est["blur"][i]),
         "cast": float(g.abs().max()), "cast_r": float(g[0]), "cast_g": float(g[1]), "cast_b": float(g[2]),
         "exposure_ev": float(est["exposure_ev"][i]), "contrast": float(est["contrast"][i]),
         "gamma": float(est["gamma"][i]),

@@ -28,7 +28,7 @@ class RunOptions:
     amp: bool | None = None  # None: mixed precision on CUDA only
     weights: str | None = None  # path or fsspec URL; None: the weights shipped in the package
     tile: int = RestoreConfig.tile
-    pixel_budget: int = RestoreConfig.pixel_budget  # padded tile pixels per forward pass
+    pixel_budget: int | None = None  # padded tile pixels per forward pass; None: the device's default
     batch_images: int = 32  # at most this many images per restore call (tiles still share passes)
     files_per_shard: int = 256  # loose files per virtual shard
     parquet_image_column: str = "jpg"
@@ -135,7 +135,8 @@ def add_processing_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (cuda never falls back to cpu)")
     p.add_argument("--weights", help="weights file (path or fsspec URL; default: the shipped weights)")
     p.add_argument("--tile", type=int, default=d.tile, help="tile side in pixels (multiple of 8)")
-    p.add_argument("--pixel-budget", type=int, default=d.pixel_budget, help="padded tile pixels per forward pass")
+    p.add_argument("--pixel-budget", type=int, default=d.pixel_budget,
+                   help="padded tile pixels per forward pass (default: one tile on CPU, 8 on CUDA)")
     p.add_argument("--batch-images", type=int, default=d.batch_images, help="images per restore call, at most")
     p.add_argument("--files-per-shard", type=int, default=d.files_per_shard, help="loose files per virtual shard")
     p.add_argument("--parquet-image-column", default=d.parquet_image_column)

@@ -239,7 +239,7 @@ class _Run:
                 self.write(x)
                 continue
             batch.append(x)
-            if (sum(it.pixels for it in batch) >= self.opts.pixel_budget
+            if (sum(it.pixels for it in batch) >= self.model.restorer.cfg.pixel_budget
                     or len(batch) >= self.opts.batch_images):
                 flush()
         if batch:

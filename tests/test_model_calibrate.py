@@ -2,12 +2,15 @@
 
 import math
 
+import numpy as np
 from PIL import Image
+import pytest
 from skimage import data
+import torch
 
 from model.calibrate import main
 from model.config import RestoreConfig
-from model.restore import Restorer
+from model.restore import Restorer, read_sigma
 from model.weights import load_weights, save_weights
 
 
@@ -24,9 +27,17 @@ def test_thresholds_are_stored_and_a_disabled_task_never_runs(tmp_path, active_n
     found, calibration = meta["info"]["thresholds"], meta["info"]["calibration"]
     assert math.isinf(found["min_cast"]) and calibration["disabled"] == ["cast"]
     assert calibration["reason"] == "cast head distrusted" and calibration["images"] == 2
-    clean = Restorer(weights, device="cpu", calibrated=False).estimate([data.chelsea()[:120, :160]])[0]
+    clean = Restorer(weights, device="cpu").estimate([data.chelsea()[:120, :160]])[0]
     assert found["min_noise_sigma"] >= 1.1 * clean["noise_sigma"] - 1e-6  # above what clean photos read
+    curve = meta["info"]["noise_curve"]  # readings map to the Gaussian sigma the suite added
+    assert curve["sigma"] == [0, 5, 10, 15, 25, 35, 50] and all(np.diff(curve["raw"]) > 0)
     cast = (data.chelsea()[:120, :160] * [1.0, 0.7, 0.5]).astype("uint8")
     assert not Restorer(weights, device="cpu").restore([cast], {"cast": 1.0})[0].applied["cast"]
     anyway = Restorer(weights, device="cpu", cfg=RestoreConfig(min_cast=0.0), calibrated=False)
     assert anyway.restore([cast], {"cast": 1.0})[0].applied["cast"]  # the same photo, thresholds not applied
+
+
+def test_noise_readings_map_through_the_knots():
+    curve = {"raw": [0.5, 7.0, 12.0, 52.0], "sigma": [0.0, 5.0, 10.0, 50.0]}
+    raw = torch.tensor([0.0, 0.5, 3.75, 7.0, 32.0, 52.0, 60.0])
+    assert read_sigma(raw, curve).tolist() == pytest.approx([0.0, 0.0, 2.5, 5.0, 30.0, 50.0, 58.0])
