@@ -11,7 +11,7 @@ from model.config import TASKS
 
 # task -> (model estimate key, measure key, unit of the estimate, what the measure is)
 TASK_COLUMNS = {
-    "denoise": ("noise_sigma", "noise_sigma", "noise sigma, 8-bit steps",
+    "denoise": ("noise_sigma", "noise_sigma", "Gaussian-equivalent noise sigma, 8-bit steps",
                 "Immerkaer noise sigma, 8-bit steps, mean over colour channels; null under 3x3 pixels"),
     "deblur": ("blur", "laplacian_var", "blur radius, px",
                "variance of the Laplacian of luma, 8-bit units^2 (lower is blurrier); null under 3x3 pixels"),
