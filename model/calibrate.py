@@ -27,7 +27,7 @@ import torch
 from . import suites
 from .config import RestoreConfig
 from .data import load_photos
-from .restore import Restorer, read_sigma
+from .restore import Restorer
 from .weights import DEFAULT_WEIGHTS, load_weights, save_weights
 
 MEASURE = {"min_noise_sigma": "noise_sigma", "min_blur": "blur", "min_cast": "cast",
@@ -75,11 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     photos = load_photos(a.data)
-    raw = Restorer(a.weights, device="cpu", calibrated=False)
-    curve = noise_curve(raw, photos)
-    est = raw.estimate(list(photos.values()))
-    read = read_sigma(torch.tensor([e["noise_sigma"] for e in est]), curve)
-    found = thresholds([{**e, "noise_sigma": float(s)} for e, s in zip(est, read)], a.quantile, a.global_quantile)
+    r = Restorer(a.weights, device="cpu", calibrated=False)
+    r.noise_curve = curve = noise_curve(r, photos)  # the denoise threshold is taken on the mapped scale
+    found = thresholds(r.estimate(list(photos.values())), a.quantile, a.global_quantile)
     found.update({f"min_{t}": float("inf") for t in a.disable})
     net, meta = load_weights(a.weights)
     info = {**meta["info"], "thresholds": found, "noise_curve": curve,

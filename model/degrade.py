@@ -161,9 +161,10 @@ def degrade(x: torch.Tensor, p: dict, g: torch.Generator, cfg: DegradationConfig
     tone = apply_tone(x, p["cast_log_gain"], p["exposure_ev"], p["contrast"], p["gamma"])
     kernels, amount = kernels_for(p, cfg.blur_kernel)
     blurred = tone.clone()  # an identity kernel leaves a sample as it is: convolve only the blurred ones
-    on = torch.nonzero(p["on_blur"]).flatten().to(x.device)
+    on = torch.nonzero(p["on_blur"]).flatten()
     if len(on):
-        blurred[on] = apply_blur(tone[on], kernels[on.cpu()])
+        here = on.to(x.device)
+        blurred[here] = apply_blur(tone[here], kernels[on])
     y = (add_noise(blurred, p, g).clamp(0, 1) * 255).round() / 255
     for i in torch.nonzero(p["on_jpeg"]).flatten().tolist():
         y[i] = jpeg(y[i], int(p["jpeg_quality"][i]))

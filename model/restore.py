@@ -284,11 +284,9 @@ def needs(sev: dict[str, float], cfg: RestoreConfig, grey: bool = False) -> dict
 def read_sigma(raw: torch.Tensor, curve: dict[str, list[float]]) -> torch.Tensor:
     """Piecewise-linear map of raw noise readings through calibrated knots (raw -> sigma),
     continued with slope 1 beyond the last knot."""
-    x, y = torch.tensor(curve["raw"], dtype=raw.dtype), torch.tensor(curve["sigma"], dtype=raw.dtype)
-    i = torch.searchsorted(x, raw.clamp_min(x[0]), right=True).clamp(1, len(x) - 1)
-    t = ((raw.clamp_min(x[0]) - x[i - 1]) / (x[i] - x[i - 1])).clamp_max(1)
-    inside = y[i - 1] + t * (y[i] - y[i - 1])
-    return torch.where(raw > x[-1], y[-1] + raw - x[-1], inside)
+    r = raw.numpy()
+    x, y = curve["raw"], curve["sigma"]
+    return torch.from_numpy(np.where(r > x[-1], y[-1] + r - x[-1], np.interp(r, x, y)).astype(np.float32))
 
 
 def severities(est: dict[str, torch.Tensor], i: int) -> dict[str, float]:
