@@ -5,15 +5,25 @@ photo) gets a Score: the full-reference metrics against the clean photo and the 
 or, when the method raised, returned nothing or returned an image of another shape, the error.
 A failed image is never dropped: the summary of a case and method with any failure carries the
 count and no mean, so a report cannot show a number computed over the images that happened to work.
+
+A report on every validation photo runs for hours (BM3D alone takes minutes per megapixel), so
+scores can be kept in a ScoreCache: a run that stops resumes where it stopped, and a rerun after a
+change to the model recomputes the model's rows, not BM3D's. A score is reused only for the same
+method version, a fingerprint of the weights and the source of everything that produced it.
 """
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+import hashlib
+import inspect
+import json
+from pathlib import Path
 import time
+from types import ModuleType
 
 import numpy as np
 
-from . import metrics
+from . import degrade, metrics, suites
 from .suites import Case
 
 Run = Callable[[np.ndarray, Case], np.ndarray]
@@ -25,6 +35,7 @@ class Method:
     kind: str  # input | classical | imagemend | single-task
     run: Run
     given: str = ""  # what the method is told that a blind method is not (true sigma, true PSF)
+    version: str = ""  # changes whenever the method's output may change (ScoreCache)
 
 
 @dataclass
@@ -41,8 +52,53 @@ class Score:
     error: str = ""
 
 
+def fingerprint(*parts: str | ModuleType) -> str:
+    """A short hash of the given strings and modules' source, together with the source of the
+    damage and the metrics, which every score depends on."""
+    h = hashlib.sha256()
+    for part in (degrade, suites, metrics, *parts):
+        h.update((inspect.getsource(part) if isinstance(part, ModuleType) else part).encode())
+    return h.hexdigest()[:16]
+
+
 def identity() -> Method:
-    return Method("input", "input", lambda x, c: x)
+    return Method("input", "input", lambda x, c: x, version=fingerprint("identity"))
+
+
+class ScoreCache:
+    """Scores already computed, one JSON line each, appended as they come: an interrupted run
+    loses at most the line it was writing (a torn last line is ignored). Failures are not kept:
+    they are computed again, and still reported if they fail again."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.rows: dict[tuple, Score] = {}
+        self.reused = self.added = 0
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    d = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                version = d.pop("version")
+                s = Score(**{f.name: d[f.name] for f in fields(Score)})
+                self.rows[(s.dataset, s.case, s.method, s.key, version)] = s
+
+    def get(self, m: Method, dataset: str, case: str, key: str, which: tuple[str, ...]) -> Score | None:
+        s = self.rows.get((dataset, case, m.name, key, m.version))
+        if s is None or any(getattr(s, w) is None for w in which):
+            return None
+        self.reused += 1
+        return s
+
+    def put(self, m: Method, s: Score) -> None:
+        if s.error:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps({**asdict(s), "version": m.version}) + "\n")
+        self.rows[(s.dataset, s.case, s.method, s.key, m.version)] = s
+        self.added += 1
 
 
 def score(method: Method, case: Case, clean: np.ndarray, damaged: np.ndarray, key: str, dataset: str,
@@ -62,16 +118,22 @@ def score(method: Method, case: Case, clean: np.ndarray, damaged: np.ndarray, ke
 
 
 def score_all(methods: Callable[[Case], list[Method]], cases: Iterable[Case], photos: dict[str, np.ndarray],
-              dataset: str, which: tuple[str, ...] = metrics.METRICS, log: Callable[[str], None] = print
-              ) -> list[Score]:
+              dataset: str, which: tuple[str, ...] = metrics.METRICS, log: Callable[[str], None] = print,
+              cache: ScoreCache | None = None) -> list[Score]:
     """Every method that applies to each case, on every photo (key -> clean 8-bit RGB)."""
     scores = []
     for case in cases:
         chosen = methods(case)
         rows = []
         for key, img in photos.items():
-            damaged = case.apply(img, key)  # once per photo, whatever the number of methods
-            rows += [score(m, case, img, damaged, key, dataset, which) for m in chosen]
+            kept = {m.name: cache.get(m, dataset, case.name, key, which) for m in chosen} if cache else {}
+            if any(kept.get(m.name) is None for m in chosen):
+                damaged = case.apply(img, key)  # once per photo, whatever the number of methods
+            for m in chosen:
+                s = kept.get(m.name) or score(m, case, img, damaged, key, dataset, which)
+                if cache and not kept.get(m.name):
+                    cache.put(m, s)
+                rows.append(s)
         scores += rows
         summary = summarise(rows)
         for m in chosen:

@@ -10,7 +10,7 @@ from skimage import data
 
 from model import baselines, report
 from model.metrics import capped_psnr
-from model.scoring import Method, identity, score_all, summarise
+from model.scoring import Method, ScoreCache, identity, score_all, summarise
 from model.suites import CASES
 
 PHOTO = data.astronaut()[60:188, 150:310]
@@ -89,7 +89,9 @@ def test_report_writes_the_document_charts_and_sheets_and_a_rerun_gives_the_same
     assert len(first["summary"]) == 4 + 6 + 1
     again = argv[:3] + [str(tmp_path / "again")] + argv[4:]
     again[again.index("--cases") + 1] = "cast-warm"
-    report.run(p.parse_args(again + ["--no-sheets"]))
+    cache = tmp_path / "scores.jsonl"
+    text = report.run(p.parse_args(again + ["--no-sheets", "--cache", str(cache)]))
+    assert f"- scores: 12 computed by this run, 0 kept from earlier runs in `{cache}`" in text
     second = json.loads((tmp_path / "again" / "quality" / "results.json").read_text())
 
     def numbers(res):
@@ -97,6 +99,8 @@ def test_report_writes_the_document_charts_and_sheets_and_a_rerun_gives_the_same
                 if row["case"] == "cast-warm"]
 
     assert numbers(first) == numbers(second) and len(numbers(first)) == 6
+    text = report.run(p.parse_args(again + ["--no-sheets", "--cache", str(cache)]))
+    assert "- scores: 0 computed by this run, 12 kept from earlier runs" in text
 
 
 def test_the_model_package_never_imports_beam_or_the_pipeline():
@@ -108,3 +112,35 @@ def test_the_model_package_never_imports_beam_or_the_pipeline():
             "('apache_beam', 'pipeline')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_a_score_cache_resumes_a_stopped_run_and_recomputes_what_changed(tmp_path):
+    calls = []
+
+    def blur(x, case):
+        calls.append(case.name)
+        return (x // 2 * 2).astype(np.uint8)
+
+    photos = {"a": PHOTO[:32, :32], "b": PHOTO[32:64, :32]}
+    cases = (CASES["noise25"], CASES["cast-warm"])
+    path = tmp_path / "scores.jsonl"
+    first = score_all(lambda c: [Method("m", "classical", blur, version="v1")], cases, photos, "t",
+                      cache=ScoreCache(path), log=lambda _: None)
+    assert len(calls) == 4
+    with path.open("a") as f:
+        f.write('{"dataset": "t", "case": "noise2')  # a run killed while writing
+    cache = ScoreCache(path)
+    again = score_all(lambda c: [Method("m", "classical", blur, version="v1")], cases, photos, "t",
+                      cache=cache, log=lambda _: None)
+    assert len(calls) == 4 and cache.reused == 4 and again == first
+    changed = score_all(lambda c: [Method("m", "classical", blur, version="v2")], cases, photos, "t",
+                        cache=ScoreCache(path), log=lambda _: None)
+    assert len(calls) == 8 and [s.psnr for s in changed] == [s.psnr for s in first]
+
+    def broken(x, case):
+        raise RuntimeError("out of memory")
+
+    cache = ScoreCache(path)
+    score_all(lambda c: [Method("x", "classical", broken, version="v1")], cases[:1], photos, "t", cache=cache,
+              log=lambda _: None)
+    assert cache.added == 0  # a failure is computed again next time, never kept
