@@ -53,6 +53,9 @@ class LossConfig:
         }
     )
     weighting: str = "fixed"  # or "uncertainty" (Kendall et al. 2018)
+    # Adam moves each log-variance by about its learning rate per step: at the network's rate they
+    # take thousands of steps to settle and meanwhile scale every loss alike, which Adam ignores
+    uncertainty_lr: float = 0.02
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,11 @@ class Weighting(nn.Module):
         self.register_buffer("w", torch.tensor([cfg.weights[t] for t in LOSS_TERMS]))
         self.log_var = nn.Parameter(torch.zeros(len(LOSS_TERMS)), requires_grad=self.mode == "uncertainty")
 
+    def effective(self) -> dict[str, float]:
+        """w_t exp(-s_t): the weight each term has now (the fixed w_t unless learned)."""
+        w = self.w * torch.exp(-self.log_var) if self.mode == "uncertainty" else self.w
+        return {t: round(float(v), 4) for t, v in zip(LOSS_TERMS, w)}
+
     def forward(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         l = torch.stack([losses[t] for t in LOSS_TERMS])
         if self.mode == "uncertainty":

@@ -128,7 +128,11 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
     weighting = Weighting(loss_cfg).to(dev)
     trained = {"joint": net, "global": net.glob, "local": net.local}[stage]
     params = list(trained.parameters()) + [p for p in weighting.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = [{"params": list(trained.parameters()), "base_lr": cfg.lr}]
+    if loss_cfg.weighting == "uncertainty":  # the log-variances: their own rate, no decay (model/loss.py)
+        groups.append({"params": list(weighting.parameters()), "base_lr": loss_cfg.uncertainty_lr,
+                       "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ckpt, step, wall = outdir / "last.ckpt", 0, 0.0  # wall: training seconds of earlier runs
     if ckpt.exists() and not restart:
         state = torch.load(ckpt, weights_only=True, map_location=dev)
@@ -153,7 +157,7 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
     while step < end and not out_of_time:
         done = max((step - cfg.warmup) / max(1, cfg.steps - cfg.warmup), spent() / budget)
         for group in opt.param_groups:
-            group["lr"] = cfg.lr * lr_at(step, cfg, done)
+            group["lr"] = group["base_lr"] * lr_at(step, cfg, done)
         loss, parts = train_step(net, weighting, images, g, cfg, dcfg, dev, amp, stage)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -166,7 +170,8 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
         bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.1f}", refresh=False)
         if step % 50 == 0:
             log.write(json.dumps({"step": step, "loss": loss.item(), **{k: v.item() for k, v in parts.items()},
-                                  "lr": opt.param_groups[0]["lr"], "img_s": rate}) + "\n")
+                                  "lr": opt.param_groups[0]["lr"], "img_s": rate, "weights": weighting.effective()})
+                      + "\n")
             log.flush()
         if step % cfg.ckpt_every == 0 or step == end or out_of_time:
             save_checkpoint(ckpt, net=net.state_dict(), weighting=weighting.state_dict(), opt=opt.state_dict(),

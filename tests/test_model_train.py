@@ -90,3 +90,11 @@ def test_time_budget_ends_the_run_with_final_weights(tmp_path):
     _, meta = load_weights(final)
     assert final.name == "final.safetensors" and 2 < meta["info"]["steps"] < 100_000
     assert meta["info"]["minutes"] == 0.05 and 3 <= meta["info"]["wall_s"] <= 10
+
+
+def test_uncertainty_weights_learn_at_their_own_rate(tmp_path):
+    folder = photo_folder(tmp_path)
+    train(str(folder), str(tmp_path / "u"), replace(SMALL, steps=4, lr=1e-5),
+          LossConfig(weighting="uncertainty", uncertainty_lr=0.05), NetConfig())
+    log_var = torch.load(tmp_path / "u" / "last.ckpt", weights_only=True)["weighting"]["log_var"]
+    assert (log_var.abs() > 0.02).all()  # at the network's rate they would have moved about 4e-5
