@@ -45,9 +45,9 @@ def test_training_learns_and_resumes_exactly(tmp_path):
     assert np.mean(moved) > 0.9  # training changed the weights
 
 
-def test_uncertainty_weighting_trains(tmp_path):
-    net, meta = run(photo_folder(tmp_path), tmp_path / "u", 2, weighting="uncertainty")
-    assert meta["info"]["loss"]["weighting"] == "uncertainty"
+def test_fixed_weighting_trains(tmp_path):
+    net, meta = run(photo_folder(tmp_path), tmp_path / "u", 2, weighting="fixed")
+    assert meta["info"]["loss"]["weighting"] == "fixed"
 
 
 def test_global_stage_trains_only_the_global_branch(tmp_path):
