@@ -14,6 +14,7 @@ method version, a fingerprint of the weights and the source of everything that p
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
+import functools
 import hashlib
 import inspect
 import json
@@ -52,6 +53,7 @@ class Score:
     error: str = ""
 
 
+@functools.cache  # the methods are rebuilt for every case; their sources do not change within a run
 def fingerprint(*parts: str | ModuleType) -> str:
     """A short hash of the given strings and modules' source, together with the source of the
     damage and the metrics, which every score depends on."""
@@ -130,9 +132,11 @@ def score_all(methods: Callable[[Case], list[Method]], cases: Iterable[Case], ph
             if any(kept.get(m.name) is None for m in chosen):
                 damaged = case.apply(img, key)  # once per photo, whatever the number of methods
             for m in chosen:
-                s = kept.get(m.name) or score(m, case, img, damaged, key, dataset, which)
-                if cache and not kept.get(m.name):
-                    cache.put(m, s)
+                s = kept.get(m.name)
+                if s is None:
+                    s = score(m, case, img, damaged, key, dataset, which)
+                    if cache:
+                        cache.put(m, s)
                 rows.append(s)
         scores += rows
         summary = summarise(rows)

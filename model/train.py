@@ -127,11 +127,11 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
     net = net.to(dev).train()
     weighting = Weighting(loss_cfg).to(dev)
     trained = {"joint": net, "global": net.glob, "local": net.local}[stage]
-    params = list(trained.parameters()) + [p for p in weighting.parameters() if p.requires_grad]
     groups = [{"params": list(trained.parameters()), "base_lr": cfg.lr}]
     if loss_cfg.weighting == "uncertainty":  # the log-variances: their own rate, no decay (model/loss.py)
         groups.append({"params": list(weighting.parameters()), "base_lr": loss_cfg.uncertainty_lr,
                        "weight_decay": 0.0})
+    params = [p for g in groups for p in g["params"]]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ckpt, step, wall = outdir / "last.ckpt", 0, 0.0  # wall: training seconds of earlier runs
     if ckpt.exists() and not restart:
