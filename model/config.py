@@ -81,14 +81,22 @@ GPU_TILES = 8
 @dataclass(frozen=True)
 class RestoreConfig:
     tile: int = 1024  # core tile side (multiple of 8); memory scales with this, not the image
-    halo: int = 96  # context read around a core; >= the U-Net's receptive radius (82 px) for exact tiling
+    # context read around a core; >= the U-Net's receptive radius (82 px) plus the deconvolution
+    # kernel's (model/deblur.py, 12 px) for exact tiling
+    halo: int = 96
     border: int = 16  # reflected margin around the image, the U-Net's context at photo edges
     # input pixels per forward pass; None: one tile on CPU (batching tiles measured slower there,
     # docs/PERFORMANCE.md), GPU_TILES tiles on CUDA (where batching is what fills the device)
     pixel_budget: int | None = None
     # a task whose estimated severity is below its threshold is left untouched
     min_noise_sigma: float = 1.5  # 8-bit units
-    min_blur: float = 0.45  # px
+    min_blur: float = 0.45  # px, the global branch's reading: the sharpen head
+    # Wiener deconvolution from the edges' blur reading (model/deblur.py), set above every clean
+    # photo we have: CBSD432 and CBSD68 read at most 0.67 px, Set14 0.76, CSun_Hays80 1.03, and
+    # scikit-image's chelsea, a soft photo, 1.20. Gaussian blur reads isotropic (anisotropy about
+    # 1.2), motion blur not (4 to 10). `python -m model.deblur --data train/CBSD432`
+    min_edge_blur: float = 1.3  # px
+    max_anisotropy: float = 2.0
     min_cast: float = 0.03  # max |log gain|
     min_exposure: float = 0.12  # EV
     min_contrast: float = 0.04  # max |curve - identity|

@@ -19,6 +19,7 @@ import torch
 
 from .color import LUMA
 from .config import TASKS, RestoreConfig, default_pixel_budget
+from .deblur import deconvolve, edge_blur, wiener_kernel
 from .net import ImagemendNet, correct_tone, identity_curve
 from .stats import grid_stats
 from .weights import DEFAULT_WEIGHTS, load_weights
@@ -116,6 +117,7 @@ class _Job:
     cols: list[tuple[int, int]]
     canvas: tuple[int, int]
     border: int
+    kernel: torch.Tensor | None = None  # Wiener deconvolution (model/deblur.py), else the sharpen head deblurs
     strip: torch.Tensor | None = None
 
     def window(self, r: int, c: int, halo: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -179,6 +181,9 @@ class Restorer:
         stats = [grid_stats(lambda a, b, p=p: p.read(slice(a, b), slice(None), self.device), p.height, p.width,
                             self.net.cfg.thumb) for p in planes]
         est = {k: v.float().cpu() for k, v in self.net.estimate(torch.cat(stats)).items()}
+        edges = [edge_blur(lambda a, b, p=p: p.read(slice(a, b), slice(None), self.device), p.height, p.width)
+                 for p in planes]
+        est["edge_blur"], est["edge_anisotropy"] = torch.tensor(edges, dtype=torch.float32).reshape(-1, 2).unbind(1)
         if self.noise_curve:  # the U-Net stays conditioned on the raw reading it was trained with
             est["noise_sigma_read"] = read_sigma(est["noise_sigma"], self.noise_curve)
         return est
@@ -230,8 +235,11 @@ class Restorer:
             (ch, rows), (cw, cols) = _cores(p.height, self.cfg.tile, b), _cores(p.width, self.cfg.tile, b)
             one = {k: v[i:i + 1].to(self.device) for k, v in est.items()}
             out = images[i].copy()
-            jobs.append(_Job(p, one, strength, out.reshape(p.array.shape), rows, cols, (ch, cw), b))
-            results.append(Restored(out, severities(est, i), applied, strength))
+            sev = severities(est, i)
+            wiener = applied["deblur"] and deconvolves(sev, self.cfg)
+            kernel = wiener_kernel(sev["edge_blur"]).to(self.device) if wiener else None
+            jobs.append(_Job(p, one, strength, out.reshape(p.array.shape), rows, cols, (ch, cw), b, kernel))
+            results.append(Restored(out, sev, applied, strength))
         self._run_tiles(jobs)
         return results
 
@@ -249,11 +257,17 @@ class Restorer:
     def _forward(self, jobs: list[_Job], batch: list) -> None:
         pick = [jobs[j] for j, *_ in batch]
         y = torch.cat([t for *_, t in batch])
-        strengths = [[job.strength["denoise"], job.strength["deblur"]] for job in pick]
+        strengths = [[job.strength["denoise"], job.strength["deblur"] if job.kernel is None else 0.0] for job in pick]
         cond = torch.cat([torch.cat([job.est["noise_sigma"] for job in pick])[:, None],
                           torch.cat([job.est["blur"] for job in pick])[:, None],
                           torch.tensor(strengths, device=self.device)], 1)
         out = self._local(y, cond) if any(v > 0 for row in strengths for v in row) else y
+        wiener = [i for i, job in enumerate(pick) if job.kernel is not None]
+        if wiener:  # after denoising: noise came after blur
+            sharp = deconvolve(out[wiener], torch.stack([pick[i].kernel for i in wiener]))
+            s = torch.tensor([pick[i].strength["deblur"] for i in wiener], device=out.device).view(-1, 1, 1, 1)
+            out = out.clone()
+            out[wiener] += s * (sharp - out[wiener])
         for (j, r, c, _), tile in zip(batch, out):
             jobs[j].add(r, c, tile, self.cfg.halo)
 
@@ -276,9 +290,15 @@ class Restorer:
 
 def needs(sev: dict[str, float], cfg: RestoreConfig, grey: bool = False) -> dict[str, bool]:
     """Which tasks an image needs: those whose estimated severity reaches the task's threshold."""
-    return {"denoise": sev["noise_sigma"] >= cfg.min_noise_sigma, "deblur": sev["blur"] >= cfg.min_blur,
+    return {"denoise": sev["noise_sigma"] >= cfg.min_noise_sigma,
+            "deblur": sev["blur"] >= cfg.min_blur or deconvolves(sev, cfg),
             "cast": sev["cast"] >= cfg.min_cast and not grey, "exposure": abs(sev["exposure_ev"]) >= cfg.min_exposure,
             "contrast": sev["contrast_curve"] >= cfg.min_contrast}
+
+
+def deconvolves(sev: dict[str, float], cfg: RestoreConfig) -> bool:
+    """Whether the edges show a Gaussian-like blur to deconvolve (else the sharpen head deblurs)."""
+    return sev["edge_blur"] >= cfg.min_edge_blur and sev["edge_anisotropy"] <= cfg.max_anisotropy
 
 
 def read_sigma(raw: torch.Tensor, curve: dict[str, list[float]]) -> torch.Tensor:
@@ -296,6 +316,7 @@ def severities(est: dict[str, torch.Tensor], i: int) -> dict[str, float]:
     g = est["cast_log_gain"][i]
     return {
         "noise_sigma": float(est.get("noise_sigma_read", est["noise_sigma"])[i]), "blur": float(est["blur"][i]),
+        "edge_blur": float(est["edge_blur"][i]), "edge_anisotropy": float(est["edge_anisotropy"][i]),
         "cast": float(g.abs().max()), "cast_r": float(g[0]), "cast_g": float(g[1]), "cast_b": float(g[2]),
         "exposure_ev": float(est["exposure_ev"][i]), "contrast": float(est["contrast"][i]),
         "gamma": float(est["gamma"][i]),

@@ -20,7 +20,7 @@ CASES = {  # damage, minimum mean PSNR gain over the damaged input (dB)
     "noise15": (dict(noise_sigma=15), 4.0),
     "noise25": (dict(noise_sigma=25), 5.0),
     "noise50": (dict(noise_sigma=50), 7.0),
-    "blur": (dict(blur=("gaussian", 1.5), noise_sigma=1), 0.3),  # +0.66 dB here, +0.60 on CBSD68
+    "blur": (dict(blur=("gaussian", 1.5), noise_sigma=1), 1.0),  # +1.27 dB here (chelsea is soft), +2.3 on CBSD68
     "cast": pytest.param(dict(cast_gains=(1.25, 1.0, 0.75)), 1.0, marks=NOT_YET),
     "exposure": pytest.param(dict(exposure_ev=-1.0), 1.0, marks=NOT_YET),
     "contrast": pytest.param(dict(contrast=0.55), 1.0, marks=NOT_YET),

@@ -1,0 +1,160 @@
+"""Deblurring by Wiener deconvolution, with the blur measured on the photo's own edges.
+
+The learned sharpen head gained 0.6 dB on a 1.5 px Gaussian blur, and the global branch, which
+sees the photo only through a 64x64 grid, reads that blur as 1.2 px. Edges show blur directly:
+a step edge blurred by a Gaussian of sigma s, then re-blurred by sigma a, has a peak gradient
+proportional to 1 / sqrt(s^2 + a^2), so the ratio of the peak gradients after two known re-blurs
+(a = 1 and 2 px) gives s whatever the edge's contrast (after Hu and de Haan, ICIP 2006). Each
+edge gives s along its normal; comparing the readings of four edge orientations
+tells a Gaussian blur (about the same in every direction) from motion blur (long along one).
+Only the blur present in every direction, the least blurred orientation's, is deconvolved, and
+only where the orientations agree: motion blur, on which a Gaussian inverse rings, is left to
+the sharpen head.
+
+The deconvolution is a Wiener filter with a gradient prior (noise-to-signal growing with the
+squared frequency, as for photos' 1/f^2 spectra), applied as a small spatial kernel so that a
+tile only needs `RADIUS` more pixels of context. The blur is read before denoising, on the whole
+image, strip by strip; the filter runs after the U-Net's denoising, undoing the damage in the
+reverse order it was done.
+
+    python -m model.deblur --data ../shared/data/train/CBSD432   # readings per case, to calibrate
+"""
+
+import argparse
+from collections.abc import Callable
+import math
+
+import numpy as np
+from scipy import ndimage as ndi
+import torch
+import torch.nn.functional as F
+
+from .color import LUMA
+
+REBLUR = (1.0, 2.0)  # px, the two known re-blurs
+EDGE_SHARE = 0.03  # the strongest 3 % of gradients (per strip), where they peak across the edge, are edges
+ORIENTATIONS = 4  # bins of the edge normal: 0, 45, 90, 135 degrees
+MIN_EDGES = 20  # per orientation
+SAMPLE = 2**20  # pixels read at most
+STRIP = 256  # rows read at a time
+SCALE = 1.0  # reading -> Gaussian sigma (calibrated: `python -m model.deblur`)
+RADIUS = 12  # px: the deconvolution kernel is (2 RADIUS + 1)^2
+WIENER_LAMBDA = 3e-3  # noise-to-signal per squared radian of frequency
+MAX_SIGMA = 2.0  # px: beyond this the inverse rings on 8-bit photos; deconvolve this much of it
+_MARGIN = int(4 * max(REBLUR) + 0.5) + 2  # derivative kernel radius plus the local-maximum window
+
+
+def _ridge(g: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """Where the gradient magnitude g peaks across the edge (Canny's non-maximum suppression,
+    the normal rounded to 45 degrees): one pixel per edge profile, all along the edge."""
+    p = np.pad(g, 1, mode="edge")
+    h, w = g.shape
+    angle = np.round(np.arctan2(gy, gx) / (math.pi / 4)).astype(int) % 4
+    peak = np.zeros_like(g, dtype=bool)
+    for k, (dy, dx) in enumerate(((0, 1), (1, 1), (1, 0), (1, -1))):
+        a = p[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+        b = p[1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
+        peak |= (angle == k) & (g >= a) & (g > b)
+    return peak
+
+
+def edge_readings(lum: np.ndarray, top: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
+    """Squared blur sigma and edge-normal orientation (0..pi) at the edges of rows [top, H - bottom)."""
+    (sa, sb) = REBLUR
+    ax, ay = (ndi.gaussian_filter(lum, sa, order=o) for o in ((0, 1), (1, 0)))
+    bx, by = (ndi.gaussian_filter(lum, sb, order=o) for o in ((0, 1), (1, 0)))
+    ga, gb = np.hypot(ax, ay), np.hypot(bx, by)
+    peak = _ridge(gb, bx, by)
+    rows = slice(top, lum.shape[0] - bottom)
+    ga, gb, peak, bx, by = ga[rows], gb[rows], peak[rows], bx[rows], by[rows]
+    if gb.size == 0:
+        return np.zeros(0), np.zeros(0)
+    threshold = np.quantile(gb.ravel()[:: max(1, gb.size // 2**16)], 1 - EDGE_SHARE)
+    strong = peak & (gb > max(threshold, 1e-3))
+    rho2 = np.square(ga[strong] / gb[strong])
+    s2 = (sb * sb - rho2 * sa * sa) / np.maximum(rho2 - 1, 1e-3)
+    return s2, np.arctan2(by[strong], bx[strong]) % math.pi
+
+
+def orientation_medians(s2: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Median squared sigma of the edges in each orientation bin (NaN where too few edges)."""
+    b = np.minimum((theta / math.pi * ORIENTATIONS).astype(int), ORIENTATIONS - 1)
+    return np.array([np.median(s2[b == i]) if (b == i).sum() >= MIN_EDGES else np.nan for i in range(ORIENTATIONS)])
+
+
+def edge_blur(read: Callable[[int, int], torch.Tensor], height: int, width: int) -> tuple[float, float]:
+    """(Gaussian sigma in px of the blur present in every direction, anisotropy): the least
+    blurred orientation's reading, and the ratio of the most to the least blurred one's squared
+    sigma (about 1.2 for a Gaussian blur, 4 to 10 for motion blur; infinite when some orientation
+    has too few edges to tell). `read(a, b)` returns rows [a, b) as (1, 3, h, W) in [0, 1].
+    Strips spread over the image, at most SAMPLE pixels: the reading settles long before the
+    whole of a large photo is read."""
+    if min(height, width) <= _MARGIN:
+        return 0.0, math.inf
+    strips = range(0, height, STRIP)
+    step = max(1, math.ceil(len(strips) * min(STRIP, height) * width / SAMPLE))
+    s2, theta = [], []
+    for a in strips[::step]:
+        b = min(height, a + STRIP)
+        lo, hi = max(0, a - _MARGIN), min(height, b + _MARGIN)
+        lum = np.tensordot(np.asarray(LUMA), read(lo, hi)[0].float().cpu().numpy(), 1)
+        v, t = edge_readings(lum, a - lo, hi - b)
+        s2.append(v), theta.append(t)
+    med = orientation_medians(np.concatenate(s2), np.concatenate(theta))
+    if np.isnan(med).any() or med.min() <= 0:
+        return 0.0, math.inf
+    return SCALE * math.sqrt(float(med.min())), float(med.max() / med.min())
+
+
+def wiener_kernel(sigma: float, lam: float = WIENER_LAMBDA, radius: int = RADIUS) -> torch.Tensor:
+    """(2 radius + 1)^2 spatial kernel of the Wiener inverse of a Gaussian blur of `sigma` px."""
+    n = 8 * radius
+    f = torch.fft.fftfreq(n, dtype=torch.float64)
+    f2 = f[:, None] ** 2 + f[None] ** 2
+    k = torch.exp(-2 * math.pi**2 * min(sigma, MAX_SIGMA) ** 2 * f2)
+    inverse = torch.fft.ifft2(k / (k * k + lam * 4 * math.pi**2 * f2)).real
+    inverse = torch.fft.fftshift(inverse)[n // 2 - radius:n // 2 + radius + 1, n // 2 - radius:n // 2 + radius + 1]
+    return (inverse / inverse.sum()).float()
+
+
+def deconvolve(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """Each image of x (B, 3, H, W) convolved with its own kernel (B, k, k), reflected borders."""
+    b, c, h, w = x.shape
+    r = kernels.shape[-1] // 2
+    xp = F.pad(x.reshape(1, b * c, h, w), (r, r, r, r), mode="reflect")
+    weight = kernels.to(x).repeat_interleave(c, 0)[:, None]
+    return F.conv2d(xp, weight, groups=b * c).reshape(b, c, h, w)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from . import suites
+    from .data import load_photos
+    from .metrics import psnr
+
+    ap = argparse.ArgumentParser(description="Edge blur readings and the deconvolution's gain per case: "
+                                 "where SCALE and RestoreConfig.min_edge_blur come from.")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--limit", type=int, default=96)
+    ap.add_argument("--threshold", type=float, default=0.7, help="deconvolve from this reading on (px)")
+    args = ap.parse_args(argv)
+    photos = load_photos(args.data, args.limit)
+    names = ("clean", "noise15", "noise50", "blur-gauss0.5", "blur-gauss1", "blur-gauss1.5", "blur-gauss2",
+             "blur-gauss3", "blur-motion5", "blur-motion9", "blur-motion13")
+    print(f"{len(photos)} photos; sigma read, px; PSNR gain of deconvolving from {args.threshold} px on, dB")
+    for case in suites.suite("estimators", list(names)):
+        read, gain = [], []
+        for key, img in photos.items():
+            y = case.apply(img, key)
+            t = torch.from_numpy(y).permute(2, 0, 1)[None].float() / 255
+            read.append(edge_blur(lambda a, b, t=t: t[:, :, a:b], t.shape[2], t.shape[3]))
+            if read[-1] >= args.threshold:
+                out = deconvolve(t, wiener_kernel(read[-1])[None]).clamp(0, 1)[0].permute(1, 2, 0)
+                gain.append(psnr((out * 255).round().byte().numpy(), img) - psnr(y, img))
+        q = np.quantile(read, [0.0, 0.05, 0.5, 0.95, 1.0])
+        g = f"mean {sum(gain) / len(photos):+.2f}, worst {min(gain, default=0):+.2f}" if gain else "-"
+        print(f"{case.name:14s} truth {case.truth['blur']:4.2f}  read: min {q[0]:.2f} p5 {q[1]:.2f} median {q[2]:.2f} "
+              f"p95 {q[3]:.2f} max {q[4]:.2f}  deconvolved {len(gain):3d}: {g}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
