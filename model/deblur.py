@@ -12,7 +12,7 @@ only where the orientations agree: motion blur, on which a Gaussian inverse ring
 the sharpen head.
 
 The deconvolution is a Wiener filter with a gradient prior (noise-to-signal growing with the
-squared frequency, as for photos' 1/f^2 spectra), applied as a small spatial kernel so that a
+squared frequency, as for photos' 1/f^2 spectra), cut to a small spatial kernel so that a
 tile only needs `RADIUS` more pixels of context. The blur is read before denoising, on the whole
 image, strip by strip; the filter runs after the U-Net's denoising, undoing the damage in the
 reverse order it was done.
@@ -118,12 +118,15 @@ def wiener_kernel(sigma: float, lam: float = WIENER_LAMBDA, radius: int = RADIUS
 
 
 def deconvolve(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """Each image of x (B, 3, H, W) convolved with its own kernel (B, k, k), reflected borders."""
-    b, c, h, w = x.shape
+    """Each image of x (B, 3, H, W) convolved with its own symmetric kernel (B, k, k), reflected
+    borders. By FFT: a 25x25 depthwise convolution took 5 s of a 12 MP photo's 28 on a CPU."""
+    h, w = x.shape[-2:]
     r = kernels.shape[-1] // 2
-    xp = F.pad(x.reshape(1, b * c, h, w), (r, r, r, r), mode="reflect")
-    weight = kernels.to(x).repeat_interleave(c, 0)[:, None]
-    return F.conv2d(xp, weight, groups=b * c).reshape(b, c, h, w)
+    xp = F.pad(x.float(), (r, r, r, r), mode="reflect")
+    size = xp.shape[-2:]
+    spectrum = torch.fft.rfft2(xp) * torch.fft.rfft2(kernels.to(xp), s=size)[:, None]
+    # circular convolution with the kernel at the origin: output (i, j) lands at (i + 2r, j + 2r)
+    return torch.fft.irfft2(spectrum, s=size)[..., 2 * r:2 * r + h, 2 * r:2 * r + w].to(x.dtype)
 
 
 def main(argv: list[str] | None = None) -> None:
