@@ -21,6 +21,7 @@ from .color import LUMA
 from .config import TASKS, RestoreConfig, default_pixel_budget
 from .deblur import deconvolve, edge_blur, wiener_kernel
 from .net import ImagemendNet, correct_tone, identity_curve
+from .noise_floor import noise_cap
 from .stats import grid_stats
 from .weights import DEFAULT_WEIGHTS, load_weights
 
@@ -186,6 +187,13 @@ class Restorer:
         est["edge_blur"], est["edge_anisotropy"] = torch.tensor(edges, dtype=torch.float32).reshape(-1, 2).unbind(1)
         if self.noise_curve:  # the U-Net stays conditioned on the raw reading it was trained with
             est["noise_sigma_read"] = read_sigma(est["noise_sigma"], self.noise_curve)
+        if self.cfg.noise_cap:  # texture is not noise: the flat patches bound the reading (model/noise_floor.py)
+            cap = torch.tensor([noise_cap(p.array) for p in planes], dtype=torch.float32)
+            est["noise_sigma_cap"] = cap
+            if self.noise_curve:
+                est["noise_sigma_read"] = torch.minimum(est["noise_sigma_read"], cap)
+                cap = raw_for_sigma(cap, self.noise_curve)
+            est["noise_sigma"] = torch.minimum(est["noise_sigma"], cap)
         return est
 
     def estimate(self, images: list[np.ndarray]) -> list[dict[str, float]]:
@@ -309,6 +317,13 @@ def read_sigma(raw: torch.Tensor, curve: dict[str, list[float]]) -> torch.Tensor
     return torch.from_numpy(np.where(r > x[-1], y[-1] + r - x[-1], np.interp(r, x, y)).astype(np.float32))
 
 
+def raw_for_sigma(sigma: torch.Tensor, curve: dict[str, list[float]]) -> torch.Tensor:
+    """The inverse of read_sigma (infinity stays infinite)."""
+    s = sigma.numpy()
+    x, y = curve["raw"], curve["sigma"]
+    return torch.from_numpy(np.where(s > y[-1], x[-1] + s - y[-1], np.interp(s, y, x)).astype(np.float32))
+
+
 def severities(est: dict[str, torch.Tensor], i: int) -> dict[str, float]:
     """Plain numbers for one image: noise sigma (8-bit), blur (px), cast (max |log gain|), EV,
     log contrast factor, log gamma, and how far the tone curve departs from identity."""
@@ -317,6 +332,7 @@ def severities(est: dict[str, torch.Tensor], i: int) -> dict[str, float]:
     return {
         "noise_sigma": float(est.get("noise_sigma_read", est["noise_sigma"])[i]), "blur": float(est["blur"][i]),
         "edge_blur": float(est["edge_blur"][i]), "edge_anisotropy": float(est["edge_anisotropy"][i]),
+        **({"noise_sigma_cap": float(est["noise_sigma_cap"][i])} if "noise_sigma_cap" in est else {}),
         "cast": float(g.abs().max()), "cast_r": float(g[0]), "cast_g": float(g[1]), "cast_b": float(g[2]),
         "exposure_ev": float(est["exposure_ev"][i]), "contrast": float(est["contrast"][i]),
         "gamma": float(est["gamma"][i]),
