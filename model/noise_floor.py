@@ -13,6 +13,10 @@ quality 85 reads like sigma 3), so the cap is used only where the photo shows no
 which the mean of cos(2 pi c / q) over the coefficients finds. Quality 95 leaves no lattice we can
 see (steps of 1 or 2), and it also leaves the noise in flat blocks.
 
+Heavy noise clips in bright and dark flat areas, which then read low (sigma 50 on CBSD68's 167062
+capped at 23), and texture never reads that high (at most 9.3 on CBSD68), so readings from
+`RestoreConfig.noise_cap_below` up are left as the head gave them.
+
     python -m model.noise_floor --data ../shared/data/train/CBSD432   # the knots
 """
 
@@ -43,12 +47,12 @@ def _eight_bit(pixels: np.ndarray) -> tuple[np.ndarray, float]:
     return (arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]), scale
 
 
-def flat_noise(pixels: np.ndarray) -> float:
-    """Noise sigma (8-bit steps) of the flattest patches; 0 when there are too few."""
+def flat_noise(pixels: np.ndarray) -> float | None:
+    """Noise sigma (8-bit steps) of the flattest patches; None when there are too few to tell."""
     arr, scale = _eight_bit(pixels)
     h, w, _ = arr.shape
     if h < PATCH or w < PATCH:
-        return 0.0
+        return None
     step = max(1, math.ceil(math.sqrt((h - PATCH + 1) * (w - PATCH + 1) / POSITIONS)))
     bands = []
     for r0 in range(0, h - PATCH + 1, step):
@@ -58,7 +62,7 @@ def flat_noise(pixels: np.ndarray) -> float:
     x = np.concatenate(bands)
     x = x[((x < 0.5) | (x > 254.5)).mean(1) < MAX_CLIPPED].astype(np.float64)
     if len(x) < 100:
-        return 0.0
+        return None
     k = np.arange(PATCH * PATCH).reshape(PATCH, PATCH)
     energy = (np.square(x[:, k[:, 1:]] - x[:, k[:, :-1]]).sum((1, 2))
               + np.square(x[:, k[1:]] - x[:, k[:-1]]).sum((1, 2)))
@@ -90,11 +94,12 @@ def jpeg_lattice(pixels: np.ndarray) -> float:
 
 
 def noise_cap(pixels: np.ndarray) -> float:
-    """The largest noise sigma (8-bit) the photo's flat patches allow; infinite for a JPEG."""
-    if jpeg_lattice(pixels) >= LATTICE_THRESHOLD:
+    """The largest noise sigma (8-bit) the photo's flat patches allow; infinite for a JPEG, or
+    where too few patches are left to tell."""
+    r = flat_noise(pixels)
+    if r is None or jpeg_lattice(pixels) >= LATTICE_THRESHOLD:
         return math.inf
     sigma, read = zip(*CAP_KNOTS)
-    r = flat_noise(pixels)
     return float(np.interp(r, read, sigma)) if r <= read[-1] else sigma[-1] * r / read[-1]
 
 
@@ -108,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     photos = load_photos(args.data, args.limit)
     for case in suites.suite("estimators", ["clean", "noise5", "noise10", "noise15", "noise25", "noise35", "noise50"]):
-        v = [flat_noise(case.apply(a, k)) for k, a in photos.items()]
+        v = [r for k, a in photos.items() if (r := flat_noise(case.apply(a, k))) is not None]
         q = np.percentile(v, [2, 50, 98])
         print(f"sigma {case.truth['noise_sigma']:4.1f}: reading p2 {q[0]:.2f} median {q[1]:.2f} p98 {q[2]:.2f}")
 

@@ -190,6 +190,8 @@ class Restorer:
         if self.cfg.noise_cap:  # texture is not noise: the flat patches bound the reading (model/noise_floor.py)
             cap = torch.tensor([noise_cap(p.array) for p in planes], dtype=torch.float32)
             est["noise_sigma_cap"] = cap
+            read = est.get("noise_sigma_read", est["noise_sigma"])
+            cap = torch.where(read >= self.cfg.noise_cap_below, torch.full_like(cap, torch.inf), cap)
             if self.noise_curve:
                 est["noise_sigma_read"] = torch.minimum(est["noise_sigma_read"], cap)
                 cap = raw_for_sigma(cap, self.noise_curve)

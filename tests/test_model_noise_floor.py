@@ -48,7 +48,8 @@ def test_other_depths_and_tiny_images_are_read():
         noise_floor.flat_noise(noisy(PHOTO, 10)), rel=1e-3)
     for shape in ((1, 1), (3, 40, 3), (7, 7)):
         img = np.zeros(shape, np.uint8)
-        assert noise_floor.flat_noise(img) == 0.0 and noise_floor.jpeg_lattice(img) == 0.0
+        assert noise_floor.flat_noise(img) is None and noise_floor.jpeg_lattice(img) == 0.0
+        assert noise_floor.noise_cap(img) == np.inf  # no evidence, no bound
 
 
 def test_restore_leaves_clean_texture_alone_that_the_noise_head_would_smooth(active_net):
@@ -59,3 +60,11 @@ def test_restore_leaves_clean_texture_alone_that_the_noise_head_would_smooth(act
     assert uncapped.applied["denoise"]  # the untrained head reads 10 on anything
     assert not capped.applied["denoise"] and np.array_equal(capped.image, img)
     assert capped.estimates["noise_sigma"] <= capped.estimates["noise_sigma_cap"] < uncapped.estimates["noise_sigma"]
+
+
+def test_heavy_noise_readings_keep_the_heads_value(active_net):
+    img = PHOTO.copy()
+    uncapped = Restorer(active_net, device="cpu", cfg=RestoreConfig(noise_cap=False)).restore([img])[0]
+    above = Restorer(active_net, device="cpu", cfg=RestoreConfig(noise_cap_below=0.0)).restore([img])[0]
+    assert above.estimates["noise_sigma"] == uncapped.estimates["noise_sigma"]
+    assert np.array_equal(above.image, uncapped.image)
