@@ -188,10 +188,11 @@ class Restorer:
         if self.noise_curve:  # the U-Net stays conditioned on the raw reading it was trained with
             est["noise_sigma_read"] = read_sigma(est["noise_sigma"], self.noise_curve)
         if self.cfg.noise_cap:  # texture is not noise: the flat patches bound the reading (model/noise_floor.py)
-            cap = torch.tensor([noise_cap(p.array) for p in planes], dtype=torch.float32)
-            est["noise_sigma_cap"] = cap
             read = est.get("noise_sigma_read", est["noise_sigma"])
-            cap = torch.where(read >= self.cfg.noise_cap_below, torch.full_like(cap, torch.inf), cap)
+            # read only where it can change something: from the denoise threshold up to noise_cap_below
+            cap = torch.tensor([noise_cap(p.array) if self.cfg.min_noise_sigma <= r < self.cfg.noise_cap_below
+                                else math.inf for p, r in zip(planes, read.tolist())], dtype=torch.float32)
+            est["noise_sigma_cap"] = cap
             if self.noise_curve:
                 est["noise_sigma_read"] = torch.minimum(est["noise_sigma_read"], cap)
                 cap = raw_for_sigma(cap, self.noise_curve)

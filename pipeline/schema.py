@@ -67,7 +67,8 @@ METRICS_SCHEMA = pa.schema([
     _f("clipped_low_after", pa.float64(), "the same share in the output", False),
     _f("estimates_before", pa.map_(pa.string(), pa.float64()),
        "every severity the model estimated on the input (noise_sigma, noise_sigma_cap, blur, edge_blur, "
-       "edge_anisotropy, cast, cast_r/g/b, exposure_ev, contrast, gamma, contrast_curve)", False),
+       "edge_anisotropy, cast, cast_r/g/b, exposure_ev, contrast, gamma, contrast_curve); noise_sigma_cap is "
+       "infinite where it was not read (a JPEG, or a noise reading under the denoise threshold or 15 and up)", False),
     _f("estimates_after", pa.map_(pa.string(), pa.float64()), "the same estimates on the output", False),
     _f("bytes_in", pa.int64(), "size of the input image", False),
     _f("bytes_out", pa.int64(), "size of the written image", False),
