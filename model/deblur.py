@@ -13,8 +13,8 @@ the sharpen head.
 
 The deconvolution is a Wiener filter with a gradient prior (noise-to-signal growing with the
 squared frequency, as for photos' 1/f^2 spectra), cut to a small spatial kernel so that a
-tile only needs `RADIUS` more pixels of context. The blur is read before denoising, on the whole
-image, strip by strip; the filter runs after the U-Net's denoising, undoing the damage in the
+tile only needs `RADIUS` more pixels of context. The blur is read before denoising, on strips
+spread over the image; the filter runs after the U-Net's denoising, undoing the damage in the
 reverse order it was done.
 
     python -m model.deblur --data ../shared/data/train/CBSD432   # readings per case, to calibrate
@@ -41,7 +41,7 @@ SCALE = 1.0  # reading -> Gaussian sigma (calibrated: `python -m model.deblur`)
 RADIUS = 12  # px: the deconvolution kernel is (2 RADIUS + 1)^2
 WIENER_LAMBDA = 3e-3  # noise-to-signal per squared radian of frequency
 MAX_SIGMA = 2.0  # px: beyond this the inverse rings on 8-bit photos; deconvolve this much of it
-_MARGIN = int(4 * max(REBLUR) + 0.5) + 2  # derivative kernel radius plus the local-maximum window
+_MARGIN = int(4 * max(REBLUR) + 0.5) + 2  # derivative kernel radius plus the ridge test's neighbours
 
 
 def _ridge(g: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
@@ -131,6 +131,7 @@ def deconvolve(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
 
 def main(argv: list[str] | None = None) -> None:
     from . import suites
+    from .config import RestoreConfig
     from .data import load_photos
     from .metrics import psnr
 
@@ -138,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
                                  "where SCALE and RestoreConfig.min_edge_blur come from.")
     ap.add_argument("--data", required=True)
     ap.add_argument("--limit", type=int, default=96)
-    ap.add_argument("--threshold", type=float, default=0.7, help="deconvolve from this reading on (px)")
+    ap.add_argument("--threshold", type=float, default=RestoreConfig().min_edge_blur,
+                    help="deconvolve from this reading on (px)")
     args = ap.parse_args(argv)
     photos = load_photos(args.data, args.limit)
     names = ("clean", "noise15", "noise50", "blur-gauss0.5", "blur-gauss1", "blur-gauss1.5", "blur-gauss2",
@@ -149,9 +151,10 @@ def main(argv: list[str] | None = None) -> None:
         for key, img in photos.items():
             y = case.apply(img, key)
             t = torch.from_numpy(y).permute(2, 0, 1)[None].float() / 255
-            read.append(edge_blur(lambda a, b, t=t: t[:, :, a:b], t.shape[2], t.shape[3]))
-            if read[-1] >= args.threshold:
-                out = deconvolve(t, wiener_kernel(read[-1])[None]).clamp(0, 1)[0].permute(1, 2, 0)
+            sigma, anisotropy = edge_blur(lambda a, b, t=t: t[:, :, a:b], t.shape[2], t.shape[3])
+            read.append(sigma)
+            if sigma >= args.threshold and anisotropy <= RestoreConfig().max_anisotropy:
+                out = deconvolve(t, wiener_kernel(sigma)[None]).clamp(0, 1)[0].permute(1, 2, 0)
                 gain.append(psnr((out * 255).round().byte().numpy(), img) - psnr(y, img))
         q = np.quantile(read, [0.0, 0.05, 0.5, 0.95, 1.0])
         g = f"mean {sum(gain) / len(photos):+.2f}, worst {min(gain, default=0):+.2f}" if gain else "-"

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+from PIL import Image
 import pytest
 from scipy import ndimage as ndi
 from skimage import data, filters
@@ -90,3 +91,11 @@ def test_restore_deconvolves_gaussian_blur_and_tiles_stay_exact(active_net):
     off = np.abs(half.image - (img + whole.image) / 2)  # strength scales the sharpening
     assert np.quantile(off[(whole.image > 0) & (whole.image < 1)], 0.999) < 1e-4  # (not where it clipped)
 
+
+
+def test_the_calibration_command_runs(tmp_path, capsys):
+    for i, img in enumerate((data.astronaut()[:160, :200], data.coffee()[:160, :200])):
+        Image.fromarray(img).save(tmp_path / f"{i}.png")
+    deblur.main(["--data", str(tmp_path), "--limit", "2"])
+    out = capsys.readouterr().out
+    assert "2 photos" in out and "blur-gauss1.5" in out and "blur-motion9" in out

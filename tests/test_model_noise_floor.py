@@ -68,3 +68,10 @@ def test_heavy_noise_readings_keep_the_heads_value(active_net):
     above = Restorer(active_net, device="cpu", cfg=RestoreConfig(noise_cap_below=0.0)).restore([img])[0]
     assert above.estimates["noise_sigma"] == uncapped.estimates["noise_sigma"]
     assert np.array_equal(above.image, uncapped.image)
+
+
+def test_the_knots_command_runs(tmp_path, capsys):
+    for i, img in enumerate((data.astronaut()[:160, :200], data.coffee()[:160, :200])):
+        Image.fromarray(img).save(tmp_path / f"{i}.png")
+    noise_floor.main(["--data", str(tmp_path), "--limit", "2"])
+    assert "sigma 25.0" in capsys.readouterr().out
