@@ -20,7 +20,7 @@ import shlex
 
 import torch
 
-from . import baselines, color, config, net, restore, stats
+from . import baselines, color, config, deblur, net, noise_floor, restore, stats, weights
 from .config import TASKS, TrainConfig
 from .data import load_photos
 from .figures import SAMPLE_PHOTOS, TILE, contact_sheet, psnr_chart, speed_chart
@@ -51,12 +51,17 @@ def classical(b: baselines.Baseline) -> Method:
                   fingerprint(b.name, baselines, color, _versions("scikit-image", "bm3d", "numpy", "torch")))
 
 
+# the code a model's scores depend on: a change to any of it recomputes them
+# (tests/test_model_report.py checks that every module restore draws on is here)
+RESTORE_MODULES = (restore, net, stats, color, config, deblur, noise_floor, weights)
+
+
 def restorer_method(name: str, kind: str, r: Restorer, only_task: bool) -> Method:
     def run(x, case: Case):
         return r.restore([x], tasks={case.task: 1.0} if only_task else None)[0].image
 
     return Method(name, kind, run, version=fingerprint(
-        name, r.weights_sha256, str(r.cfg), restore, net, stats, color, config, _versions("torch", "numpy")))
+        name, r.weights_sha256, str(r.cfg), *RESTORE_MODULES, _versions("torch", "numpy", "scipy")))
 
 
 def methods_for(r: Restorer, single: dict[str, Restorer], names: list[str] | None,
@@ -245,8 +250,8 @@ def run(args: argparse.Namespace) -> str:
     torch.set_num_threads(args.threads)
     cases = suite(args.suite, args.cases.split(",") if args.cases else None)
     names = args.baselines.split(",") if args.baselines else None
-    weights = args.weights or str(DEFAULT_WEIGHTS)
-    r = Restorer(weights, device="cpu")
+    weights_path = args.weights or str(DEFAULT_WEIGHTS)
+    r = Restorer(weights_path, device="cpu")
     single_paths = parse_single(args.single_task or [])
     single = {t: Restorer(p, device="cpu") for t, p in single_paths.items()}
     same = Restorer(args.same_budget, device="cpu") if args.same_budget else None
@@ -267,8 +272,8 @@ def run(args: argparse.Namespace) -> str:
     (assets / "results.json").write_text(json.dumps(
         {"datasets": datasets, "cases": [c.name for c in cases], "weights_sha256": r.weights_sha256,
          "summary": [{"dataset": k[0], "case": k[1], "method": k[2], **v} for k, v in s.items()]}, indent=1))
-    text = document(args, r, Path(weights).name, cases, s, datasets, given, single_paths, names, assets, pick, code,
-                    cache)
+    text = document(args, r, Path(weights_path).name, cases, s, datasets, given, single_paths, names, assets, pick,
+                    code, cache)
     (out / "QUALITY.md").write_text(text)
     return text
 

@@ -144,3 +144,13 @@ def test_a_score_cache_resumes_a_stopped_run_and_recomputes_what_changed(tmp_pat
     score_all(lambda c: [Method("x", "classical", broken, version="v1")], cases[:1], photos, "t", cache=cache,
               log=lambda _: None)
     assert cache.added == 0  # a failure is computed again next time, never kept
+
+
+def test_model_scores_are_keyed_on_every_module_restore_draws_on():
+    import inspect
+
+    from model import report, restore
+
+    drawn = {inspect.getmodule(v).__name__ for v in vars(restore).values()
+             if (inspect.isfunction(v) or inspect.isclass(v)) and v.__module__.startswith("model.")}
+    assert drawn <= {m.__name__ for m in report.RESTORE_MODULES}
