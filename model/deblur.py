@@ -29,7 +29,7 @@ from scipy import ndimage as ndi
 import torch
 import torch.nn.functional as F
 
-from .color import LUMA
+from .color import luminance
 
 REBLUR = (1.0, 2.0)  # px, the two known re-blurs
 EDGE_SHARE = 0.03  # the strongest 3 % of gradients (per strip), where they peak across the edge, are edges
@@ -37,7 +37,6 @@ ORIENTATIONS = 4  # bins of the edge normal: 0, 45, 90, 135 degrees
 MIN_EDGES = 20  # per orientation
 SAMPLE = 2**19  # pixels read at most (0.24 s per MP read on 2 cores)
 STRIP = 256  # rows read at a time
-SCALE = 1.0  # reading -> Gaussian sigma (calibrated: `python -m model.deblur`)
 RADIUS = 12  # px: the deconvolution kernel is (2 RADIUS + 1)^2
 WIENER_LAMBDA = 3e-3  # noise-to-signal per squared radian of frequency
 MAX_SIGMA = 2.0  # px: beyond this the inverse rings on 8-bit photos; deconvolve this much of it
@@ -97,13 +96,13 @@ def edge_blur(read: Callable[[int, int], torch.Tensor], height: int, width: int)
     for a in strips[::step]:
         b = min(height, a + STRIP)
         lo, hi = max(0, a - _MARGIN), min(height, b + _MARGIN)
-        lum = np.tensordot(np.asarray(LUMA), read(lo, hi)[0].float().cpu().numpy(), 1)
+        lum = luminance(read(lo, hi).cpu().double())[0, 0].numpy()
         v, t = edge_readings(lum, a - lo, hi - b)
         s2.append(v), theta.append(t)
     med = orientation_medians(np.concatenate(s2), np.concatenate(theta))
     if np.isnan(med).any() or med.min() <= 0:
         return 0.0, math.inf
-    return SCALE * math.sqrt(float(med.min())), float(med.max() / med.min())
+    return math.sqrt(float(med.min())), float(med.max() / med.min())
 
 
 def wiener_kernel(sigma: float, lam: float = WIENER_LAMBDA, radius: int = RADIUS) -> torch.Tensor:
@@ -136,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     from .metrics import psnr
 
     ap = argparse.ArgumentParser(description="Edge blur readings and the deconvolution's gain per case: "
-                                 "where SCALE and RestoreConfig.min_edge_blur come from.")
+                                 "where RestoreConfig.min_edge_blur comes from.")
     ap.add_argument("--data", required=True)
     ap.add_argument("--limit", type=int, default=96)
     ap.add_argument("--threshold", type=float, default=RestoreConfig().min_edge_blur,

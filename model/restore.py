@@ -9,7 +9,7 @@ of tiles is corrected and written as soon as it is complete, so memory follows t
 Tiles of several images share a forward pass up to a pixel budget.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 import math
 from pathlib import Path
@@ -81,6 +81,10 @@ class _Planes:
         px = px if px.flags.writeable else px.copy()  # torch warns on read-only arrays (decoded images are)
         t = torch.from_numpy(px).to(device).permute(2, 0, 1)[None].float() / self.scale
         return (t.expand(1, 3, *t.shape[2:]) if self.grey else t).clamp(0, 1)
+
+    def rows(self, device: torch.device) -> Callable[[int, int], torch.Tensor]:
+        """A reader of whole rows [a, b), as the strip-by-strip readings take it."""
+        return lambda a, b: self.read(slice(a, b), slice(None), device)
 
     def write(self, out: np.ndarray, r0: int, rgb: torch.Tensor) -> None:
         """Rounds (and turns grey) where rgb is, so only the output's own bytes come back from a GPU."""
@@ -179,11 +183,9 @@ class Restorer:
 
     @torch.inference_mode()
     def _estimate(self, planes: list[_Planes]) -> dict[str, torch.Tensor]:
-        stats = [grid_stats(lambda a, b, p=p: p.read(slice(a, b), slice(None), self.device), p.height, p.width,
-                            self.net.cfg.thumb) for p in planes]
+        stats = [grid_stats(p.rows(self.device), p.height, p.width, self.net.cfg.thumb) for p in planes]
         est = {k: v.float().cpu() for k, v in self.net.estimate(torch.cat(stats)).items()}
-        edges = [edge_blur(lambda a, b, p=p: p.read(slice(a, b), slice(None), self.device), p.height, p.width)
-                 for p in planes]
+        edges = [edge_blur(p.rows(CPU), p.height, p.width) for p in planes]  # numpy work: read on the host
         est["edge_blur"], est["edge_anisotropy"] = torch.tensor(edges, dtype=torch.float32).reshape(-1, 2).unbind(1)
         if self.noise_curve:  # the U-Net stays conditioned on the raw reading it was trained with
             est["noise_sigma_read"] = read_sigma(est["noise_sigma"], self.noise_curve)
@@ -204,8 +206,8 @@ class Restorer:
         est = self._estimate([_Planes.of(a) for a in images])
         return [severities(est, i) for i in range(len(images))]
 
-    def _decide(self, est: dict, i: int, tasks: dict[str, float], grey: bool) -> tuple[dict, dict]:
-        big = needs(severities(est, i), self.cfg, grey)
+    def _decide(self, sev: dict[str, float], tasks: dict[str, float], grey: bool) -> tuple[dict, dict]:
+        big = needs(sev, self.cfg, grey)
         applied = {t: bool(big[t] and tasks.get(t, 0.0) > 0) for t in TASKS}
         return applied, {t: float(tasks.get(t, 0.0)) if applied[t] else 0.0 for t in TASKS}
 
@@ -241,12 +243,12 @@ class Restorer:
         est = self._estimate(planes)
         jobs, results = [], []
         for i, p in enumerate(planes):
-            applied, strength = self._decide(est, i, tasks, p.grey)
+            sev = severities(est, i)
+            applied, strength = self._decide(sev, tasks, p.grey)
             b = self.cfg.border
             (ch, rows), (cw, cols) = _cores(p.height, self.cfg.tile, b), _cores(p.width, self.cfg.tile, b)
             one = {k: v[i:i + 1].to(self.device) for k, v in est.items()}
             out = images[i].copy()
-            sev = severities(est, i)
             wiener = applied["deblur"] and deconvolves(sev, self.cfg)
             kernel = wiener_kernel(sev["edge_blur"]).to(self.device) if wiener else None
             jobs.append(_Job(p, one, strength, out.reshape(p.array.shape), rows, cols, (ch, cw), b, kernel))
@@ -312,19 +314,20 @@ def deconvolves(sev: dict[str, float], cfg: RestoreConfig) -> bool:
     return sev["edge_blur"] >= cfg.min_edge_blur and sev["edge_anisotropy"] <= cfg.max_anisotropy
 
 
+def _through(v: torch.Tensor, xs: list[float], ys: list[float]) -> torch.Tensor:
+    """Piecewise-linear map through knots (xs -> ys), continued with slope 1 beyond the last."""
+    a = v.numpy()
+    return torch.from_numpy(np.where(a > xs[-1], ys[-1] + a - xs[-1], np.interp(a, xs, ys)).astype(np.float32))
+
+
 def read_sigma(raw: torch.Tensor, curve: dict[str, list[float]]) -> torch.Tensor:
-    """Piecewise-linear map of raw noise readings through calibrated knots (raw -> sigma),
-    continued with slope 1 beyond the last knot."""
-    r = raw.numpy()
-    x, y = curve["raw"], curve["sigma"]
-    return torch.from_numpy(np.where(r > x[-1], y[-1] + r - x[-1], np.interp(r, x, y)).astype(np.float32))
+    """Raw noise readings -> sigma through the calibrated knots (model/calibrate.py)."""
+    return _through(raw, curve["raw"], curve["sigma"])
 
 
 def raw_for_sigma(sigma: torch.Tensor, curve: dict[str, list[float]]) -> torch.Tensor:
     """The inverse of read_sigma (infinity stays infinite)."""
-    s = sigma.numpy()
-    x, y = curve["raw"], curve["sigma"]
-    return torch.from_numpy(np.where(s > y[-1], x[-1] + s - y[-1], np.interp(s, y, x)).astype(np.float32))
+    return _through(sigma, curve["sigma"], curve["raw"])
 
 
 def severities(est: dict[str, torch.Tensor], i: int) -> dict[str, float]:
