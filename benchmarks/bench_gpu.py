@@ -6,10 +6,17 @@ host (reading tiles, the statistics pass, the tone correction, copies), which on
 of the time. Figures are megapixels of output per second; memory is torch's peak allocation.
 """
 
+import multiprocessing
+import os
+import time
+
 from bench_model import best_of, photo, restorer
 import torch
 
 from model.config import RestoreConfig
+from model.deblur import edge_blur
+from model.noise_floor import noise_cap
+from model.restore import _Planes
 
 HALO = RestoreConfig().halo
 
@@ -79,6 +86,51 @@ def batching(device: str, megapixels: float, photos: int, tile: int, batches: li
     return rows
 
 
+def readings(device: str, megapixels: float, repeats: int) -> list[dict]:
+    """The per-photo readings besides the network (the edge blur, the flat-patch noise bound), on
+    the restore's device: on the host they bounded a GPU process's restores."""
+    planes, dev = _Planes.of(photo(megapixels)), torch.device(device)
+    rows = []
+    for name, fn in (("edge_blur", lambda: edge_blur(planes.rows(dev), planes.height, planes.width)),
+                     ("noise_cap", lambda: noise_cap(planes.array, dev))):
+        rows.append({"part": "readings", "reading": name, "megapixels": megapixels, "seconds": _timed(fn, repeats)})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def _worker(device: str, megapixels: float, photos: int, threads: int, start, times) -> None:
+    torch.set_num_threads(threads)
+    r = restorer(device, None)
+    imgs = [photo(megapixels, seed) for seed in range(photos)]
+    r.restore(imgs[:1])  # warm-up: CUDA context, cuDNN's kernel choice
+    start.wait()
+    t0 = time.perf_counter()
+    for img in imgs:
+        r.restore([img])  # returns host arrays: the GPU's work is done
+    times.put((t0, time.perf_counter()))
+
+
+def processes(device: str, megapixels: float, photos: int, counts: list[int], cores: int) -> list[dict]:
+    """N processes sharing the GPU, each with its own model, restoring `photos` photos one at a time
+    after a common start: how far several processes per GPU lift a host-bound restore."""
+    ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    rows = []
+    for n in counts:
+        start, times = ctx.Barrier(n), ctx.Queue()
+        procs = [ctx.Process(target=_worker, args=(device, megapixels, photos, max(1, cores // n), start, times))
+                 for _ in range(n)]
+        for q in procs:
+            q.start()
+        spans = [times.get(timeout=600) for _ in procs]
+        for q in procs:
+            q.join()
+        seconds = max(t1 for _, t1 in spans) - min(t0 for t0, _ in spans)
+        rows.append({"part": "processes", "processes": n, "torch_threads": max(1, cores // n), "megapixels": megapixels,
+                     "photos": n * photos, "seconds": seconds, "mp_per_s": n * photos * megapixels / seconds})
+        print(rows[-1], flush=True)
+    return rows
+
+
 def bench_gpu(device: str, sizes: list[float], repeats: int, compile: bool) -> list[dict]:
     """compile: only the compiled restore of the largest size (compiling takes a minute or more)."""
     if compile:
@@ -88,4 +140,6 @@ def bench_gpu(device: str, sizes: list[float], repeats: int, compile: bool) -> l
     for mp in sizes:
         rows += whole_restore(device, mp, 1024, 8, repeats)
     rows += batching(device, 1.0, 8, 1024, [1, 4, 8], repeats)
+    rows += readings(device, 1.0, repeats) + readings(device, 12.0, repeats)
+    rows += processes(device, 1.0, 16, [1, 4, 8], os.cpu_count() or 1)
     return rows

@@ -25,7 +25,6 @@ from collections.abc import Callable
 import math
 
 import numpy as np
-from scipy import ndimage as ndi
 import torch
 import torch.nn.functional as F
 
@@ -43,13 +42,35 @@ MAX_SIGMA = 2.0  # px: beyond this the inverse rings on 8-bit photos; deconvolve
 _MARGIN = int(4 * max(REBLUR) + 0.5) + 2  # derivative kernel radius plus the ridge test's neighbours
 
 
-def _ridge(g: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+def _symmetric(n: int, r: int, device: torch.device) -> torch.Tensor:
+    """Indices of n samples padded by r on each side, mirrored about the edge (d c b a | a b c d)."""
+    i = torch.arange(-r, n + r, device=device) % (2 * n)
+    return torch.where(i >= n, 2 * n - 1 - i, i)
+
+
+def _gaussian(x: torch.Tensor, sigma: float, dim: int, order: int) -> torch.Tensor:
+    """x (H, W) filtered along `dim` by a Gaussian (order 0) or its derivative (order 1), truncated
+    at 4 sigma with mirrored borders, as scipy.ndimage.gaussian_filter1d (as a sum of shifted
+    copies: three times faster on a CPU than unfolding the windows, and as fast on a GPU)."""
+    r = int(4 * sigma + 0.5)
+    t = torch.arange(-r, r + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * t * t / sigma**2)
+    k = k / k.sum() * (-t / sigma**2 if order else 1)
+    n = x.shape[dim]
+    padded = x.index_select(dim, _symmetric(n, r, x.device))
+    out = torch.zeros_like(x)
+    for j, w in enumerate(k.flip(0).tolist()):
+        out.add_(padded.narrow(dim, j, n), alpha=w)
+    return out
+
+
+def _ridge(g: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
     """Where the gradient magnitude g peaks across the edge (Canny's non-maximum suppression,
     the normal rounded to 45 degrees): one pixel per edge profile, all along the edge."""
-    p = np.pad(g, 1, mode="edge")
+    p = F.pad(g[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
     h, w = g.shape
-    angle = np.round(np.arctan2(gy, gx) / (math.pi / 4)).astype(int) % 4
-    peak = np.zeros_like(g, dtype=bool)
+    angle = torch.round(torch.atan2(gy, gx) / (math.pi / 4)).long() % 4
+    peak = torch.zeros_like(g, dtype=torch.bool)
     for k, (dy, dx) in enumerate(((0, 1), (1, 1), (1, 0), (1, -1))):
         a = p[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
         b = p[1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
@@ -57,35 +78,37 @@ def _ridge(g: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
     return peak
 
 
-def edge_readings(lum: np.ndarray, top: int, bottom: int) -> tuple[np.ndarray, np.ndarray]:
+def edge_readings(lum: torch.Tensor, top: int, bottom: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Squared blur sigma and edge-normal orientation (0..pi) at the edges of rows [top, H - bottom)."""
     (sa, sb) = REBLUR
-    ax, ay = (ndi.gaussian_filter(lum, sa, order=o) for o in ((0, 1), (1, 0)))
-    bx, by = (ndi.gaussian_filter(lum, sb, order=o) for o in ((0, 1), (1, 0)))
-    ga, gb = np.hypot(ax, ay), np.hypot(bx, by)
+    ax, ay = (_gaussian(_gaussian(lum, sa, 0, oy), sa, 1, ox) for oy, ox in ((0, 1), (1, 0)))
+    bx, by = (_gaussian(_gaussian(lum, sb, 0, oy), sb, 1, ox) for oy, ox in ((0, 1), (1, 0)))
+    ga, gb = torch.hypot(ax, ay), torch.hypot(bx, by)
     peak = _ridge(gb, bx, by)
     rows = slice(top, lum.shape[0] - bottom)
     ga, gb, peak, bx, by = ga[rows], gb[rows], peak[rows], bx[rows], by[rows]
-    if gb.size == 0:
-        return np.zeros(0), np.zeros(0)
-    threshold = np.quantile(gb.ravel()[:: max(1, gb.size // 2**16)], 1 - EDGE_SHARE)
-    strong = peak & (gb > max(threshold, 1e-3))
-    rho2 = np.square(ga[strong] / gb[strong])
-    s2 = (sb * sb - rho2 * sa * sa) / np.maximum(rho2 - 1, 1e-3)
-    return s2, np.arctan2(by[strong], bx[strong]) % math.pi
+    if gb.numel() == 0:
+        return lum.new_zeros(0), lum.new_zeros(0)
+    threshold = torch.quantile(gb.flatten()[:: max(1, gb.numel() // 2**16)], 1 - EDGE_SHARE)
+    strong = peak & (gb > threshold.clamp(min=1e-3))
+    rho2 = torch.square(ga[strong] / gb[strong])
+    s2 = (sb * sb - rho2 * sa * sa) / torch.clamp(rho2 - 1, min=1e-3)
+    return s2, torch.remainder(torch.atan2(by[strong], bx[strong]), math.pi)
 
 
-def orientation_medians(s2: np.ndarray, theta: np.ndarray) -> np.ndarray:
+def orientation_medians(s2: torch.Tensor, theta: torch.Tensor) -> list[float]:
     """Median squared sigma of the edges in each orientation bin (NaN where too few edges)."""
-    b = np.minimum((theta / math.pi * ORIENTATIONS).astype(int), ORIENTATIONS - 1)
-    return np.array([np.median(s2[b == i]) if (b == i).sum() >= MIN_EDGES else np.nan for i in range(ORIENTATIONS)])
+    b = torch.clamp((theta / math.pi * ORIENTATIONS).long(), max=ORIENTATIONS - 1)
+    return [float(torch.quantile(s2[b == i], 0.5)) if int((b == i).sum()) >= MIN_EDGES else math.nan
+            for i in range(ORIENTATIONS)]
 
 
 def edge_blur(read: Callable[[int, int], torch.Tensor], height: int, width: int) -> tuple[float, float]:
     """(Gaussian sigma in px of the blur present in every direction, anisotropy): the least
     blurred orientation's reading, and the ratio of the most to the least blurred one's squared
     sigma (about 1.2 for a Gaussian blur, 4 to 10 for motion blur; infinite when some orientation
-    has too few edges to tell). `read(a, b)` returns rows [a, b) as (1, 3, h, W) in [0, 1].
+    has too few edges to tell). `read(a, b)` returns rows [a, b) as (1, 3, h, W) in [0, 1], on
+    the device where the reading is computed (a restore's own: in float64, it matches on CPU and GPU).
     Strips spread over the image, at most SAMPLE pixels: the reading settles long before the
     whole of a large photo is read."""
     if min(height, width) <= _MARGIN:
@@ -96,13 +119,12 @@ def edge_blur(read: Callable[[int, int], torch.Tensor], height: int, width: int)
     for a in strips[::step]:
         b = min(height, a + STRIP)
         lo, hi = max(0, a - _MARGIN), min(height, b + _MARGIN)
-        lum = luminance(read(lo, hi).cpu().double())[0, 0].numpy()
-        v, t = edge_readings(lum, a - lo, hi - b)
+        v, t = edge_readings(luminance(read(lo, hi).double())[0, 0], a - lo, hi - b)
         s2.append(v), theta.append(t)
-    med = orientation_medians(np.concatenate(s2), np.concatenate(theta))
-    if np.isnan(med).any() or med.min() <= 0:
+    med = orientation_medians(torch.cat(s2), torch.cat(theta))
+    if any(math.isnan(m) for m in med) or min(med) <= 0:
         return 0.0, math.inf
-    return math.sqrt(float(med.min())), float(med.max() / med.min())
+    return math.sqrt(min(med)), max(med) / min(med)
 
 
 def wiener_kernel(sigma: float, lam: float = WIENER_LAMBDA, radius: int = RADIUS) -> torch.Tensor:

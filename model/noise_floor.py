@@ -22,10 +22,10 @@ capped at 23), and texture never reads that high (at most 9.3 on CBSD68), so rea
 
 import argparse
 import math
+import statistics
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
-from scipy.fft import dctn
+import torch
 
 PATCH = 5
 POSITIONS = 40_000  # patches sampled (on a regular grid) per photo
@@ -40,64 +40,74 @@ LATTICE_THRESHOLD = 0.35  # clean and noisy PNGs score at most 0.23, quality 85 
 LATTICE_SAMPLE = 2**20  # pixels of block rows read at most
 
 
-def _eight_bit(pixels: np.ndarray) -> tuple[np.ndarray, float]:
-    """Colour planes (H, W, 1 or 3) and the factor to 8-bit units, whatever the depth."""
+def _eight_bit(pixels: np.ndarray, device: torch.device | str) -> tuple[torch.Tensor, float]:
+    """Colour planes (H, W, 1 or 3) on `device` and the factor to 8-bit units, whatever the depth.
+    8-bit pixels travel as bytes (a 12 MP photo is 36 MB: milliseconds to a GPU)."""
     arr = pixels[:, :, None] if pixels.ndim == 2 else pixels
+    arr = arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]
     scale = {np.dtype(np.uint8): 1.0, np.dtype(np.uint16): 255 / 65535}.get(arr.dtype, 255.0)
-    return (arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]), scale
+    arr = np.ascontiguousarray(arr if arr.dtype == np.uint8 else arr.astype(np.float32))
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy()).to(device), scale
 
 
-def flat_noise(pixels: np.ndarray) -> float | None:
+def flat_noise(pixels: np.ndarray, device: torch.device | str = "cpu") -> float | None:
     """Noise sigma (8-bit steps) of the flattest patches; None when there are too few to tell."""
-    arr, scale = _eight_bit(pixels)
-    h, w, _ = arr.shape
+    arr, scale = _eight_bit(pixels, device)
+    h, w, c = arr.shape
     if h < PATCH or w < PATCH:
         return None
     step = max(1, math.ceil(math.sqrt((h - PATCH + 1) * (w - PATCH + 1) / POSITIONS)))
-    bands = []
-    for r0 in range(0, h - PATCH + 1, step):
-        band = arr[r0:r0 + PATCH].astype(np.float32) * scale
-        win = sliding_window_view(band, PATCH, axis=1)[:, ::step]  # (PATCH, n, c, PATCH)
-        bands.append(win.transpose(1, 2, 0, 3).reshape(-1, PATCH * PATCH))
-    x = np.concatenate(bands)
-    x = x[((x < 0.5) | (x > 254.5)).mean(1) < MAX_CLIPPED].astype(np.float64)
+    rows = (torch.arange(0, h - PATCH + 1, step, device=device)[:, None] + torch.arange(PATCH, device=device)).flatten()
+    bands = arr[rows].float().view(-1, PATCH, w, c) * scale  # a band of PATCH rows per patch row
+    x = bands.unfold(2, PATCH, step).permute(0, 2, 3, 1, 4).reshape(-1, PATCH * PATCH)  # one patch per colour
+    x = x[((x < 0.5) | (x > 254.5)).float().mean(1) < MAX_CLIPPED].double()
     if len(x) < 100:
         return None
-    k = np.arange(PATCH * PATCH).reshape(PATCH, PATCH)
-    energy = (np.square(x[:, k[:, 1:]] - x[:, k[:, :-1]]).sum((1, 2))
-              + np.square(x[:, k[1:]] - x[:, k[:-1]]).sum((1, 2)))
-    flat = x[energy <= np.quantile(energy, FLAT_SHARE)]
+    p = x.view(-1, PATCH, PATCH)
+    energy = (p[:, :, 1:] - p[:, :, :-1]).square().sum((1, 2)) + (p[:, 1:] - p[:, :-1]).square().sum((1, 2))
+    flat = x[energy <= torch.quantile(energy, FLAT_SHARE)]
     centred = flat - flat.mean(0)
-    return math.sqrt(max(float(np.linalg.eigvalsh(centred.T @ centred / len(centred))[0]), 0.0))
+    return math.sqrt(max(float(torch.linalg.eigvalsh(centred.T @ centred / len(centred))[0]), 0.0))
 
 
-def jpeg_lattice(pixels: np.ndarray) -> float:
+def _dct_matrix(n: int = 8) -> torch.Tensor:
+    """The orthonormal DCT-II: D @ block @ D.T is a block's 2D DCT, as JPEG takes it."""
+    k, i = torch.arange(n, dtype=torch.float64)[:, None], torch.arange(n, dtype=torch.float64)[None]
+    d = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2 / n)
+    d[0] /= math.sqrt(2)
+    return d
+
+
+def jpeg_lattice(pixels: np.ndarray, device: torch.device | str = "cpu") -> float:
     """How strongly luma's aligned 8x8 DCT coefficients sit on a lattice (0: none, 1: exactly).
     Only 8-bit images can come from a JPEG; others score 0."""
     if pixels.dtype != np.uint8:
         return 0.0
-    arr, _ = _eight_bit(pixels)
+    arr, _ = _eight_bit(pixels, device)
     h, w = arr.shape[0] // 8 * 8, arr.shape[1] // 8 * 8
     if h == 0 or w == 0:
         return 0.0
-    rows = np.linspace(0, h // 8 - 1, max(1, min(h // 8, LATTICE_SAMPLE // (8 * w)))).astype(int)
-    x = np.stack([arr[8 * r:8 * r + 8, :w].astype(np.float64) for r in np.unique(rows)])  # (n, 8, w, c)
-    luma = x[..., 0] if x.shape[-1] == 1 else x @ np.array([0.299, 0.587, 0.114])  # JPEG's Y
-    blocks = (luma - 128).reshape(len(x), 8, w // 8, 8).transpose(0, 2, 1, 3)
-    d = dctn(blocks, axes=(2, 3), norm="ortho")
+    blocks = np.unique(np.linspace(0, h // 8 - 1, max(1, min(h // 8, LATTICE_SAMPLE // (8 * w)))).astype(int))
+    rows = torch.from_numpy(8 * blocks[:, None] + np.arange(8)).flatten().to(device)
+    x = arr[rows, :w].double()  # (n * 8, w, c)
+    luma = x[..., 0] if x.shape[-1] == 1 else x @ torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=device)
+    b = (luma - 128).view(len(blocks), 8, w // 8, 8).transpose(1, 2)  # (n, w / 8, 8, 8)
+    dct = _dct_matrix().to(device)
+    d = dct @ b @ dct.T
+    steps = torch.tensor(list(LATTICE_STEPS), dtype=x.dtype, device=device)
     scores = []
     for u, v in LATTICE_COEFFICIENTS:
-        c = d[:, :, u, v].ravel()
-        c = c[np.abs(c) > 0.75]  # zeros are the easy majority; the lattice shows in the rest
-        scores.append(0.0 if len(c) < 200 else max(float(np.cos(2 * math.pi * c / q).mean()) for q in LATTICE_STEPS))
-    return float(np.median(scores))
+        c = d[:, :, u, v].flatten()
+        c = c[c.abs() > 0.75]  # zeros are the easy majority; the lattice shows in the rest
+        scores.append(0.0 if len(c) < 200 else float(torch.cos(2 * math.pi * c[:, None] / steps).mean(0).max()))
+    return statistics.median(scores)
 
 
-def noise_cap(pixels: np.ndarray) -> float:
+def noise_cap(pixels: np.ndarray, device: torch.device | str = "cpu") -> float:
     """The largest noise sigma (8-bit) the photo's flat patches allow; infinite for a JPEG, or
-    where too few patches are left to tell."""
-    r = flat_noise(pixels)
-    if r is None or jpeg_lattice(pixels) >= LATTICE_THRESHOLD:
+    where too few patches are left to tell. Computed on `device` (a restore's own)."""
+    r = flat_noise(pixels, device)
+    if r is None or jpeg_lattice(pixels, device) >= LATTICE_THRESHOLD:
         return math.inf
     sigma, read = zip(*CAP_KNOTS)
     return float(np.interp(r, read, sigma)) if r <= read[-1] else sigma[-1] * r / read[-1]

@@ -185,15 +185,16 @@ class Restorer:
     def _estimate(self, planes: list[_Planes]) -> dict[str, torch.Tensor]:
         stats = [grid_stats(p.rows(self.device), p.height, p.width, self.net.cfg.thumb) for p in planes]
         est = {k: v.float().cpu() for k, v in self.net.estimate(torch.cat(stats)).items()}
-        edges = [edge_blur(p.rows(CPU), p.height, p.width) for p in planes]  # numpy work: read on the host
+        edges = [edge_blur(p.rows(self.device), p.height, p.width) for p in planes]
         est["edge_blur"], est["edge_anisotropy"] = torch.tensor(edges, dtype=torch.float32).reshape(-1, 2).unbind(1)
         if self.noise_curve:  # the U-Net stays conditioned on the raw reading it was trained with
             est["noise_sigma_read"] = read_sigma(est["noise_sigma"], self.noise_curve)
         if self.cfg.noise_cap:  # texture is not noise: the flat patches bound the reading (model/noise_floor.py)
             read = est.get("noise_sigma_read", est["noise_sigma"])
             # read only where it can change something: from the denoise threshold up to noise_cap_below
-            cap = torch.tensor([noise_cap(p.array) if self.cfg.min_noise_sigma <= r < self.cfg.noise_cap_below
-                                else math.inf for p, r in zip(planes, read.tolist())], dtype=torch.float32)
+            lo, hi = self.cfg.min_noise_sigma, self.cfg.noise_cap_below
+            cap = torch.tensor([noise_cap(p.array, self.device) if lo <= r < hi else math.inf
+                                for p, r in zip(planes, read.tolist())], dtype=torch.float32)
             est["noise_sigma_cap"] = cap
             if self.noise_curve:
                 est["noise_sigma_read"] = torch.minimum(est["noise_sigma_read"], cap)

@@ -14,7 +14,10 @@ import torch
 
 from model import Restorer
 from model.config import LossConfig, NetConfig, RestoreConfig
+from model.deblur import edge_blur
 from model.metrics import capped_psnr
+from model.noise_floor import noise_cap
+from model.restore import _Planes
 from model.train import train
 from model.weights import load_weights
 
@@ -42,6 +45,15 @@ def test_cuda_restores_like_the_cpu(cpu_fp32, amp):
         assert capped_psnr(want.image, got.image) >= (45.0 if amp else 50.0)
         shift = got.image.astype(float).mean((0, 1)) - want.image.astype(float).mean((0, 1))
         assert np.abs(shift).max() < 0.5  # 8-bit levels: no colour cast from reduced precision
+
+
+def test_cuda_readings_equal_the_cpus():
+    """The edge blur and the noise bound run on the restore's device, in float64: same numbers."""
+    for img in damaged():
+        p = _Planes.of(img)
+        on = {dev: (*edge_blur(p.rows(torch.device(dev)), p.height, p.width), noise_cap(img, dev))
+              for dev in ("cpu", "cuda")}
+        assert on["cuda"] == pytest.approx(on["cpu"], rel=1e-6)
 
 
 def test_cuda_training_steps(tmp_path):
