@@ -34,16 +34,17 @@ B=$!
 OMP_NUM_THREADS=2 timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_model_cuda.py >"$META/cuda-tests.txt" 2>&1
 tail -5 "$META/cuda-tests.txt"
 wait $A $B
-tail -c 600 $RUNS/b32p128.log; echo; tail -c 600 $RUNS/b64p192.log; echo
+for r in b32p128 b64p192; do  # packed at once: what is under OUT comes back even if a later step runs over
+  tail -c 400 $RUNS/$r.log; echo
+  w=$(cd $RUNS/$r && ls final.safetensors 2>/dev/null || ls latest.safetensors)
+  tar -C $RUNS -cf "$OUT/$r.tar" "$r/$w" "$r/train_log.jsonl" "$r.log"
+done
 (cd benchmarks && timeout 200 python3 bench_model.py --parts gpu --sizes 1,12 --device cuda --repeats 2 \
   --threads 2 --out "$META/gpu.json") >"$META/bench-gpu.log" 2>&1
 grep -v "^{" "$META/bench-gpu.log" | tail -40
+tar -C "$META" -czf "$OUT/meta-gpu.tar.gz" .
 (cd benchmarks && timeout 150 python3 bench_model.py --parts pipeline --device cuda --threads 16 --repeats 1 \
   --pipeline-sizes 1 --pipeline-images 48 --pipeline-workers 1,4 --decode-threads 4 \
   --out "$META/pipeline-gpu.json") >"$META/bench-pipeline.log" 2>&1
 grep -v "^{" "$META/bench-pipeline.log" | tail -30
-for r in b32p128 b64p192; do
-  w=$(cd $RUNS/$r && ls final.safetensors 2>/dev/null || ls latest.safetensors)
-  tar -C $RUNS -cf "$OUT/$r.tar" "$r/$w" "$r/train_log.jsonl" "$r.log"
-done
 tar -C "$META" -czf "$OUT/meta.tar.gz" . ; ls -la "$OUT"
