@@ -7,13 +7,19 @@ branch of the other. The stages of the model they started from come first in the
     python -m model.merge --local runs/local/final.safetensors --global runs/glob/final.safetensors \\
         --base model/weights/imagemend-base.safetensors --out merged.safetensors
 
-Thresholds are not carried over (they belong to an estimator): calibrate the result (model/calibrate.py).
+The calibration (thresholds, noise curve) belongs to the estimator, the global branch, and comes with
+it: a new U-Net under the shipped branch keeps the shipped calibration, while a newly trained branch
+has none until model/calibrate.py measures it.
+
+    python -m model.merge --local runs/local/final.safetensors --global model/weights/imagemend-base.safetensors \\
+        --base model/weights/imagemend-base.safetensors --out merged.safetensors
 """
 
 import argparse
 
 from .weights import load_weights, save_weights
 
+CALIBRATION_KEYS = ("thresholds", "noise_curve", "calibration")
 STAGE_KEYS = ("stage", "commit", "data", "images", "steps", "wall_s", "device", "amp", "minutes", "train", "loss")
 
 
@@ -29,9 +35,12 @@ def merge(local: str, glob: str, base: str | None, out: str, name: str = "imagem
     net.local.load_state_dict(local_net.local.state_dict())
     stages = history(load_weights(base)[1]["info"]) if base else []
     for path, meta in ((local, lmeta), (glob, gmeta)):
+        if "stage" not in meta["info"]:  # not a training run's output (the shipped file): its stages are --base's
+            continue
         stage = {k: meta["info"].get(k) for k in STAGE_KEYS if k in meta["info"]}
         stages.append({**stage, "commit": commit or stage.get("commit"), "file": str(path).rsplit("/", 1)[-1]})
-    return save_weights(out, net.eval(), {"name": name, "stages": stages})
+    calibration = {k: gmeta["info"][k] for k in CALIBRATION_KEYS if k in gmeta["info"]}
+    return save_weights(out, net.eval(), {"name": name, **calibration, "stages": stages})
 
 
 def main(argv: list[str] | None = None) -> None:

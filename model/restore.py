@@ -287,7 +287,9 @@ class Restorer:
 
     def _local(self, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Denoise and sharpen a batch of tiles (on the device, where the tone correction and rounding
-        follow); on CUDA out-of-memory, halve the batch and go on."""
+        follow); on CUDA out-of-memory, halve the batch and go on. The halves run after the handler
+        has ended: until then the exception's traceback holds the failed pass's activations (on a
+        GPU capped at 400 MiB, halving inside the handler ran out of memory down to one tile)."""
         try:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 r_n, r_b = self.net.local(y.contiguous(memory_format=self.memory_format), cond[:, 0], cond[:, 1])
@@ -296,10 +298,10 @@ class Restorer:
         except torch.cuda.OutOfMemoryError:
             if len(y) == 1:
                 raise
-            torch.cuda.empty_cache()
-            self.cfg = replace(self.cfg, pixel_budget=max(1, self.cfg.pixel_budget // 2))
-            h = len(y) // 2
-            return torch.cat([self._local(y[:h], cond[:h]), self._local(y[h:], cond[h:])])
+        torch.cuda.empty_cache()
+        self.cfg = replace(self.cfg, pixel_budget=max(1, self.cfg.pixel_budget // 2))
+        h = len(y) // 2
+        return torch.cat([self._local(y[:h], cond[:h]), self._local(y[h:], cond[h:])])
 
 
 def needs(sev: dict[str, float], cfg: RestoreConfig, grey: bool = False) -> dict[str, bool]:

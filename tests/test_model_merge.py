@@ -24,3 +24,17 @@ def test_merge_takes_each_half_from_its_file_and_keeps_the_history(tmp_path):
         assert torch.equal(v, want), k
     assert [(s["stage"], s["steps"]) for s in meta["info"]["stages"]] == [("joint", 6), ("local", 4), ("global", 5)]
     assert meta["info"]["stages"][1]["commit"] == "abc" and "thresholds" not in meta["info"]
+
+
+def test_a_new_unet_under_the_shipped_branch_keeps_its_calibration(tmp_path):
+    calibrated = {"stages": [{"stage": "joint", "steps": 6}], "thresholds": {"min_noise_sigma": 2.0},
+                  "noise_curve": {"raw": [0, 5], "sigma": [0, 5]}, "calibration": {"images": 9}}
+    for seed, name, info in ((1, "shipped", calibrated), (2, "local", {"stage": "local", "steps": 4})):
+        torch.manual_seed(seed)
+        save_weights(tmp_path / f"{name}.safetensors", ImagemendNet(), info)
+    shipped = str(tmp_path / "shipped.safetensors")
+    merge(str(tmp_path / "local.safetensors"), shipped, shipped, str(tmp_path / "out.safetensors"))
+    info = load_weights(tmp_path / "out.safetensors")[1]["info"]
+    assert {k: info[k] for k in ("thresholds", "noise_curve", "calibration")} == {
+        k: calibrated[k] for k in ("thresholds", "noise_curve", "calibration")}
+    assert [(s["stage"], s["steps"]) for s in info["stages"]] == [("joint", 6), ("local", 4)]
