@@ -28,24 +28,33 @@ def history(info: dict) -> list[dict]:
     return info["stages"] if "stages" in info else [{k: info.get(k) for k in STAGE_KEYS if k in info}]
 
 
-def merge(local: str, glob: str, base: str | None, out: str, name: str = "imagemend-base",
+def merge(local: str | list[str], glob: str, base: str | None, out: str, name: str = "imagemend-base",
           commit: str | None = None) -> str:
+    """local: one run's U-Net, or several runs' averaged weight by weight (runs of the local stage
+    from the same start, e.g. with different seeds: a "model soup", Wortsman et al. 2022, which
+    stays in the basin they share and beats each run)."""
+    locals_ = [local] if isinstance(local, str) else list(local)
     net, gmeta = load_weights(glob)
-    local_net, lmeta = load_weights(local)
-    net.local.load_state_dict(local_net.local.state_dict())
+    runs = [load_weights(path) for path in locals_]
+    states = [run.local.state_dict() for run, _ in runs]
+    net.local.load_state_dict({k: sum(s[k].double() for s in states) / len(states) if v.is_floating_point() else v
+                               for k, v in states[0].items()})
     stages = history(load_weights(base)[1]["info"]) if base else []
-    for path, meta in ((local, lmeta), (glob, gmeta)):
+    for path, meta in [*zip(locals_, (m for _, m in runs)), (glob, gmeta)]:
         if "stage" not in meta["info"]:  # not a training run's output (the shipped file): its stages are --base's
             continue
         stage = {k: meta["info"].get(k) for k in STAGE_KEYS if k in meta["info"]}
-        stages.append({**stage, "commit": commit or stage.get("commit"), "file": str(path).rsplit("/", 1)[-1]})
+        averaged = {"averaged_with": len(locals_) - 1} if len(locals_) > 1 and path in locals_ else {}
+        stages.append({**stage, "commit": commit or stage.get("commit"), "file": str(path).rsplit("/", 1)[-1],
+                       **averaged})
     calibration = {k: gmeta["info"][k] for k in CALIBRATION_KEYS if k in gmeta["info"]}
     return save_weights(out, net.eval(), {"name": name, **calibration, "stages": stages})
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--local", required=True, help="weights whose local U-Net to take (a --stage local run)")
+    p.add_argument("--local", required=True, nargs="+",
+                   help="weights whose local U-Net to take (a --stage local run); several: their mean")
     p.add_argument("--global", dest="glob", required=True, help="weights whose global branch to take")
     p.add_argument("--base", help="weights both runs started from: their stages open the history")
     p.add_argument("--out", required=True)

@@ -38,3 +38,18 @@ def test_a_new_unet_under_the_shipped_branch_keeps_its_calibration(tmp_path):
     assert {k: info[k] for k in ("thresholds", "noise_curve", "calibration")} == {
         k: calibrated[k] for k in ("thresholds", "noise_curve", "calibration")}
     assert [(s["stage"], s["steps"]) for s in info["stages"]] == [("joint", 6), ("local", 4)]
+
+
+def test_several_local_runs_are_averaged_weight_by_weight(tmp_path):
+    paths = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        paths.append(str(tmp_path / f"run{seed}.safetensors"))
+        save_weights(paths[-1], ImagemendNet(), {"stage": "local", "steps": seed})
+    merge(paths[1:], paths[0], None, str(tmp_path / "soup.safetensors"))
+    net, meta = load_weights(tmp_path / "soup.safetensors")
+    a, b = (load_weights(p)[0].local.state_dict() for p in paths[1:])
+    for k, v in net.local.state_dict().items():
+        assert torch.allclose(v, (a[k] + b[k]) / 2), k
+    assert [s["steps"] for s in meta["info"]["stages"]] == [2, 3, 1]
+    assert [s.get("averaged_with") for s in meta["info"]["stages"]] == [1, 1, None]
