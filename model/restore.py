@@ -73,13 +73,20 @@ class _Planes:
         return self.array.shape[1]
 
     def read(self, rows, cols, device: torch.device = CPU) -> torch.Tensor:
-        """(1, 3, h, w) float in [0, 1] on `device` for index arrays or slices. 8-bit pixels travel
-        as bytes and become floats there: on a GPU, the host's conversions were most of a restore."""
-        px = self.array[rows][:, cols] if not isinstance(rows, slice) else self.array[rows, cols]
+        """(1, 3, h, w) float in [0, 1] on `device`, for slices or index arrays (a tile's reflected
+        border). The host copies one box, as bytes for 8-bit pixels, and the index arrays pick from
+        it on the device: on a GPU the host's fancy indexing of every tile was most of a restore, and
+        its float conversions before that."""
+        (rs, ri), (cs, ci) = _box(rows), _box(cols)
+        px = self.array[rs, cs]
         px = px[..., :1] if self.grey else px[..., :3]
         px = np.ascontiguousarray(px) if px.dtype == np.uint8 else px.astype(np.float32)
         px = px if px.flags.writeable else px.copy()  # torch warns on read-only arrays (decoded images are)
-        t = torch.from_numpy(px).to(device).permute(2, 0, 1)[None].float() / self.scale
+        t = torch.from_numpy(px).to(device)
+        for dim, pick in ((0, ri), (1, ci)):
+            if pick is not None:
+                t = t.index_select(dim, torch.from_numpy(pick).to(device))
+        t = t.permute(2, 0, 1)[None].float() / self.scale
         return (t.expand(1, 3, *t.shape[2:]) if self.grey else t).clamp(0, 1)
 
     def rows(self, device: torch.device) -> Callable[[int, int], torch.Tensor]:
@@ -95,6 +102,15 @@ class _Planes:
             v = torch.floor(v * self.scale + 0.5).to(torch.uint8 if out.dtype == np.uint8 else torch.int32)
         n = 1 if self.grey else 3
         out[r0:r0 + v.shape[0], :, :n] = v.cpu().numpy().astype(out.dtype, copy=False)
+
+
+def _box(idx: slice | np.ndarray) -> tuple[slice, np.ndarray | None]:
+    """The slice that holds an index array, and the indices into it (None where they are all of it)."""
+    if isinstance(idx, slice):
+        return idx, None
+    lo, hi = int(idx.min()), int(idx.max()) + 1
+    pick = idx - lo
+    return slice(lo, hi), None if len(idx) == hi - lo and (np.diff(idx) == 1).all() else pick
 
 
 def _reflect(idx: np.ndarray, n: int) -> np.ndarray:
