@@ -27,6 +27,8 @@ import statistics
 import numpy as np
 import torch
 
+from .color import white_level
+
 PATCH = 5
 POSITIONS = 40_000  # patches sampled (on a regular grid) per photo
 FLAT_SHARE = 0.005  # the flattest 0.5 % of them
@@ -45,7 +47,7 @@ def _eight_bit(pixels: np.ndarray, device: torch.device | str) -> tuple[torch.Te
     8-bit pixels travel as bytes (a 12 MP photo is 36 MB: milliseconds to a GPU)."""
     arr = pixels[:, :, None] if pixels.ndim == 2 else pixels
     arr = arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]
-    scale = {np.dtype(np.uint8): 1.0, np.dtype(np.uint16): 255 / 65535}.get(arr.dtype, 255.0)
+    scale = 255 / white_level(arr.dtype)
     arr = np.ascontiguousarray(arr if arr.dtype == np.uint8 else arr.astype(np.float32))
     return torch.from_numpy(arr if arr.flags.writeable else arr.copy()).to(device), scale
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .color import LUMA
+from .color import LUMA, white_level
 from .config import TASKS, RestoreConfig, default_pixel_budget
 from .deblur import deconvolve, edge_blur, wiener_kernel
 from .net import ImagemendNet, correct_tone, identity_curve
@@ -49,14 +49,7 @@ class _Planes:
     def of(cls, arr: np.ndarray) -> "_Planes":
         if not arr.dtype.isnative:  # e.g. big-endian 16-bit from a TIFF or a raw buffer
             arr = arr.astype(arr.dtype.newbyteorder("="))
-        if arr.dtype == np.uint8:
-            scale = 255.0
-        elif arr.dtype == np.uint16:
-            scale = 65535.0
-        elif arr.dtype in (np.float32, np.float64):
-            scale = 1.0
-        else:
-            raise ValueError(f"unsupported pixel type {arr.dtype}; use uint8, uint16 or float")
+        scale = white_level(arr.dtype)
         if arr.ndim == 2:
             arr = arr[:, :, None]
         if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4) or 0 in arr.shape:
