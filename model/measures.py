@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from .color import LUMA
+from .color import LUMA, white_level
 
 NAMES = ("noise_sigma", "laplacian_var", "cast", "cast_r", "cast_g", "cast_b", "luminance", "clipped_high",
          "clipped_low", "rms_contrast")
@@ -49,7 +49,7 @@ def measure(pixels: np.ndarray) -> dict[str, float | None]:
     arr = pixels[:, :, None] if pixels.ndim == 2 else pixels
     h, w, c = arr.shape
     nc = 3 if c >= 3 else 1
-    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(arr.dtype, 1.0)
+    scale = white_level(arr.dtype)
     weights = np.asarray(LUMA, dtype=np.float32)
     s = dict(abs_m=0.0, lap=0.0, lap2=0.0, lum=0.0, lum2=0.0, high=0, low=0)
     lin = np.zeros(3)
