@@ -186,6 +186,8 @@ def main() -> None:
     p.add_argument("--pipeline-workers", default="1,2", help="1: in-process runner; N > 1: --workers N")
     p.add_argument("--decode-threads", type=int, help="the job's --threads (default: the job's default, 2)")
     p.add_argument("--pixel-budget", type=int, help="the job's --pixel-budget (default: the job's default)")
+    p.add_argument("--no-batching", action="store_true",
+                   help="pipeline: skip the batching table (3 more model runs)")
     p.add_argument("--compile", action="store_true", help="gpu: time only torch.compile's restore of the largest size")
     p.add_argument("--out")
     p.add_argument("--child-memory", type=float, help=argparse.SUPPRESS)
@@ -209,7 +211,7 @@ def main() -> None:
         res.update(bench_pipeline.bench_pipeline(
             [float(s) for s in a.pipeline_sizes.split(",")], a.pipeline_images,
             tuple(int(w) for w in a.pipeline_workers.split(",")), a.threads, a.device, a.weights, a.repeats,
-            a.decode_threads, a.pixel_budget))
+            a.decode_threads, a.pixel_budget, batching=not a.no_batching))
     if "gpu" in parts:
         import bench_gpu
 

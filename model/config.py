@@ -90,6 +90,11 @@ class RestoreConfig:
     pixel_budget: int | None = None
     # a task whose estimated severity is below its threshold is left untouched
     min_noise_sigma: float = 1.5  # 8-bit units
+    # the denoise strength rises linearly from 0 at min_noise_sigma to full at (1 + this) times it:
+    # readings just above the threshold are as often texture as faint noise. Chosen on Set14
+    # (`python experiments/denoise_onset.py ../shared/data/val/Set14 14 clean,noise5`): clean worst
+    # 31.05 -> 40.09 dB, sigma 5 -0.03 dB; 0.5 kept the clean worst at 34.12
+    denoise_onset: float = 1.0
     noise_cap: bool = True  # bound the noise reading by the flattest patches' (model/noise_floor.py)
     noise_cap_below: float = 15.0  # 8-bit: readings from here up are noise, not texture, and keep the head's
     min_blur: float = 0.45  # px, the global branch's reading: the sharpen head

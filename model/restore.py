@@ -219,7 +219,11 @@ class Restorer:
     def _decide(self, sev: dict[str, float], tasks: dict[str, float], grey: bool) -> tuple[dict, dict]:
         big = needs(sev, self.cfg, grey)
         applied = {t: bool(big[t] and tasks.get(t, 0.0) > 0) for t in TASKS}
-        return applied, {t: float(tasks.get(t, 0.0)) if applied[t] else 0.0 for t in TASKS}
+        strength = {t: float(tasks.get(t, 0.0)) if applied[t] else 0.0 for t in TASKS}
+        if applied["denoise"] and self.cfg.denoise_onset > 0:  # a soft onset (RestoreConfig.denoise_onset)
+            t = self.cfg.min_noise_sigma
+            strength["denoise"] *= min(1.0, (sev["noise_sigma"] - t) / (self.cfg.denoise_onset * t))
+        return applied, strength
 
     def _tiles(self, jobs: list[_Job]) -> Iterator[tuple[int, int, int, torch.Tensor]]:
         """Tiles in an order that batches well: images of one size advance tile by tile together,

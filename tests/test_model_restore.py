@@ -139,3 +139,18 @@ def test_default_pixel_budget_is_one_tile_on_cpu(active_net):
     """Batching tiles measured slower on CPU (docs/PERFORMANCE.md); an explicit budget still wins."""
     assert restorer(active_net).cfg.pixel_budget == (1024 + 2 * 96) ** 2
     assert restorer(active_net, pixel_budget=123).cfg.pixel_budget == 123
+
+
+def test_denoise_strength_rises_from_the_threshold():
+    """Readings just above the threshold get a partial denoise, full strength from (1 + onset) x it."""
+    r = Restorer(device="cpu", calibrated=False)
+    r.cfg = RestoreConfig(min_noise_sigma=2.0, denoise_onset=1.0)
+    quiet = {"blur": 0.0, "edge_blur": 0.0, "edge_anisotropy": 1.0, "cast": 0.0, "exposure_ev": 0.0,
+             "contrast_curve": 0.0}
+    every = {t: 1.0 for t in TASKS}
+    for sigma, want in ((1.9, 0.0), (3.0, 0.5), (4.0, 1.0), (9.0, 1.0)):
+        applied, strength = r._decide({**quiet, "noise_sigma": sigma}, every, grey=False)
+        assert applied["denoise"] == (sigma >= 2.0) and strength["denoise"] == pytest.approx(want)
+    assert r._decide({**quiet, "noise_sigma": 3.0}, {**every, "denoise": 0.5}, False)[1]["denoise"] == 0.25
+    r.cfg = RestoreConfig(min_noise_sigma=2.0, denoise_onset=0.0)  # the hard switch
+    assert r._decide({**quiet, "noise_sigma": 2.1}, every, False)[1]["denoise"] == 1.0
