@@ -72,10 +72,7 @@ class _Planes:
         its float conversions before that."""
         (rs, ri), (cs, ci) = _box(rows), _box(cols)
         px = self.array[rs, cs]
-        px = px[..., :1] if self.grey else px[..., :3]
-        px = np.ascontiguousarray(px) if px.dtype == np.uint8 else px.astype(np.float32)
-        px = px if px.flags.writeable else px.copy()  # torch warns on read-only arrays (decoded images are)
-        t = torch.from_numpy(px).to(device)
+        t = _to_device(px[..., :1] if self.grey else px[..., :3], device)
         for dim, pick in ((0, ri), (1, ci)):
             if pick is not None:
                 t = t.index_select(dim, torch.from_numpy(pick).to(device))
@@ -95,6 +92,19 @@ class _Planes:
             v = torch.floor(v * self.scale + 0.5).to(torch.uint8 if out.dtype == np.uint8 else torch.int32)
         n = 1 if self.grey else 3
         out[r0:r0 + v.shape[0], :, :n] = v.cpu().numpy().astype(out.dtype, copy=False)
+
+
+def _to_device(px: np.ndarray, device: torch.device) -> torch.Tensor:
+    """An (h, w, c) box of pixels as a tensor on `device`, 8-bit as bytes. For CUDA it is copied
+    once into pinned memory and sent without blocking, so the host reads the next tile while this
+    one travels (the caching host allocator keeps the buffer until the copy is done)."""
+    px = px if px.dtype == np.uint8 else px.astype(np.float32)
+    if device.type == "cuda":
+        buf = torch.empty(px.shape, dtype=torch.uint8 if px.dtype == np.uint8 else torch.float32, pin_memory=True)
+        buf.numpy()[...] = px
+        return buf.to(device, non_blocking=True)
+    px = np.ascontiguousarray(px)
+    return torch.from_numpy(px if px.flags.writeable else px.copy())  # torch warns on read-only arrays
 
 
 def _box(idx: slice | np.ndarray) -> tuple[slice, np.ndarray | None]:
