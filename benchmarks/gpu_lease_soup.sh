@@ -18,12 +18,11 @@ done
 OMP_NUM_THREADS=2 timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_model_cuda.py >"$OUT/cuda-tests.txt" 2>&1
 tail -3 "$OUT/cuda-tests.txt"
 wait $(jobs -p | head -n "$N")
-files=()
-for s in $(seq "$N"); do
+for s in $(seq "$N"); do  # a tar per run (files come back at most 16 MB each), packed at once
   tail -c 300 "$RUNS/s$s.log"; echo
   w=$(cd "$RUNS/s$s" && ls final.safetensors 2>/dev/null || ls latest.safetensors)
-  files+=("s$s/$w" "s$s/train_log.jsonl" "s$s.log")
+  tar -C "$RUNS" -cf "$OUT/s$s.tar" "s$s/$w" "s$s/train_log.jsonl" "s$s.log"
 done
-tar -C "$RUNS" -cf "$OUT/soup.tar" "${files[@]}" gpu-load.txt  # at once: it comes back even if the profile runs over
+cp "$RUNS/gpu-load.txt" "$OUT/"
 (cd benchmarks && timeout 60 python3 profile_restore.py --device cuda --megapixels 1 12) >"$OUT/profile.txt" 2>&1
 ls -la "$OUT"
