@@ -1,18 +1,8 @@
-"""sRGB transfer functions, luminance and the white level of a pixel type: casts and exposure live in linear light."""
+"""sRGB transfer functions and luminance: casts and exposure live in linear light."""
 
-import numpy as np
 import torch
 
 LUMA = (0.2126, 0.7152, 0.0722)  # Rec. 709 weights for linear RGB
-
-
-def white_level(dtype: np.dtype) -> float:
-    """The value of full white for a pixel type: what [0, 1] is scaled by."""
-    levels = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0,
-              np.dtype(np.float64): 1.0}
-    if np.dtype(dtype).newbyteorder("=") not in levels:
-        raise ValueError(f"unsupported pixel type {dtype}; use uint8, uint16 or float")
-    return levels[np.dtype(dtype).newbyteorder("=")]
 
 
 def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,8 @@ import math
 
 import numpy as np
 
-from .color import LUMA, white_level
+from .color import LUMA
+from .pixels import white_level
 
 NAMES = ("noise_sigma", "laplacian_var", "cast", "cast_r", "cast_g", "cast_b", "luminance", "clipped_high",
          "clipped_low", "rms_contrast")

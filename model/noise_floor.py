@@ -27,7 +27,7 @@ import statistics
 import numpy as np
 import torch
 
-from .color import white_level
+from .pixels import white_level
 
 PATCH = 5
 POSITIONS = 40_000  # patches sampled (on a regular grid) per photo

@@ -20,7 +20,7 @@ import shlex
 
 import torch
 
-from . import baselines, color, config, deblur, net, noise_floor, restore, stats, weights
+from . import baselines, color, config, deblur, net, noise_floor, pixels, restore, stats, weights
 from .config import TASKS, TrainConfig
 from .data import load_photos
 from .figures import SAMPLE_PHOTOS, TILE, contact_sheet, psnr_chart, speed_chart
@@ -53,7 +53,7 @@ def classical(b: baselines.Baseline) -> Method:
 
 # the code a model's scores depend on: a change to any of it recomputes them
 # (tests/test_model_report.py checks that every module restore draws on is here)
-RESTORE_MODULES = (restore, net, stats, color, config, deblur, noise_floor, weights)
+RESTORE_MODULES = (restore, net, stats, color, config, deblur, noise_floor, pixels, weights)
 
 
 def restorer_method(name: str, kind: str, r: Restorer, only_task: bool) -> Method:

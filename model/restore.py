@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .color import LUMA, white_level
+from .color import LUMA
 from .config import TASKS, RestoreConfig, default_pixel_budget
 from .deblur import deconvolve, edge_blur, wiener_kernel
 from .net import ImagemendNet, correct_tone, identity_curve
 from .noise_floor import noise_cap
+from .pixels import white_level
 from .stats import grid_stats
 from .weights import DEFAULT_WEIGHTS, load_weights
 

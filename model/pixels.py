@@ -1,0 +1,13 @@
+"""Pixel types: the value of full white in each, which every reader of decoded images divides by."""
+
+import numpy as np
+
+WHITE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0, np.dtype(np.float64): 1.0}
+
+
+def white_level(dtype: np.dtype) -> float:
+    """What [0, 1] is scaled by in this pixel type (either byte order)."""
+    native = np.dtype(dtype).newbyteorder("=")
+    if native not in WHITE:
+        raise ValueError(f"unsupported pixel type {dtype}; use uint8, uint16 or float")
+    return WHITE[native]
