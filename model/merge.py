@@ -31,8 +31,9 @@ def history(info: dict) -> list[dict]:
 def merge(local: str | list[str], glob: str, base: str | None, out: str, name: str = "imagemend-base",
           commit: str | None = None) -> str:
     """local: one run's U-Net, or several runs' averaged weight by weight (runs of the local stage
-    from the same start, e.g. with different seeds: a "model soup", Wortsman et al. 2022, which
-    stays in the basin they share and beats each run)."""
+    from the same start, e.g. with different seeds: a "model soup", Wortsman et al. 2022; runs that
+    stay in the basin they share average to a model at least as good as each. Session 7's four
+    seeds scored the same as one of them, MODEL_CARD.md)."""
     locals_ = [local] if isinstance(local, str) else list(local)
     net, gmeta = load_weights(glob)
     runs = [load_weights(path) for path in locals_]
