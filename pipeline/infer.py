@@ -91,7 +91,7 @@ def load_model(opts: RunOptions) -> LoadedModel:
         torch.set_num_threads(opts.torch_threads)
     device = None if opts.device == "auto" else opts.device
     restorer = Restorer(weights=opts.weights or DEFAULT_WEIGHTS, device=device, cfg=opts.restore_config,
-                        amp=opts.amp)
+                        amp=opts.amp, compile=opts.compile)
     LOG.info("imagemend: loaded %s (%s) on %s in process %d", model_name(opts.weights),
              restorer.weights_sha256[:12], restorer.device, os.getpid())
     return LoadedModel(restorer, model_name(opts.weights))
@@ -108,7 +108,7 @@ class RestoreShards(beam.DoFn):
         from concurrent.futures import ThreadPoolExecutor
 
         o = self.opts
-        tag = f"{o.weights}|{o.device}|{o.amp}|{o.tile}|{o.pixel_budget}|{o.torch_threads}"
+        tag = f"{o.weights}|{o.device}|{o.amp}|{o.compile}|{o.tile}|{o.pixel_budget}|{o.torch_threads}"
         self.model = self._shared.acquire(partial(load_model, self.opts), tag=tag)
         self.pool = ThreadPoolExecutor(max(1, self.opts.threads), thread_name_prefix="imagemend")
         self.progress = Progress()

@@ -26,6 +26,7 @@ class RunOptions:
     strengths: dict[str, float] = field(default_factory=lambda: {t: 1.0 for t in TASKS})  # task -> strength
     device: str = "auto"  # auto (cuda when present), cpu, cuda, cuda:N; cuda without CUDA fails
     amp: bool | None = None  # None: mixed precision on CUDA only
+    compile: bool = False  # torch.compile the U-Net (CUDA: minutes of compiling per process, for long runs)
     weights: str | None = None  # path or fsspec URL; None: the weights shipped in the package
     tile: int = RestoreConfig.tile
     pixel_budget: int | None = None  # padded tile pixels per forward pass; None: the device's default
@@ -134,6 +135,9 @@ def add_processing_arguments(p: argparse.ArgumentParser) -> None:
                    help="scale corrections: 0.5 for all tasks, or denoise=0.5,cast=1.2")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (cuda never falls back to cpu)")
     p.add_argument("--weights", help="weights file (path or fsspec URL; default: the shipped weights)")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="auto: bf16 autocast on CUDA, fp32 on CPU")
+    p.add_argument("--compile", action="store_true", help="torch.compile the U-Net in each worker process")
     p.add_argument("--tile", type=int, default=d.tile, help="tile side in pixels (multiple of 8)")
     p.add_argument("--pixel-budget", type=int, default=d.pixel_budget,
                    help="padded tile pixels per forward pass (default: one tile on CPU, 8 on CUDA)")
@@ -158,6 +162,7 @@ def from_args(args: argparse.Namespace, **overrides) -> RunOptions:
     values = dict(
         input=getattr(args, "input", ""), output=getattr(args, "output", ""), layout=args.layout,
         image_format=args.image_format, quality=args.quality, strengths=strengths, device=args.device,
+        amp=None if args.precision == "auto" else args.precision == "bf16", compile=args.compile,
         weights=args.weights, tile=args.tile, pixel_budget=args.pixel_budget, batch_images=args.batch_images,
         files_per_shard=args.files_per_shard, parquet_image_column=args.parquet_image_column,
         parquet_key_column=args.parquet_key_column, max_pixels=args.max_pixels, threads=args.threads,

@@ -291,6 +291,21 @@ def test_options_parse_tasks_strengths_and_beam_flags():
     assert "--direct_num_workers=3" in options.beam_args([], workers=3)
 
 
+def test_precision_and_compile_flags_reach_the_model(active_weights):
+    import torch
+
+    from pipeline import infer
+
+    p = argparse.ArgumentParser()
+    options.add_arguments(p)
+    base = ["--input", "i", "--output", "o", "--device", "cpu", "--weights", active_weights]
+    assert options.from_args(p.parse_args(base)).amp is None  # auto: bf16 on CUDA only
+    assert options.from_args(p.parse_args([*base, "--precision", "fp32"])).amp is False
+    model = infer.load_model(options.from_args(p.parse_args([*base, "--precision", "bf16", "--compile"])))
+    assert model.restorer.amp is True
+    assert isinstance(model.restorer.net.local, torch._dynamo.eval_frame.OptimizedModule)  # compiled lazily
+
+
 def test_background_and_ordered_map_keep_order_and_surface_errors():
     from concurrent.futures import ThreadPoolExecutor
 
