@@ -15,8 +15,10 @@ photos it was not calibrated on; the reason is stored with the thresholds.
 The noise head is trained on a mix of noise kinds (Poisson, correlated, JPEG), so on plain
 Gaussian noise it reads a few steps high. Its median reading on the same photos with Gaussian
 noise of known sigma gives a monotone map from reading to sigma, stored as knots; restores
-report the mapped sigma (and take the denoise threshold on that scale), while the U-Net stays
-conditioned on the raw reading it was trained with.
+report the mapped sigma, take the denoise threshold on that scale and condition the U-Net on it
+(training conditions it half the time on the true sigma, half on the head's raw reading; on
+Set14 the mapped sigma gained +0.22 / +0.12 / +0.09 / +0.08 / 0.00 dB at sigma 5 / 10 / 15 / 25
+/ 50 over the raw reading).
 """
 
 import argparse

@@ -207,7 +207,7 @@ class Restorer:
         est = {k: v.float().cpu() for k, v in self.net.estimate(torch.cat(stats)).items()}
         edges = [edge_blur(p.rows(self.device), p.height, p.width) for p in planes]
         est["edge_blur"], est["edge_anisotropy"] = torch.tensor(edges, dtype=torch.float32).reshape(-1, 2).unbind(1)
-        if self.noise_curve:  # the U-Net stays conditioned on the raw reading it was trained with
+        if self.noise_curve:  # the sigma the raw reading means: the U-Net is conditioned on it too
             est["noise_sigma_read"] = read_sigma(est["noise_sigma"], self.noise_curve)
         if self.cfg.noise_cap:  # texture is not noise: the flat patches bound the reading (model/noise_floor.py)
             read = est.get("noise_sigma_read", est["noise_sigma"])
@@ -296,7 +296,8 @@ class Restorer:
         pick = [jobs[j] for j, *_ in batch]
         y = torch.cat([t for *_, t in batch])
         strengths = [[job.strength["denoise"], job.strength["deblur"] if job.kernel is None else 0.0] for job in pick]
-        cond = torch.cat([torch.cat([job.est["noise_sigma"] for job in pick])[:, None],
+        sigma = [job.est.get("noise_sigma_read", job.est["noise_sigma"]) for job in pick]
+        cond = torch.cat([torch.cat(sigma)[:, None],
                           torch.cat([job.est["blur"] for job in pick])[:, None],
                           torch.tensor(strengths, device=self.device)], 1)
         out = self._local(y, cond) if any(v > 0 for row in strengths for v in row) else y
