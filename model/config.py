@@ -7,6 +7,7 @@ cast as linear-light channel gains, exposure in EV, contrast as a factor around 
 from dataclasses import asdict, dataclass, field
 
 TASKS = ("denoise", "deblur", "cast", "exposure", "contrast")
+TONE_TASKS = ("cast", "exposure", "contrast")  # the global colour/tone correction, once per image
 
 
 @dataclass(frozen=True)

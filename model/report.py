@@ -93,14 +93,44 @@ def parse_single(items: list[str]) -> dict[str, str]:
     return out
 
 
-def train_command(r: Restorer, task: str) -> str:
-    """The `imagemend train` line for a single-task model with the shipped model's data and budget."""
-    info = r.meta.get("info", {})
+def recipe(info: dict, out: str, tasks: list[str] | None = None) -> str:
+    """The commands that train and calibrate weights like those whose recorded info this is; with
+    tasks, the same recipe and budget for those tasks only (a single-task model)."""
     t = {**TrainConfig().__dict__, **info.get("train", {})}
+    loss = info.get("loss", {})
     data = shlex.quote(info["data"]) if "data" in info else "TRAINING_PHOTOS"  # the placeholder records none
-    weighting = info.get("loss", {}).get("weighting", "fixed")
-    return (f"imagemend train --data {data} --out runs/single-{task} --tasks {task} --steps {t['steps']} "
-            f"--batch {t['batch']} --patch {t['patch']} --lr {t['lr']} --seed {t['seed']} --weighting {weighting}")
+    cmd = [f"imagemend train --data {data} --out {out} --tasks {','.join(tasks or info.get('tasks', TASKS))}",
+           f"--steps {t['steps']} --batch {t['batch']} --patch {t['patch']} --lr {t['lr']:g} --seed {t['seed']}",
+           f"--weighting {loss.get('weighting', 'fixed')}"]
+    if loss.get("weights"):
+        cmd.append("--loss-weights " + ",".join(f"{k}={v:g}" for k, v in loss["weights"].items()))
+    if not tasks and info.get("stage", "joint") != "joint":
+        cmd.append(f"--stage {info['stage']}")
+    if not tasks and info.get("init"):
+        cmd.append(f"--init {shlex.quote(info['init'])}")
+    if info.get("minutes"):
+        cmd.append(f"--minutes {info['minutes']:g}")
+    if info.get("device", "cpu") != "cpu":
+        cmd.append(f"--device {info['device']}")
+    cal = info.get("calibration")
+    if cal:
+        cmd.append(f"&& python -m model.calibrate --data {shlex.quote(cal['data'])} --weights {out}/final.safetensors "
+                   f"--quantile {cal['quantile']:g} --global-quantile {cal['global_quantile']:g}"
+                   + ("".join(f" --disable {d}" for d in cal["disabled"]) + f" --reason {shlex.quote(cal['reason'])}"
+                      if cal.get("disabled") and not tasks else ""))
+    return " ".join(cmd)
+
+
+def provenance(label: str, path: str, r: Restorer, tasks: list[str]) -> list[str]:
+    """Where a comparison model came from, read from its own file, and how to make it again."""
+    info = r.meta["info"]
+    trained = info.get("tasks", list(TASKS))
+    done = (f"{info['steps']:,} steps in {info['wall_s'] / 60:.1f} min on {info.get('device', 'cpu')}"
+            if "steps" in info and "wall_s" in info else "steps not recorded")
+    odd = f" **Not a fair comparison: it was trained on {', '.join(trained)}.**" if trained != tasks else ""
+    return [f"- **{label}**: `{path}`, sha256 `{r.weights_sha256[:16]}`, tasks {', '.join(trained)}, {done}"
+            + (f" ({info['stored_as']})" if "stored_as" in info else "") + "." + odd,
+            f"  `{recipe(info, 'runs/' + Path(path).stem)}`"]
 
 
 # ---------------------------------------------------------------- verdicts
@@ -169,7 +199,8 @@ def verdict_single(s: dict, dataset: str, cases: tuple[Case, ...], r: Restorer, 
         if not mine:
             continue
         if task not in single:
-            lines.append(f"- {task}: **not measured yet**. Train the single-task model with `{train_command(r, task)}`"
+            lines.append(f"- {task}: **not measured yet**. Train the single-task model with "
+                         f"`{recipe(r.meta.get('info', {}), f'runs/single-{task}', [task])}`"
                          f" and rerun this report with `--single-task {task}=runs/single-{task}/final.safetensors`.")
             continue
         for c in mine:
@@ -272,15 +303,18 @@ def run(args: argparse.Namespace) -> str:
     (assets / "results.json").write_text(json.dumps(
         {"datasets": datasets, "cases": [c.name for c in cases], "weights_sha256": r.weights_sha256,
          "summary": [{"dataset": k[0], "case": k[1], "method": k[2], **v} for k, v in s.items()]}, indent=1))
+    made = [line for t, p in single_paths.items() for line in provenance(f"single-task {t}", p, single[t], [t])]
+    made += provenance(SAME, args.same_budget, same, list(TASKS)) if same else []
     text = document(args, r, Path(weights_path).name, cases, s, datasets, given, single_paths, names, assets, pick,
-                    code, cache)
+                    code, cache, made)
     (out / "QUALITY.md").write_text(text)
     return text
 
 
 def document(args, r: Restorer, weights_name: str, cases: tuple[Case, ...], s: dict, datasets: list,
              given: dict[str, str], single: dict[str, str], names: list[str] | None, assets: Path,
-             pick: Callable[[Case], list[Method]], code: str, cache: ScoreCache | None = None) -> str:
+             pick: Callable[[Case], list[Method]], code: str, cache: ScoreCache | None = None,
+             made: list[str] | None = None) -> str:
     first = datasets[0][0]
     lines = ["# Quality: imagemend against the damaged input, classical methods and single-task models", "",
              "Generated by `imagemend report`; do not edit by hand, rerun the command.", "",
@@ -302,6 +336,12 @@ def document(args, r: Restorer, weights_name: str, cases: tuple[Case, ...], s: d
                   "(`pip install -e .[report]`).", ""]
     lines += ["## Verdicts", "", *verdict_classical(s, first, cases, given), *verdict_no_harm(s, first),
               *verdict_single(s, first, cases, r, single, bool(args.same_budget))]
+    if made:
+        lines += ["### How the comparison models were made", "",
+                  "Each was trained from scratch by the project's own `imagemend train` with one recipe and one "
+                  "budget, then calibrated like the shipped model. The command under each is rebuilt from what its "
+                  "file records (data, recipe, budget, calibration); a time budget (`--minutes`) gives a different "
+                  "number of steps on other hardware.", "", *made, ""]
     for name, path, n in datasets:
         chart = psnr_chart(s, name, [c.name for c in cases if c.task != "clean"], chart_columns(s, name, given),
                            assets / f"psnr-{name}.png")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .color import LUMA
-from .config import TASKS, RestoreConfig, default_pixel_budget
+from .config import TASKS, TONE_TASKS, RestoreConfig, default_pixel_budget
 from .deblur import deconvolve, edge_blur, wiener_kernel
 from .net import ImagemendNet, correct_tone, identity_curve
 from .noise_floor import noise_cap
@@ -113,8 +113,7 @@ def _box(idx: slice | np.ndarray) -> tuple[slice, np.ndarray | None]:
     if isinstance(idx, slice):
         return idx, None
     lo, hi = int(idx.min()), int(idx.max()) + 1
-    pick = idx - lo
-    return slice(lo, hi), None if len(idx) == hi - lo and (np.diff(idx) == 1).all() else pick
+    return slice(lo, hi), None if len(idx) == hi - lo and (np.diff(idx) == 1).all() else idx - lo
 
 
 def _reflect(idx: np.ndarray, n: int) -> np.ndarray:
@@ -162,7 +161,8 @@ class _Job:
             a, e = max(y0, b), min(y1, b + p.height)
             if e > a:
                 local = self.strip[None, :, a - y0:e - y0, b:b + p.width]
-                p.write(self.out, a - b, correct_tone(local, self.est, self.strength))
+                tone = any(self.strength[t] > 0 for t in TONE_TASKS)  # else the sRGB round trip only costs
+                p.write(self.out, a - b, correct_tone(local, self.est, self.strength) if tone else local)
             self.strip = None
 
 
@@ -202,10 +202,12 @@ class Restorer:
         return self.meta["sha256"]
 
     @torch.inference_mode()
-    def _estimate(self, planes: list[_Planes]) -> dict[str, torch.Tensor]:
+    def _estimate(self, planes: list[_Planes], edges: list[bool] | None = None) -> dict[str, torch.Tensor]:
+        """edges: which images to read the edge blur of (default all; the others read NaN)."""
         stats = [grid_stats(p.rows(self.device), p.height, p.width, self.net.cfg.thumb) for p in planes]
         est = {k: v.float().cpu() for k, v in self.net.estimate(torch.cat(stats)).items()}
-        edges = [edge_blur(p.rows(self.device), p.height, p.width) for p in planes]
+        edges = [edge_blur(p.rows(self.device), p.height, p.width) if e else (math.nan, math.nan)
+                 for p, e in zip(planes, edges or [True] * len(planes))]
         est["edge_blur"], est["edge_anisotropy"] = torch.tensor(edges, dtype=torch.float32).reshape(-1, 2).unbind(1)
         if self.noise_curve:  # the sigma the raw reading means: the U-Net is conditioned on it too
             est["noise_sigma_read"] = read_sigma(est["noise_sigma"], self.noise_curve)
@@ -222,9 +224,10 @@ class Restorer:
             est["noise_sigma"] = torch.minimum(est["noise_sigma"], cap)
         return est
 
-    def estimate(self, images: list[np.ndarray]) -> list[dict[str, float]]:
-        """Severities only (no restoration): cheap, used to measure an output as well as an input."""
-        est = self._estimate([_Planes.of(a) for a in images])
+    def estimate(self, images: list[np.ndarray], edges: list[bool] | None = None) -> list[dict[str, float]]:
+        """Severities only (no restoration): cheap, used to measure an output as well as an input.
+        edges=False for an image leaves out its edge blur reading (NaN), the dearest of them."""
+        est = self._estimate([_Planes.of(a) for a in images], edges)
         return [severities(est, i) for i in range(len(images))]
 
     def _decide(self, sev: dict[str, float], tasks: dict[str, float], grey: bool) -> tuple[dict, dict]:
@@ -234,6 +237,7 @@ class Restorer:
         if applied["denoise"] and self.cfg.denoise_onset > 0:  # a soft onset (RestoreConfig.denoise_onset)
             t = self.cfg.min_noise_sigma
             strength["denoise"] *= min(1.0, (sev["noise_sigma"] - t) / (self.cfg.denoise_onset * t))
+            applied["denoise"] = strength["denoise"] > 0  # at the threshold itself: nothing to do
         return applied, strength
 
     def _tiles(self, jobs: list[_Job]) -> Iterator[tuple[int, int, int, torch.Tensor]]:
@@ -270,14 +274,16 @@ class Restorer:
         for i, p in enumerate(planes):
             sev = severities(est, i)
             applied, strength = self._decide(sev, tasks, p.grey)
+            out = images[i].copy()
+            results.append(Restored(out, sev, applied, strength))
+            if not any(applied.values()):
+                continue  # nothing to repair: the photo comes back exactly as it came
             b = self.cfg.border
             (ch, rows), (cw, cols) = _cores(p.height, self.cfg.tile, b), _cores(p.width, self.cfg.tile, b)
             one = {k: v[i:i + 1].to(self.device) for k, v in est.items()}
-            out = images[i].copy()
             wiener = applied["deblur"] and deconvolves(sev, self.cfg)
             kernel = wiener_kernel(sev["edge_blur"]).to(self.device) if wiener else None
             jobs.append(_Job(p, one, strength, out.reshape(p.array.shape), rows, cols, (ch, cw), b, kernel))
-            results.append(Restored(out, sev, applied, strength))
         self._run_tiles(jobs)
         return results
 

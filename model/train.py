@@ -141,7 +141,8 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
         g.set_state(state["rng"]), torch.set_rng_state(state["torch_rng"])
         step, wall = int(state["step"]), float(state["wall"])
         print(f"resumed from {ckpt} at step {step}", file=sys.stderr)
-    info = {"data": data, "images": len(images), "tasks": list(tasks), "stage": stage, "init_local": init_local,
+    info = {"data": data, "images": len(images), "tasks": list(tasks), "stage": stage, "init": init,
+            "init_local": init_local,
             "train": cfg.__dict__,
             "loss": loss_cfg.__dict__, "device": str(dev), "amp": amp, "minutes": minutes}
     log = open(outdir / "train_log.jsonl", "a")  # noqa: SIM115 (open for the whole run)

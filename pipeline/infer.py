@@ -9,6 +9,7 @@ in setup() instead of quietly running on the CPU.
 from dataclasses import dataclass, field
 from functools import partial
 import logging
+import math
 import os
 import posixpath
 import threading
@@ -61,7 +62,10 @@ class LoadedModel:
         with self.lock:
             results = self.restorer.restore([it.dec.pixels for it in items], strengths)
             changed = [i for i, r in enumerate(results) if any(r.applied.values())]
-            after = self.restorer.estimate([results[i].image for i in changed]) if changed else []
+            # the edges are re-read only where deblur ran: elsewhere the reading is left out (model/restore.py)
+            after = self.restorer.estimate([results[i].image for i in changed],
+                                           [results[i].applied["deblur"] for i in changed]) if changed else []
+            after = [{k: v for k, v in a.items() if not math.isnan(v)} for a in after]
         seconds, total = time.perf_counter() - t, sum(it.pixels for it in items)
         after_of = dict(zip(changed, after))
         for i, (it, r) in enumerate(zip(items, results)):

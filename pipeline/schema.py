@@ -69,7 +69,8 @@ METRICS_SCHEMA = pa.schema([
        "every severity the model estimated on the input (noise_sigma, noise_sigma_cap, blur, edge_blur, "
        "edge_anisotropy, cast, cast_r/g/b, exposure_ev, contrast, gamma, contrast_curve); noise_sigma_cap is "
        "infinite where it was not read (a JPEG, or a noise reading under the denoise threshold or 15 and up)", False),
-    _f("estimates_after", pa.map_(pa.string(), pa.float64()), "the same estimates on the output", False),
+    _f("estimates_after", pa.map_(pa.string(), pa.float64()), "the same estimates on the output; edge_blur and "
+       "edge_anisotropy only where deblur ran (the dearest reading, left out elsewhere)", False),
     _f("bytes_in", pa.int64(), "size of the input image", False),
     _f("bytes_out", pa.int64(), "size of the written image", False),
     _f("decode_s", pa.float64(), "seconds spent decoding", False),

@@ -329,6 +329,9 @@ def _check_run(archive: Archive, output: str, summary: dict, image_format: str =
         assert (r["cast_measure_before"] is None) == (r["mode"] in ("L", "LA", "I;16"))
         assert 0 <= r["exposure_measure_after"] <= 1 and r["contrast_measure_after"] >= 0
         assert set(dict(r["estimates_before"])) >= {"noise_sigma", "blur", "cast", "exposure_ev", "contrast_curve"}
+        # an output's edges are re-read only where deblur ran (an unchanged image keeps its input's readings)
+        reread = r["status"] == "unchanged" or r["deblur_applied"]
+        assert ("edge_blur" in dict(r["estimates_after"])) == reread, r["key"]
         out = Image.open(io.BytesIO(open_output(store, r["output_uri"])))
         # an unchanged image keeps its bytes, EXIF orientation included: compare as displayed
         assert ImageOps.exif_transpose(out).size == (r["width"], r["height"]), r["key"]

@@ -1,14 +1,17 @@
 """`imagemend report` and what it stands on: classical methods that work, scores that never drop a failure."""
 
 import argparse
+from dataclasses import replace
 import json
+import shlex
 
 import numpy as np
 from PIL import Image
 import pytest
 from skimage import data
 
-from model import baselines, report
+from model import baselines, report, train
+from model.config import LossConfig, TrainConfig
 from model.metrics import capped_psnr
 from model.scoring import Method, ScoreCache, identity, score_all, summarise
 from model.suites import CASES
@@ -85,6 +88,10 @@ def test_report_writes_the_document_charts_and_sheets_and_a_rerun_gives_the_same
     assert "single-task" in line and "shipped model" in line
     assert "| `cast-warm` | single-task |" in text and "| `clean` | imagemend |" in text
     assert "| `cast-warm` | multitask, same budget |" in text
+    made = text[text.index("### How the comparison models were made"):]
+    assert "- **single-task cast**" in made and "- **multitask, same budget**" in made
+    assert made.count("`imagemend train --data") == 2  # how to make each again
+    assert "Not a fair comparison: it was trained on denoise, deblur, cast" in made  # this "single-task" is not
     first = json.loads((docs / "quality" / "results.json").read_text())
     assert len(first["summary"]) == 4 + 6 + 1
     again = argv[:3] + [str(tmp_path / "again")] + argv[4:]
@@ -154,3 +161,24 @@ def test_model_scores_are_keyed_on_every_module_restore_draws_on():
     drawn = {inspect.getmodule(v).__name__ for v in vars(restore).values()
              if (inspect.isfunction(v) or inspect.isclass(v)) and v.__module__.startswith("model.")}
     assert drawn <= {m.__name__ for m in report.RESTORE_MODULES}
+
+
+def test_the_recipe_a_weights_file_records_parses_back_to_the_same_training():
+    cfg = replace(TrainConfig(), steps=100_000, batch=32, patch=128, lr=3e-4, seed=7)
+    loss = LossConfig(weights={**LossConfig().weights, "deblur": 2.5}, weighting="fixed")
+    info = {"data": "photos dir/", "tasks": ["denoise", "cast"], "stage": "joint", "train": cfg.__dict__,
+            "loss": loss.__dict__, "device": "cuda", "minutes": 5.0,
+            "calibration": {"data": "train/", "quantile": 0.98, "global_quantile": 1.0, "disabled": ["cast"],
+                            "reason": "misfires on clean photos"}}
+    fit, calibrate = report.recipe(info, "runs/x").split(" && ")
+    p = argparse.ArgumentParser()
+    train.add_arguments(p)
+    a = p.parse_args(shlex.split(fit)[2:])
+    assert (a.data, a.out, a.tasks, a.minutes, a.device, a.stage) == ("photos dir/", "runs/x", "denoise,cast", 5.0,
+                                                                     "cuda", "joint")
+    assert {k: getattr(a, k) for k in ("steps", "batch", "patch", "lr", "seed")} == \
+        {k: getattr(cfg, k) for k in ("steps", "batch", "patch", "lr", "seed")}
+    assert train.loss_config(a.loss_weights, a.weighting) == loss
+    assert shlex.split(calibrate)[-4:] == ["--disable", "cast", "--reason", "misfires on clean photos"]
+    single = report.recipe(info, "runs/single-deblur", ["deblur"])
+    assert "--tasks deblur " in single and "--disable" not in single  # the same recipe, for one task

@@ -154,3 +154,18 @@ def test_denoise_strength_rises_from_the_threshold():
     assert r._decide({**quiet, "noise_sigma": 3.0}, {**every, "denoise": 0.5}, False)[1]["denoise"] == 0.25
     r.cfg = RestoreConfig(min_noise_sigma=2.0, denoise_onset=0.0)  # the hard switch
     assert r._decide({**quiet, "noise_sigma": 2.1}, every, False)[1]["denoise"] == 1.0
+
+
+def test_an_estimate_can_leave_out_the_edge_reading_and_nothing_else(active_net):
+    imgs = [photo_float(), photo_float(120, 160)]
+    r = restorer(active_net)
+    every, some = r.estimate(imgs), r.estimate(imgs, [False, True])
+    assert np.isnan(some[0]["edge_blur"]) and np.isnan(some[0]["edge_anisotropy"])
+    assert some[1] == every[1] and {k: v for k, v in some[0].items() if not k.startswith("edge_")} == \
+        {k: v for k, v in every[0].items() if not k.startswith("edge_")}
+
+
+def test_a_photo_with_nothing_to_repair_comes_back_exactly(active_net):
+    img = photo_float()  # float: a round trip through the tone correction would show as 1e-7 differences
+    res = restorer(active_net).restore([img, img], tasks={t: 0.0 for t in TASKS})
+    assert all(np.array_equal(r.image, img) and not any(r.applied.values()) for r in res)
