@@ -69,6 +69,7 @@ def job_calls(images: list[np.ndarray], files_per_shard: int, pixel_budget: int,
 
 def time_model(restorer, calls: list[list], strengths: dict, repeats: int) -> dict:
     """Best of `repeats` passes over the calls: restore seconds, output-estimate seconds, passes and tiles."""
+    from pipeline.infer import estimates_after
     seen = {"passes": 0, "tiles": 0}
     forward = restorer._forward
 
@@ -87,9 +88,7 @@ def time_model(restorer, calls: list[list], strengths: dict, repeats: int) -> di
             t0 = time.perf_counter()
             results = restorer.restore(call, strengths)
             t1 = time.perf_counter()
-            changed = [r.image for r in results if any(r.applied.values())]
-            if changed:
-                restorer.estimate(changed)
+            estimates_after(restorer, results)  # as the job measures its outputs
             estimate_s += time.perf_counter() - t1
             restore_s += t1 - t0
             unet += sum(r.applied["denoise"] or r.applied["deblur"] for r in results)

@@ -20,6 +20,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
 from model import Restorer
+from model.restore import Restored
 from model.weights import DEFAULT_WEIGHTS
 
 from .options import RunOptions
@@ -61,19 +62,24 @@ class LoadedModel:
         t = time.perf_counter()
         with self.lock:
             results = self.restorer.restore([it.dec.pixels for it in items], strengths)
-            changed = [i for i, r in enumerate(results) if any(r.applied.values())]
-            # the edges are re-read only where deblur ran: elsewhere the reading is left out (model/restore.py)
-            after = self.restorer.estimate([results[i].image for i in changed],
-                                           [results[i].applied["deblur"] for i in changed]) if changed else []
-            after = [{k: v for k, v in a.items() if not math.isnan(v)} for a in after]
+            after_of = estimates_after(self.restorer, results)
         seconds, total = time.perf_counter() - t, sum(it.pixels for it in items)
-        after_of = dict(zip(changed, after))
         for i, (it, r) in enumerate(zip(items, results)):
             it.out, it.estimates, it.applied, it.strengths = r.image, r.estimates, r.applied, r.strengths
             it.status = "restored" if i in after_of else "unchanged"
             it.estimates_after = after_of.get(i, r.estimates)
             it.timings["restore_s"] = seconds * it.pixels / total
         return items
+
+
+def estimates_after(restorer: Restorer, results: list[Restored]) -> dict[int, dict[str, float]]:
+    """The severities of the outputs that changed, by their position in results. The edges (the
+    dearest reading) are re-read only where deblur ran; elsewhere the reading is left out."""
+    changed = [i for i, r in enumerate(results) if any(r.applied.values())]
+    if not changed:
+        return {}
+    after = restorer.estimate([results[i].image for i in changed], [results[i].applied["deblur"] for i in changed])
+    return {i: {k: v for k, v in a.items() if not math.isnan(v)} for i, a in zip(changed, after)}
 
 
 def device_error(e: BaseException) -> bool:
