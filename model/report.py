@@ -168,6 +168,12 @@ def verdict_classical(s: dict, dataset: str, cases: tuple[Case, ...], given: dic
         if gap < 0:
             text += (f". {best} is given the {given[best]}, which imagemend has to estimate from the photo"
                      if given[best] else f". {best} is blind like imagemend: this is a gap to close")
+            damaged = _row(s, dataset, c.name, "input")
+            if damaged and damaged["psnr_mean"] is not None and abs(ours["psnr_mean"] - damaged["psnr_mean"]) < 0.05:
+                text += (". imagemend left these photos as they came (within 0.05 dB of the input): a task runs "
+                         "only where its reading exceeds what the clean training photos read, so that clean photos "
+                         f"are left alone, and {best} corrects every photo it is given, clean or not "
+                         "(model/weights/MODEL_CARD.md)")
         lines.append(text)
     return lines + [""]
 

@@ -182,3 +182,15 @@ def test_the_recipe_a_weights_file_records_parses_back_to_the_same_training():
     assert shlex.split(calibrate)[-4:] == ["--disable", "cast", "--reason", "misfires on clean photos"]
     single = report.recipe(info, "runs/single-deblur", ["deblur"])
     assert "--tasks deblur " in single and "--disable" not in single  # the same recipe, for one task
+
+
+def test_a_loss_where_imagemend_left_the_photos_alone_says_so():
+    cases = tuple(c for c in CASES.values() if c.name in ("cast-warm", "noise25"))
+    row = {"psnr_worst": 20.0, "worst_image": "a.png", "failed": 0, "images": 2, "first_error": ""}
+    means = {("cast-warm", "input"): 27.57, ("cast-warm", "imagemend"): 27.58, ("cast-warm", "white-patch"): 30.97,
+             ("noise25", "input"): 20.5, ("noise25", "imagemend"): 30.0, ("noise25", "bm3d"): 30.3}
+    s = {("d", case, method): {**row, "psnr_mean": v} for (case, method), v in means.items()}
+    lines = report.verdict_classical(s, "d", cases, {"white-patch": "", "bm3d": "true noise sigma"})
+    cast, noise = (next(x for x in lines if f"`{n}`" in x) for n in ("cast-warm", "noise25"))
+    assert "loses by 3.39 dB" in cast and "left these photos as they came" in cast
+    assert "loses by 0.30 dB" in noise and "left these photos" not in noise
