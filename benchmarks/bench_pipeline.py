@@ -86,7 +86,7 @@ def time_model(restorer, calls: list[list], strengths: dict, repeats: int) -> di
         unet = 0
         for call in calls:
             t0 = time.perf_counter()
-            results = restorer.restore(call, strengths)
+            results = restorer.restore(call, strengths, [True] * len(call))  # JPEG files, as the job tells it
             t1 = time.perf_counter()
             estimates_after(restorer, results)  # as the job measures its outputs
             estimate_s += time.perf_counter() - t1
@@ -187,7 +187,7 @@ def bench_pipeline(sizes: list[float], images: int = 0, workers: tuple[int, ...]
             cfg = RunOptions("", "", tile=base["tile"], pixel_budget=base["pixel_budget"]).restore_config
             restorer = Restorer(weights=weights or DEFAULT_WEIGHTS, device=device, cfg=cfg)
             calls = job_calls(decoded, per_shard, restorer.cfg.pixel_budget, defaults.batch_images)
-            restorer.restore(calls[0], strengths)  # warm-up on the real tile shapes (kernels are picked per shape)
+            restorer.restore(calls[0], strengths, [True] * len(calls[0]))  # warm-up on the real tile shapes
             m = time_model(restorer, calls, strengths, repeats)
             model_mp_s = mp_each * n / m["restore_s"]
             unet = m["unet"] / n

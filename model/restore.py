@@ -202,8 +202,11 @@ class Restorer:
         return self.meta["sha256"]
 
     @torch.inference_mode()
-    def _estimate(self, planes: list[_Planes], edges: list[bool] | None = None) -> dict[str, torch.Tensor]:
-        """edges: which images to read the edge blur of (default all; the others read NaN)."""
+    def _estimate(self, planes: list[_Planes], edges: list[bool] | None = None,
+                  jpeg: list[bool] | None = None) -> dict[str, torch.Tensor]:
+        """edges: which images to read the edge blur of (default all; the others read NaN).
+        jpeg: which were decoded from JPEG files (default none): their noise reading is not bounded
+        by the flattest patches, which JPEG's quantisation flattens whatever the noise."""
         stats = [grid_stats(p.rows(self.device), p.height, p.width, self.net.cfg.thumb) for p in planes]
         est = {k: v.float().cpu() for k, v in self.net.estimate(torch.cat(stats)).items()}
         edges = [edge_blur(p.rows(self.device), p.height, p.width) if e else (math.nan, math.nan)
@@ -215,8 +218,9 @@ class Restorer:
             read = est.get("noise_sigma_read", est["noise_sigma"])
             # read only where it can change something: from the denoise threshold up to noise_cap_below
             lo, hi = self.cfg.min_noise_sigma, self.cfg.noise_cap_below
-            cap = torch.tensor([noise_cap(p.array, self.device) if lo <= r < hi else math.inf
-                                for p, r in zip(planes, read.tolist())], dtype=torch.float32)
+            cap = torch.tensor([noise_cap(p.array, self.device) if lo <= r < hi and not j else math.inf
+                                for p, r, j in zip(planes, read.tolist(), jpeg or [False] * len(planes))],
+                               dtype=torch.float32)
             est["noise_sigma_cap"] = cap
             if self.noise_curve:
                 est["noise_sigma_read"] = torch.minimum(est["noise_sigma_read"], cap)
@@ -260,8 +264,10 @@ class Restorer:
                         yield j, r, c, p.read(rows[j], _reflect(np.arange(x0 - b, x1 - b), p.width), self.device)
 
     @torch.inference_mode()
-    def restore(self, images: list[np.ndarray], tasks: dict[str, float] | None = None) -> list[Restored]:
-        """tasks maps task -> strength (0 switches a task off); default: every task at full strength."""
+    def restore(self, images: list[np.ndarray], tasks: dict[str, float] | None = None,
+                jpeg: list[bool] | None = None) -> list[Restored]:
+        """tasks maps task -> strength (0 switches a task off); default: every task at full strength.
+        jpeg: which images were decoded from JPEG files (what the pixels alone tell less surely)."""
         tasks = {t: 1.0 for t in TASKS} if tasks is None else tasks
         unknown = set(tasks) - set(TASKS)
         if unknown:
@@ -269,7 +275,7 @@ class Restorer:
         planes = [_Planes.of(a) for a in images]
         if not planes:
             return []
-        est = self._estimate(planes)
+        est = self._estimate(planes, jpeg=jpeg)
         jobs, results = [], []
         for i, p in enumerate(planes):
             sev = severities(est, i)

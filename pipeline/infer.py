@@ -61,7 +61,8 @@ class LoadedModel:
     def _restore(self, items: list[Item], strengths: dict[str, float]) -> list[Item]:
         t = time.perf_counter()
         with self.lock:
-            results = self.restorer.restore([it.dec.pixels for it in items], strengths)
+            results = self.restorer.restore([it.dec.pixels for it in items], strengths,
+                                            [it.dec.meta.format in ("JPEG", "MPO") for it in items])
             after_of = estimates_after(self.restorer, results)
         seconds, total = time.perf_counter() - t, sum(it.pixels for it in items)
         for i, (it, r) in enumerate(zip(items, results)):

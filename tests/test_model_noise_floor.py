@@ -75,3 +75,13 @@ def test_the_knots_command_runs(tmp_path, capsys):
         Image.fromarray(img).save(tmp_path / f"{i}.png")
     noise_floor.main(["--data", str(tmp_path), "--limit", "2"])
     assert "sigma 25.0" in capsys.readouterr().out
+
+
+def test_a_photo_known_to_be_a_jpeg_file_keeps_the_heads_reading(active_net):
+    img = PHOTO.copy()  # JPEG's quantisation flattens flat blocks: their patches no longer bound the noise
+    only = {"denoise": 1.0}
+    told = Restorer(active_net, device="cpu").restore([img, img], only, jpeg=[True, False])
+    uncapped = Restorer(active_net, device="cpu", cfg=RestoreConfig(noise_cap=False)).restore([img], only)[0]
+    assert told[0].estimates["noise_sigma"] == uncapped.estimates["noise_sigma"] and told[0].applied["denoise"]
+    assert told[0].estimates["noise_sigma_cap"] == np.inf and np.array_equal(told[0].image, uncapped.image)
+    assert not told[1].applied["denoise"]  # the same pixels from another file are bounded as before
