@@ -69,7 +69,7 @@ def measure(pixels: np.ndarray) -> dict[str, float | None]:
         s["lum"] += core.sum()
         s["lum2"] += np.square(core).sum()
         # integer pixels are thresholded and differenced as integers: exact, and half the memory traffic
-        ints = block.dtype.kind in "ui"
+        ints = block.dtype.kind == "u"  # uint8 or uint16 (model/pixels.py)
         raw = block if ints else x
         core_x = raw[r0 - a:r1 - a]
         peak = np.maximum(np.maximum(core_x[:, :, 0], core_x[:, :, 1]), core_x[:, :, 2]) if nc == 3 else core_x[:, :, 0]
