@@ -212,20 +212,18 @@ class Restorer:
         edges = [edge_blur(p.rows(self.device), p.height, p.width) if e else (math.nan, math.nan)
                  for p, e in zip(planes, edges or [True] * len(planes))]
         est["edge_blur"], est["edge_anisotropy"] = torch.tensor(edges, dtype=torch.float32).reshape(-1, 2).unbind(1)
-        if self.noise_curve:  # the sigma the raw reading means: the U-Net is conditioned on it too
-            est["noise_sigma_read"] = read_sigma(est["noise_sigma"], self.noise_curve)
+        # the sigma the head's raw reading means (calibrated weights carry the map, model/calibrate.py):
+        # what is reported, thresholded and conditioned on
+        raw = est["noise_sigma"]
+        est["noise_sigma_read"] = read_sigma(raw, self.noise_curve) if self.noise_curve else raw
         if self.cfg.noise_cap:  # texture is not noise: the flat patches bound the reading (model/noise_floor.py)
-            read = est.get("noise_sigma_read", est["noise_sigma"])
             # read only where it can change something: from the denoise threshold up to noise_cap_below
             lo, hi = self.cfg.min_noise_sigma, self.cfg.noise_cap_below
             cap = torch.tensor([noise_cap(p.array, self.device) if lo <= r < hi and not j else math.inf
-                                for p, r, j in zip(planes, read.tolist(), jpeg or [False] * len(planes))],
-                               dtype=torch.float32)
+                                for p, r, j in zip(planes, est["noise_sigma_read"].tolist(),
+                                                   jpeg or [False] * len(planes))], dtype=torch.float32)
             est["noise_sigma_cap"] = cap
-            if self.noise_curve:
-                est["noise_sigma_read"] = torch.minimum(est["noise_sigma_read"], cap)
-                cap = raw_for_sigma(cap, self.noise_curve)
-            est["noise_sigma"] = torch.minimum(est["noise_sigma"], cap)
+            est["noise_sigma_read"] = torch.minimum(est["noise_sigma_read"], cap)
         return est
 
     def estimate(self, images: list[np.ndarray], edges: list[bool] | None = None) -> list[dict[str, float]]:
@@ -308,8 +306,7 @@ class Restorer:
         pick = [jobs[j] for j, *_ in batch]
         y = torch.cat([t for *_, t in batch])
         strengths = [[job.strength["denoise"], job.strength["deblur"] if job.kernel is None else 0.0] for job in pick]
-        sigma = [job.est.get("noise_sigma_read", job.est["noise_sigma"]) for job in pick]
-        cond = torch.cat([torch.cat(sigma)[:, None],
+        cond = torch.cat([torch.cat([job.est["noise_sigma_read"] for job in pick])[:, None],
                           torch.cat([job.est["blur"] for job in pick])[:, None],
                           torch.tensor(strengths, device=self.device)], 1)
         out = self._local(y, cond) if any(v > 0 for row in strengths for v in row) else y
@@ -365,18 +362,13 @@ def read_sigma(raw: torch.Tensor, curve: dict[str, list[float]]) -> torch.Tensor
     return _through(raw, curve["raw"], curve["sigma"])
 
 
-def raw_for_sigma(sigma: torch.Tensor, curve: dict[str, list[float]]) -> torch.Tensor:
-    """The inverse of read_sigma (infinity stays infinite)."""
-    return _through(sigma, curve["sigma"], curve["raw"])
-
-
 def severities(est: dict[str, torch.Tensor], i: int) -> dict[str, float]:
     """Plain numbers for one image: noise sigma (8-bit), blur (px), cast (max |log gain|), EV,
     log contrast factor, log gamma, and how far the tone curve departs from identity."""
     curve = est["curve"][i:i + 1]
     g = est["cast_log_gain"][i]
     return {
-        "noise_sigma": float(est.get("noise_sigma_read", est["noise_sigma"])[i]), "blur": float(est["blur"][i]),
+        "noise_sigma": float(est["noise_sigma_read"][i]), "blur": float(est["blur"][i]),
         "edge_blur": float(est["edge_blur"][i]), "edge_anisotropy": float(est["edge_anisotropy"][i]),
         **({"noise_sigma_cap": float(est["noise_sigma_cap"][i])} if "noise_sigma_cap" in est else {}),
         "cast": float(g.abs().max()), "cast_r": float(g[0]), "cast_g": float(g[1]), "cast_b": float(g[2]),

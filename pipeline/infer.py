@@ -62,7 +62,7 @@ class LoadedModel:
         t = time.perf_counter()
         with self.lock:
             results = self.restorer.restore([it.dec.pixels for it in items], strengths,
-                                            [it.dec.meta.format in ("JPEG", "MPO") for it in items])
+                                            [bool(it.dec.meta.jpeg) for it in items])  # qtables: a JPEG file
             after_of = estimates_after(self.restorer, results)
         seconds, total = time.perf_counter() - t, sum(it.pixels for it in items)
         for i, (it, r) in enumerate(zip(items, results)):
