@@ -9,6 +9,7 @@ import time
 import numpy as np
 from PIL import Image, ImageCms, ImageOps
 import pytest
+from skimage.data import astronaut
 
 from model import measures
 from pipeline import decode as dec
@@ -336,6 +337,23 @@ def _item(pixels: np.ndarray, index: int) -> shard.Item:
     rec = sources.Record("s", index, f"k{index}", f"file:///k{index}", b"x", f"k{index}.png")
     h, w = pixels.shape[:2]
     return shard.Item(rec, dec.Decoded(pixels, dec.Meta("PNG", "RGB")), {}, w, h)
+
+
+def test_the_job_bounds_the_noise_of_a_png_and_not_of_a_jpeg_file(active_net):
+    """The model is told which inputs are JPEG files by what decode found (their quantisation tables)."""
+    from model import Restorer
+    from pipeline.infer import LoadedModel
+
+    photo = astronaut()
+    items = []
+    for i, fmt in enumerate(("PNG", "JPEG")):
+        buf = io.BytesIO()
+        Image.fromarray(photo).save(buf, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+        d = dec.decode(buf.getvalue())
+        items.append(shard.Item(sources.Record("s", i, f"k{i}", "", b"", f"k{i}"), d, {}, d.width, d.height))
+    png, jpg = LoadedModel(Restorer(active_net, device="cpu"), "active").restore(items, {"denoise": 1.0})
+    assert np.isfinite(png.estimates["noise_sigma_cap"])  # the untrained head reads 10: flat patches bound it
+    assert jpg.estimates["noise_sigma_cap"] == np.inf
 
 
 def test_a_failing_image_fails_alone_and_a_device_error_fails_the_bundle():
