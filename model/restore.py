@@ -325,10 +325,12 @@ class Restorer:
         has ended: until then the exception's traceback holds the failed pass's activations (on a
         GPU capped at 400 MiB, halving inside the handler ran out of memory down to one tile)."""
         try:
+            sharpen = bool((cond[:, 3] > 0).any())
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                r_n, r_b = self.net.local(y.contiguous(memory_format=self.memory_format), cond[:, 0], cond[:, 1])
+                r_n, r_b = self.net.local(y.contiguous(memory_format=self.memory_format), cond[:, 0], cond[:, 1],
+                                          sharpen)
             s_n, s_b = cond[:, 2, None, None, None], cond[:, 3, None, None, None]
-            return y + s_n * r_n.float() + s_b * r_b.float()
+            return y + s_n * r_n.float() + s_b * r_b.float() if sharpen else y + s_n * r_n.float()
         except torch.cuda.OutOfMemoryError:
             if len(y) == 1:
                 raise

@@ -121,11 +121,11 @@ def test_out_of_memory_halves_the_batch_instead_of_failing(active_net, monkeypat
     real = r.net.local.forward
     sizes = []
 
-    def tight(y, sigma, blur):
+    def tight(y, sigma, blur, sharpen=True):
         sizes.append(len(y))
         if len(y) > 1:
             raise torch.cuda.OutOfMemoryError("simulated")
-        return real(y, sigma, blur)
+        return real(y, sigma, blur, sharpen)
 
     monkeypatch.setattr(r.net.local, "forward", tight)
     got = [x.image for x in r.restore(imgs)]
