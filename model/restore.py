@@ -9,7 +9,7 @@ of tiles is corrected and written as soon as it is complete, so memory follows t
 Tiles of several images share a forward pass up to a pixel budget.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 import math
 from pathlib import Path
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .color import LUMA
-from .config import TASKS, TONE_TASKS, RestoreConfig, default_pixel_budget
+from .config import TASKS, THRESHOLD, TONE_TASKS, RestoreConfig, default_pixel_budget
 from .deblur import deconvolve, edge_blur, wiener_kernel
 from .net import ImagemendNet, correct_tone, identity_curve
 from .noise_floor import noise_cap
@@ -171,7 +171,10 @@ class Restorer:
 
     def __init__(self, weights: str | Path | ImagemendNet = DEFAULT_WEIGHTS, device: str | None = None,
                  cfg: RestoreConfig = RestoreConfig(), amp: bool | None = None, compile: bool = False,
-                 calibrated: bool = True):
+                 calibrated: bool = True, assume: Iterable[str] = ()):
+        """assume: tasks whose damage the caller vouches for (an archive known to be underexposed):
+        they keep cfg's own threshold instead of the weights' do-no-harm one, so clean photos in the
+        batch get corrected too."""
         if isinstance(weights, ImagemendNet):
             self.net, self.meta = weights, {"sha256": "in-memory", "info": {}}
         else:
@@ -183,8 +186,14 @@ class Restorer:
         self.device = torch.device(device)
         self.net = self.net.to(self.device).eval()
         self.amp = self.device.type == "cuda" if amp is None else amp
-        # weights carry the thresholds calibrated for their own estimator (model/calibrate.py)
-        self.cfg = replace(cfg, **self.meta["info"].get("thresholds", {})) if calibrated else cfg
+        # weights carry the thresholds calibrated for their own estimator (model/calibrate.py),
+        # set above every clean training photo's reading; a task the caller vouches for keeps cfg's
+        assume = set(assume)
+        if assume - set(TASKS):
+            raise ValueError(f"unknown task(s) {sorted(assume - set(TASKS))} to assume; choose from {TASKS}")
+        kept = {THRESHOLD[t] for t in assume}
+        calibrated_thresholds = {k: v for k, v in self.meta["info"].get("thresholds", {}).items() if k not in kept}
+        self.cfg = replace(cfg, **calibrated_thresholds) if calibrated else cfg
         # and the map from the noise head's reading to the Gaussian sigma it means (model/calibrate.py)
         self.noise_curve = self.meta["info"].get("noise_curve") if calibrated else None
         if self.cfg.pixel_budget is None:

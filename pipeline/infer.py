@@ -102,7 +102,7 @@ def load_model(opts: RunOptions) -> LoadedModel:
         torch.set_num_threads(opts.torch_threads)
     device = None if opts.device == "auto" else opts.device
     restorer = Restorer(weights=opts.weights or DEFAULT_WEIGHTS, device=device, cfg=opts.restore_config,
-                        amp=opts.amp, compile=opts.compile)
+                        amp=opts.amp, compile=opts.compile, assume=opts.assume)
     LOG.info("imagemend: loaded %s (%s) on %s in process %d", model_name(opts.weights),
              restorer.weights_sha256[:12], restorer.device, os.getpid())
     return LoadedModel(restorer, model_name(opts.weights))

@@ -24,6 +24,9 @@ class RunOptions:
     image_format: str = "same"  # or png|jpeg|webp|tiff
     quality: int | None = None  # JPEG/WebP quality; None keeps a JPEG's own tables, else 92
     strengths: dict[str, float] = field(default_factory=lambda: {t: 1.0 for t in TASKS})  # task -> strength
+    # tasks whose damage the user vouches for: corrected wherever the model reads any, clean photos
+    # included, instead of only beyond every clean training photo (the weights' thresholds)
+    assume: tuple[str, ...] = ()
     device: str = "auto"  # auto (cuda when present), cpu, cuda, cuda:N; cuda without CUDA fails
     amp: bool | None = None  # None: mixed precision on CUDA only
     compile: bool = False  # torch.compile the U-Net (CUDA: minutes of compiling per process, for long runs)
@@ -50,7 +53,7 @@ class RunOptions:
             raise ValueError(f"layout must be one of {LAYOUTS}")
         if self.image_format not in IMAGE_FORMATS:
             raise ValueError(f"image format must be one of {IMAGE_FORMATS}")
-        unknown = set(self.strengths) - set(TASKS)
+        unknown = (set(self.strengths) | set(self.assume)) - set(TASKS)
         if unknown:
             raise ValueError(f"unknown task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
         if self.quality is not None and not 1 <= self.quality <= 100:
@@ -133,6 +136,9 @@ def add_processing_arguments(p: argparse.ArgumentParser) -> None:
                    + ",".join(TASKS) + " (default: all)")
     p.add_argument("--strength", type=parse_strength, default={},
                    help="scale corrections: 0.5 for all tasks, or denoise=0.5,cast=1.2")
+    p.add_argument("--assume", type=parse_tasks, default=[], help="tasks whose damage you know the archive has, "
+                   "e.g. exposure,contrast: corrected wherever the model reads any, not only where no clean photo "
+                   "reads as much (clean photos get corrected too)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (cuda never falls back to cpu)")
     p.add_argument("--weights", help="weights file (path or fsspec URL; default: the shipped weights)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
@@ -161,7 +167,8 @@ def from_args(args: argparse.Namespace, **overrides) -> RunOptions:
     strengths = {t: args.strength.get(t, 1.0) for t in args.tasks}
     values = dict(
         input=getattr(args, "input", ""), output=getattr(args, "output", ""), layout=args.layout,
-        image_format=args.image_format, quality=args.quality, strengths=strengths, device=args.device,
+        image_format=args.image_format, quality=args.quality, strengths=strengths,
+        assume=tuple(getattr(args, "assume", ())), device=args.device,
         amp=None if args.precision == "auto" else args.precision == "bf16", compile=args.compile,
         weights=args.weights, tile=args.tile, pixel_budget=args.pixel_budget, batch_images=args.batch_images,
         files_per_shard=args.files_per_shard, parquet_image_column=args.parquet_image_column,

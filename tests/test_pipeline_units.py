@@ -287,9 +287,23 @@ def test_options_parse_tasks_strengths_and_beam_flags():
             options.parse_tasks(bad)
     with pytest.raises(ValueError):
         RunOptions("i", "o", strengths={"zoom": 1.0})
+    told = options.from_args(p.parse_args(["--input", "i", "--output", "o", "--assume", "exposure,contrast"]))
+    assert opts.assume == () and told.assume == ("exposure", "contrast")
+    with pytest.raises(ValueError):
+        RunOptions("i", "o", assume=("zoom",))
     assert options.beam_args([]) == ["--runner=FnApiRunner"]  # never the Prism-downloading default
     assert options.beam_args(["--runner", "PortableRunner"]) == ["--runner", "PortableRunner"]
     assert "--direct_num_workers=3" in options.beam_args([], workers=3)
+
+
+def test_assumed_damage_reaches_the_model():
+    from model.config import RestoreConfig
+    from pipeline import infer
+
+    told = infer.load_model(RunOptions("i", "o", device="cpu", assume=("exposure",))).restorer.cfg
+    blind = infer.load_model(RunOptions("i", "o", device="cpu")).restorer.cfg
+    assert told.min_exposure == RestoreConfig().min_exposure < blind.min_exposure  # the shipped weights' 1.25 EV
+    assert told.min_contrast == blind.min_contrast > RestoreConfig().min_contrast
 
 
 def test_precision_and_compile_flags_reach_the_model(active_weights):
