@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, help="folder for results.json and results.md")
     p.add_argument("--limit", type=int, help="only the first N photos")
     p.add_argument("--suite", default="standard", choices=list(suites.SUITES), help="cases (model/suites.py)")
+    p.add_argument("--cases", default="", help="comma-separated cases of the suite (default: all of them)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-speed", action="store_true")
     p.add_argument("--assume", default="", help="comma-separated tasks the restorer is told the photos need "
@@ -142,7 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     assume = [t for t in a.assume.split(",") if t]
     r = Restorer(a.weights, device="cpu", assume=assume)
     res = {"weights": Path(a.weights).name, "sha256": r.weights_sha256, "data": a.data, "images": len(photos),
-           "suite": a.suite, "assumed": assume, "cases": evaluate_cases(r, photos, suites.suite(a.suite)),
+           "suite": a.suite, "assumed": assume,
+           "cases": evaluate_cases(r, photos, suites.suite(a.suite, [c for c in a.cases.split(",") if c] or None)),
            "severity": severity_accuracy(r, photos)}
     if not a.no_speed:
         res["speed"] = speed(r)
