@@ -318,7 +318,8 @@ class Restorer:
         cond = torch.cat([torch.cat([job.est["noise_sigma_read"] for job in pick])[:, None],
                           torch.cat([job.est["blur"] for job in pick])[:, None],
                           torch.tensor(strengths, device=self.device)], 1)
-        out = self._local(y, cond) if any(v > 0 for row in strengths for v in row) else y
+        sharpen = any(row[1] > 0 for row in strengths)  # else the U-Net skips its sharpen head
+        out = self._local(y, cond, sharpen) if any(v > 0 for row in strengths for v in row) else y
         wiener = [i for i, job in enumerate(pick) if job.kernel is not None]
         if wiener:  # after denoising: noise came after blur
             sharp = deconvolve(out[wiener], torch.stack([pick[i].kernel for i in wiener]))
@@ -328,13 +329,12 @@ class Restorer:
         for (j, r, c, _), tile in zip(batch, out):
             jobs[j].add(r, c, tile, self.cfg.halo)
 
-    def _local(self, y: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def _local(self, y: torch.Tensor, cond: torch.Tensor, sharpen: bool) -> torch.Tensor:
         """Denoise and sharpen a batch of tiles (on the device, where the tone correction and rounding
         follow); on CUDA out-of-memory, halve the batch and go on. The halves run after the handler
         has ended: until then the exception's traceback holds the failed pass's activations (on a
         GPU capped at 400 MiB, halving inside the handler ran out of memory down to one tile)."""
         try:
-            sharpen = bool((cond[:, 3] > 0).any())
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 r_n, r_b = self.net.local(y.contiguous(memory_format=self.memory_format), cond[:, 0], cond[:, 1],
                                           sharpen)
@@ -346,7 +346,7 @@ class Restorer:
         torch.cuda.empty_cache()
         self.cfg = replace(self.cfg, pixel_budget=max(1, self.cfg.pixel_budget // 2))
         h = len(y) // 2
-        return torch.cat([self._local(y[:h], cond[:h]), self._local(y[h:], cond[h:])])
+        return torch.cat([self._local(y[:h], cond[:h], sharpen), self._local(y[h:], cond[h:], sharpen)])
 
 
 def needs(sev: dict[str, float], cfg: RestoreConfig, grey: bool = False) -> dict[str, bool]:
