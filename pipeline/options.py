@@ -168,7 +168,7 @@ def from_args(args: argparse.Namespace, **overrides) -> RunOptions:
     values = dict(
         input=getattr(args, "input", ""), output=getattr(args, "output", ""), layout=args.layout,
         image_format=args.image_format, quality=args.quality, strengths=strengths,
-        assume=tuple(getattr(args, "assume", ())), device=args.device,
+        assume=tuple(args.assume), device=args.device,
         amp=None if args.precision == "auto" else args.precision == "bf16", compile=args.compile,
         weights=args.weights, tile=args.tile, pixel_budget=args.pixel_budget, batch_images=args.batch_images,
         files_per_shard=args.files_per_shard, parquet_image_column=args.parquet_image_column,
