@@ -20,6 +20,7 @@ from .sinks import (
     OutputPaths,
     finished_shards,
     forget_finished,
+    keep_settings,
     read_json,
     write_manifest,
 )
@@ -64,6 +65,7 @@ def run(opts: RunOptions, beam_argv: list[str]) -> dict:
     if stale:
         LOG.info("imagemend: removed %d temporary files an interrupted run left in %s", stale, root)
     done = finished_shards(fs, paths)
+    keep_settings(fs, paths, opts.settings(), done)
     manifest = write_manifest(fs, paths, opts.run_id, shards)
     todo = sum(s.id not in done for s in shards)
     plan = {

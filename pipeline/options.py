@@ -48,6 +48,12 @@ class RunOptions:
     suite: str = ""  # imagemend eval: the input holds clean photos, damaged per case of this suite (model/suites.py)
     cases: tuple[str, ...] = ()  # imagemend eval: only these cases of the suite (default: all)
 
+    def settings(self) -> dict:
+        """What changes the bytes a run writes, not how fast it runs: an output keeps one set."""
+        return {"tasks": self.strengths, "assume": sorted(self.assume), "weights": self.weights,
+                "image_format": self.image_format, "quality": self.quality, "suite": self.suite,
+                "cases": list(self.cases)}
+
     def __post_init__(self):
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}")

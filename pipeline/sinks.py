@@ -53,6 +53,9 @@ class OutputPaths:
     def manifest(self, run_id: str) -> str:
         return join(self.root, "_runs", safe_key(run_id), "shards.jsonl")
 
+    def settings(self) -> str:
+        return join(self.root, "_settings.json")
+
     def summary(self, run_id: str | None = None) -> str:
         return join(self.root, "_runs", safe_key(run_id), "summary.json") if run_id else join(self.root, "summary.json")
 
@@ -191,6 +194,19 @@ def forget_finished(fs: AbstractFileSystem, paths: OutputPaths) -> None:
     if fs.exists(done):
         fs.rm(done, recursive=True)
     fs.invalidate_cache()
+
+
+def keep_settings(fs: AbstractFileSystem, paths: OutputPaths, settings: dict, finished: set[str]) -> None:
+    """An output holds one set of the settings that change what is written: a run with other
+    settings would skip the finished shards and leave a mix. It stops instead (--overwrite redoes all)."""
+    before = read_json(fs, paths.settings())
+    if finished and before is not None and before != settings:
+        changed = ", ".join(f"{k} {before.get(k)!r} -> {settings.get(k)!r}"
+                            for k in sorted(set(before) | set(settings)) if before.get(k) != settings.get(k))
+        raise ValueError(f"{paths.root} holds {len(finished)} shards restored with other settings ({changed}); "
+                         "rerun with --overwrite to redo them, or write to another output")
+    if before != settings:
+        write_json(fs, paths.settings(), settings)
 
 
 def write_manifest(fs: AbstractFileSystem, paths: OutputPaths, run_id: str, shards: list[Shard]) -> str:

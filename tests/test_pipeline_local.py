@@ -104,6 +104,11 @@ def test_rerun_skips_finished_shards_and_overwrite_redoes_them(tmp_path, local_s
     assert {p: p.read_bytes() for p in (out / "metrics").rglob("*.parquet")} == metrics_files
     check_run(archive, str(out), {**second, "run_id": first["run_id"]})  # rows still carry the first run's id
 
+    # other settings would skip every finished shard and leave a mix: the run stops before writing
+    with pytest.raises(ValueError, match=r"other settings \(assume \[\] -> \['exposure'\]"):
+        run_job(archive.input, str(out), assume=("exposure",), strengths={"denoise": 1.0})
+    assert {p: p.read_bytes() for p in (out / "metrics").rglob("*.parquet")} == metrics_files
+
     third = run_job(archive.input, str(out), overwrite=True)
     assert third["counts"]["shards_processed"] == archive.shards and third["counts"]["shards_skipped"] == 0
     check_run(archive, str(out), third)
@@ -205,7 +210,7 @@ def test_cli_exit_codes(tmp_path, local_store, make_archive, capsys):
             cli.main(["run", "--input", archive.input, "--output", str(tmp_path / "gpu"), "--device", "cuda"])
         assert e.value.code == 1
         assert "CUDA is not available" in capsys.readouterr().err
-        assert not list((tmp_path / "gpu").rglob("*.json"))  # no shard was marked done
+        assert not list((tmp_path / "gpu" / "_done").rglob("*.json"))  # no shard was marked done
 
     cli.main(["run", "--input", archive.input, "--output", str(tmp_path / "ok"), "--tasks", "denoise,cast",
               "--strength", "denoise=0.5"])
