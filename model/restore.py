@@ -191,6 +191,10 @@ class Restorer:
         assume = set(assume)
         if assume - set(TASKS):
             raise ValueError(f"unknown task(s) {sorted(assume - set(TASKS))} to assume; choose from {TASKS}")
+        calibration = self.meta["info"].get("calibration", {})
+        if assume & set(calibration.get("disabled", [])):  # vouching for a damage cannot fix a head that misfires
+            raise ValueError(f"these weights disable {sorted(assume & set(calibration['disabled']))}: "
+                             f"{calibration.get('reason', 'no reason recorded')}")
         kept = {THRESHOLD[t] for t in assume}
         calibrated_thresholds = {k: v for k, v in self.meta["info"].get("thresholds", {}).items() if k not in kept}
         self.cfg = replace(cfg, **calibrated_thresholds) if calibrated else cfg

@@ -79,3 +79,5 @@ def test_told_the_damage_the_shipped_weights_repair_exposure_and_contrast():
         assert after >= before + gain, (damage, f"{before:.2f} -> {after:.2f} dB")
     with pytest.raises(ValueError, match="zoom"):
         Restorer(device="cpu", assume=("zoom",))
+    with pytest.raises(ValueError, match=r"disable \['cast'\]: the cast head"):
+        Restorer(device="cpu", assume=("cast",))  # off in these weights, for a reason the error gives
