@@ -55,6 +55,9 @@ def measure(pixels: np.ndarray) -> dict[str, float | None]:
     s = dict(abs_m=0.0, lap=0.0, lap2=0.0, lum=0.0, lum2=0.0, high=0, low=0)
     lin = np.zeros(3)
     every = max(1, math.ceil(h * w / SAMPLE))
+    # integer pixels are thresholded and differenced as integers: exact, and half the memory traffic
+    ints = arr.dtype.kind == "u"  # uint8 or uint16 (model/pixels.py)
+    hi_level, lo_level = (math.ceil(0.995 * scale), math.floor(0.005 * scale)) if ints else (0.995, 0.005)
     n = inner = 0
     for r0 in range(0, h, STRIP * every):
         r1 = min(h, r0 + STRIP)
@@ -68,13 +71,10 @@ def measure(pixels: np.ndarray) -> dict[str, float | None]:
         core = y[r0 - a:r1 - a].astype(np.float64)
         s["lum"] += core.sum()
         s["lum2"] += np.square(core).sum()
-        # integer pixels are thresholded and differenced as integers: exact, and half the memory traffic
-        ints = block.dtype.kind == "u"  # uint8 or uint16 (model/pixels.py)
         raw = block if ints else x
         core_x = raw[r0 - a:r1 - a]
         peak = np.maximum(np.maximum(core_x[:, :, 0], core_x[:, :, 1]), core_x[:, :, 2]) if nc == 3 else core_x[:, :, 0]
         # (elementwise: numpy's max over a last axis of 3 took half of measure's time)
-        hi_level, lo_level = (math.ceil(0.995 * scale), math.floor(0.005 * scale)) if ints else (0.995, 0.005)
         s["high"] += int((peak >= hi_level).sum())
         s["low"] += int((peak <= lo_level).sum())
         if nc == 3:
