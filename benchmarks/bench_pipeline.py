@@ -9,12 +9,16 @@ For each size, N photos (bench_model.photo, JPEG quality 90) go to a temporary i
   restore calls exactly as the job groups a shard's images (pipeline/shard.py: a call closes when
   its images reach --pixel-budget pixels or --batch-images images; calls never cross shards), with
   the same torch threads. A second row adds the job's other model work: the severity estimate of
-  every changed output (pipeline/infer.py does it under the same lock).
+  every changed output (pipeline/infer.py does it in the same restore slot). Where the job's
+  default splits the cores into several single-thread restores (on a CPU), a third row runs the
+  model alone that way too: the job's overhead is the gap to that row.
 - the job: `pipeline.job.run`, exactly what `imagemend run` starts, timed from the call to its
   return (listing, manifest, Beam, model load, reading, decoding, measuring, restoring, encoding,
   image and Parquet writes, summary); the interpreter's start and imports are not in it. Workers 1
-  is the in-process FnApiRunner (the default), N > 1 is `--workers N`. The machine's threads are
-  split between processes (--torch-threads = threads // workers), so every row uses the same cores.
+  is the in-process FnApiRunner (the default), N > 1 is `--workers N`. Each job splits `threads`
+  cores as `imagemend run` splits a machine's by default (pipeline/infer.py: `concurrency`), so
+  every row uses the same cores; the in-process job also runs once with the earlier default, one
+  restore at a time on all the threads.
   `fixed_s` is the same job on one 64x48 photo per worker: start-up (worker processes, model
   loads, Beam), paid once per job however large; `net_mp_per_s` leaves it out.
 - batching: the same photos restored one per call, and one per call with one tile per forward pass
@@ -99,12 +103,26 @@ def time_model(restorer, calls: list[list], strengths: dict, repeats: int) -> di
     return best
 
 
+def time_at_once(restorer, calls: list[list], strengths: dict, restores: int, repeats: int) -> float:
+    """Best wall time of the calls spread over `restores` threads, as the job's restore slots run them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    best = math.inf
+    with ThreadPoolExecutor(restores) as pool:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            list(pool.map(lambda c: restorer.restore(c, strengths, [True] * len(c)), calls))
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def run_job(inputs: Path, output: Path, workers: int, **opts) -> tuple[float, dict]:
     """`imagemend run` in this process, as the CLI starts it; workers 1: in-process, N > 1: --workers N."""
     from pipeline import job, options
 
-    run_opts = options.RunOptions(input=str(inputs), output=str(output), overwrite=True, **opts)
-    argv = options.beam_args([], 0 if workers <= 1 else workers)
+    workers = 0 if workers <= 1 else workers
+    run_opts = options.RunOptions(input=str(inputs), output=str(output), overwrite=True, workers=workers, **opts)
+    argv = options.beam_args([], run_opts.workers)
     t0 = time.perf_counter()
     summary = job.run(run_opts, argv)
     seconds = time.perf_counter() - t0
@@ -125,14 +143,16 @@ def job_metrics(output: Path) -> dict:
     return out
 
 
-def _row(mp_each: float, n: int, run: str, processes: int, torch_threads: int, seconds: float, model_mp_s: float,
-         fixed_s: float | None = None, unet_share: float | None = None, stages: dict | None = None) -> dict:
+def _row(mp_each: float, n: int, run: str, processes: int, plan: tuple[int, int], seconds: float, model_mp_s: float,
+         fixed_s: float | None = None, unet_share: float | None = None, stages: dict | None = None,
+         at_once_mp_s: float | None = None) -> dict:
     total = mp_each * n
     stages = stages or {}
     return {
-        "megapixels": mp_each, "images": n, "run": run, "processes": processes, "torch_threads": torch_threads,
-        "seconds": seconds, "mp_per_s": total / seconds,
+        "megapixels": mp_each, "images": n, "run": run, "processes": processes, "restores": plan[0],
+        "torch_threads": plan[1], "seconds": seconds, "mp_per_s": total / seconds,
         "vs_model": total / seconds / model_mp_s if model_mp_s else 1.0,
+        "vs_model_at_once": total / seconds / at_once_mp_s if at_once_mp_s else None,
         "fixed_s": fixed_s,
         "net_mp_per_s": total / (seconds - fixed_s) if fixed_s is not None and seconds > fixed_s else None,
         "unet_share": unet_share,
@@ -155,6 +175,7 @@ def bench_pipeline(sizes: list[float], images: int = 0, workers: tuple[int, ...]
     from model.config import TASKS
     from model.weights import DEFAULT_WEIGHTS
     from pipeline.decode import decode
+    from pipeline.infer import concurrency
     from pipeline.options import RunOptions
 
     defaults = RunOptions("", "")
@@ -162,6 +183,10 @@ def bench_pipeline(sizes: list[float], images: int = 0, workers: tuple[int, ...]
             else decode_threads, "tile": tile or defaults.tile, "pixel_budget": pixel_budget}
     shards = 2 * max(workers)  # the same shards for every worker count, enough for each process to get some
     strengths = {t: 1.0 for t in TASKS}
+    # each job splits the `threads` cores as `imagemend run` splits a machine's: (restores, torch threads)
+    plans = {w: concurrency(RunOptions("", "", workers=0 if w <= 1 else w), device == "cuda", threads)
+             for w in workers}
+    plans = {w: (r, t or threads) for w, (r, t) in plans.items()}
     if max(workers) > 1:  # worker processes must import imagemend, as in tests/test_pipeline_runners.py
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     torch.set_num_threads(threads)
@@ -175,7 +200,7 @@ def bench_pipeline(sizes: list[float], images: int = 0, workers: tuple[int, ...]
                 tiny = root / f"in-tiny-{w}"
                 write_photos(tiny, TINY_MP, w)  # one shard per worker
                 fixed_s[w] = run_job(tiny, root / f"out-tiny-{w}", w, **base, files_per_shard=1,
-                                     torch_threads=max(1, threads // w))[0]
+                                     restores=plans[w][0], torch_threads=plans[w][1])[0]
         for mp in sizes:
             n = images or max(2 * shards, round(16 / mp))
             folder = root / f"in-{mp:g}"
@@ -191,24 +216,37 @@ def bench_pipeline(sizes: list[float], images: int = 0, workers: tuple[int, ...]
             m = time_model(restorer, calls, strengths, repeats)
             model_mp_s = mp_each * n / m["restore_s"]
             unet = m["unet"] / n
-            for row in (_row(mp_each, n, "model alone (restore)", 1, threads, m["restore_s"], model_mp_s,
+            for row in (_row(mp_each, n, "model alone (restore)", 1, (1, threads), m["restore_s"], model_mp_s,
                              unet_share=unet, stages={"restore_s": m["restore_s"]}),
-                        _row(mp_each, n, "model + output estimates", 1, threads, m["restore_s"] + m["estimate_s"],
+                        _row(mp_each, n, "model + output estimates", 1, (1, threads), m["restore_s"] + m["estimate_s"],
                              model_mp_s, unet_share=unet, stages={"restore_s": m["restore_s"] + m["estimate_s"]})):
                 pipeline_rows.append(row)
                 log(row)
-            for w in workers:
+            at_once_mp_s = None
+            restores, per = plans[min(workers)]
+            if restores > 1:
+                torch.set_num_threads(per)
+                seconds = time_at_once(restorer, calls, strengths, restores, repeats)
+                at_once_mp_s = mp_each * n / seconds
+                pipeline_rows.append(_row(mp_each, n, f"model alone, {restores} restores at once", 1, (restores, per),
+                                          seconds, model_mp_s, unet_share=unet, at_once_mp_s=at_once_mp_s))
+                log(pipeline_rows[-1])
+            runs = [(w, plans[w], "job, in-process" if w <= 1 else f"job, {w} worker processes") for w in workers]
+            if 1 in workers and plans[1] != (1, threads):
+                runs.insert(1, (1, (1, threads), "job, in-process, 1 restore at a time"))
+            for i, (w, plan, run) in enumerate(runs):
                 best, stages = None, {}
                 for rep in range(repeats):
-                    out = root / f"out-{mp:g}-{w}-{rep}"
+                    out = root / f"out-{mp:g}-{i}-{rep}"
                     seconds, _ = run_job(folder, out, w, **base, files_per_shard=per_shard,
-                                         torch_threads=max(1, threads // w))
+                                         restores=plan[0], torch_threads=plan[1])
                     if best is None or seconds < best:
                         best, stages = seconds, job_metrics(out)
-                run = "job, in-process" if w <= 1 else f"job, {w} worker processes"
-                pipeline_rows.append(_row(mp_each, n, run, stages.pop("processes"), max(1, threads // w), best,
-                                          model_mp_s, fixed_s.get(w), stages.pop("unet_share"), stages))
+                pipeline_rows.append(_row(mp_each, n, run, stages.pop("processes"), plan, best, model_mp_s,
+                                          fixed_s.get(w) if plan == plans[w] else None, stages.pop("unet_share"),
+                                          stages, at_once_mp_s))
                 log(pipeline_rows[-1])
+            torch.set_num_threads(threads)
             if not batching:
                 continue
             variants = [("as the job", restorer, calls, m),

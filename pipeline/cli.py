@@ -23,7 +23,7 @@ def _job(make_options, args: argparse.Namespace) -> tuple:
     _logging()
     try:
         opts = make_options()
-        summary = job.run(opts, options.beam_args(args.beam_argv, args.workers))
+        summary = job.run(opts, options.beam_args(args.beam_argv, opts.workers))
     except (job.NoInput, ValueError) as e:
         print(f"imagemend: {e}", file=sys.stderr)
         sys.exit(2)

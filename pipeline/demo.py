@@ -70,7 +70,7 @@ def main(args: argparse.Namespace) -> dict:
     opts = options.from_args(args, input=inputs, output=restored, overwrite=True)
     written = write_inputs(inputs, opts.in_storage, args.max_side)
     print(f"imagemend demo: {len(written)} damaged photos from scikit-image in {inputs}")
-    summary = job.run(opts, options.beam_args(args.beam_argv, args.workers))
+    summary = job.run(opts, options.beam_args(args.beam_argv, opts.workers))
     print(job.report(summary))
     print(per_image(restored, opts.out_storage))
     return summary

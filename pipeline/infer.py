@@ -1,11 +1,16 @@
 """The model inside Beam: loaded once per worker process in setup(), fed batches of decoded images.
 
-Several DoFn instances (one per harness thread) share one Restorer through Beam's `Shared`, and a
-lock gives the device to one batch at a time, so a GPU holds one model copy and one batch per
-process. On CUDA the Restorer runs in mixed precision; asking for CUDA where there is none fails
-in setup() instead of quietly running on the CPU.
+Several DoFn instances (one per harness thread) share one Restorer through Beam's `Shared`, and
+its restore slots bound the batches in flight: one on CUDA, so a GPU holds one model copy and one
+batch per process; on a CPU one single-thread restore per core, because torch's intra-op threads
+wait for each other at every operation of a tile (on 2 cores, 2 restores x 1 thread did 7 to 15 %
+more than 1 x 2). On CUDA the Restorer runs in mixed precision; asking for CUDA where there is
+none fails in setup() instead of quietly running on the CPU.
 """
 
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 import logging
@@ -30,17 +35,50 @@ from .sources import Failure, Shard
 
 LOG = logging.getLogger("imagemend")
 NAMESPACE = "imagemend"
+MAX_RESTORES = 4  # by default; each restore holds its own tiles and output, so memory grows with them
+ALONE_PIXELS = 16_000_000  # a call this large restores alone: two 50 MP photos at once would pass 3 GiB
+
+
+class Slots:
+    """A counting semaphore whose large requests wait their turn instead of starving."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self._free = threading.Semaphore(n)
+        self._gate = threading.Lock()  # taken while a request collects its slots, so they queue in order
+
+    @contextmanager
+    def hold(self, k: int) -> Iterator[None]:
+        k = min(k, self.n)
+        with self._gate:
+            for _ in range(k):
+                self._free.acquire()
+        try:
+            yield
+        finally:
+            for _ in range(k):
+                self._free.release()
 
 
 @dataclass(eq=False)
 class LoadedModel:
     restorer: Restorer
     name: str
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    restores: int = 1  # calls at once: they share the weights, each with its own tiles
+    slots: Slots = field(init=False)
+    pool: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self):
+        self.slots = Slots(self.restores)
+        self.pool = ThreadPoolExecutor(self.restores, thread_name_prefix="imagemend-restore")
 
     @property
     def device(self) -> str:
         return str(self.restorer.device)
+
+    def submit(self, items: list[Item], strengths: dict[str, float]) -> Future:
+        """restore() in one of the process's restore threads."""
+        return self.pool.submit(self.restore, items, strengths)
 
     def restore(self, items: list[Item], strengths: dict[str, float]) -> list[Item | Failure]:
         """Restore a batch; if it fails, retry one by one so that only the culprit is reported.
@@ -60,7 +98,8 @@ class LoadedModel:
 
     def _restore(self, items: list[Item], strengths: dict[str, float]) -> list[Item]:
         t = time.perf_counter()
-        with self.lock:
+        alone = sum(it.pixels for it in items) >= ALONE_PIXELS
+        with self.slots.hold(self.restores if alone else 1):
             results = self.restorer.restore([it.dec.pixels for it in items], strengths,
                                             [bool(it.dec.meta.jpeg) for it in items])  # qtables: a JPEG file
             after_of = estimates_after(self.restorer, results)
@@ -95,17 +134,34 @@ def model_name(weights: str | None) -> str:
     return posixpath.basename(str(weights or DEFAULT_WEIGHTS)).split(".")[0]
 
 
+def cpus() -> int:
+    """The CPUs this process may run on (a container's or taskset's share, not the host's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def concurrency(opts: RunOptions, cuda: bool, n_cpus: int) -> tuple[int, int | None]:
+    """(restores at once, torch threads) for one process: what is not given splits the process's
+    share of the cores into single-thread restores. On CUDA one restore, torch's threads."""
+    if cuda:
+        return opts.restores or 1, opts.torch_threads
+    cores = max(1, n_cpus // max(1, opts.workers))
+    restores = opts.restores or (1 if opts.torch_threads else min(cores, MAX_RESTORES))
+    return restores, opts.torch_threads or max(1, cores // restores)
+
+
 def load_model(opts: RunOptions) -> LoadedModel:
     import torch
 
-    if opts.torch_threads:
-        torch.set_num_threads(opts.torch_threads)
     device = None if opts.device == "auto" else opts.device
     restorer = Restorer(weights=opts.weights or DEFAULT_WEIGHTS, device=device, cfg=opts.restore_config,
                         amp=opts.amp, compile=opts.compile, assume=opts.assume)
-    LOG.info("imagemend: loaded %s (%s) on %s in process %d", model_name(opts.weights),
-             restorer.weights_sha256[:12], restorer.device, os.getpid())
-    return LoadedModel(restorer, model_name(opts.weights))
+    restores, threads = concurrency(opts, restorer.device.type == "cuda", cpus())
+    if threads:
+        torch.set_num_threads(threads)
+    LOG.info("imagemend: loaded %s (%s) on %s in process %d: %d restore(s) at once x %d torch thread(s)",
+             model_name(opts.weights), restorer.weights_sha256[:12], restorer.device, os.getpid(), restores,
+             torch.get_num_threads())
+    return LoadedModel(restorer, model_name(opts.weights), restores)
 
 
 class RestoreShards(beam.DoFn):
@@ -119,7 +175,8 @@ class RestoreShards(beam.DoFn):
         from concurrent.futures import ThreadPoolExecutor
 
         o = self.opts
-        tag = f"{o.weights}|{o.device}|{o.amp}|{o.compile}|{o.tile}|{o.pixel_budget}|{o.torch_threads}"
+        tag = (f"{o.weights}|{o.device}|{o.amp}|{o.compile}|{o.tile}|{o.pixel_budget}|{o.torch_threads}|"
+               f"{o.restores}|{o.workers}")
         self.model = self._shared.acquire(partial(load_model, self.opts), tag=tag)
         self.pool = ThreadPoolExecutor(max(1, self.opts.threads), thread_name_prefix="imagemend")
         self.progress = Progress()

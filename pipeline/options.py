@@ -39,7 +39,9 @@ class RunOptions:
     parquet_key_column: str = "key"
     max_pixels: int = 120_000_000  # larger images go to errors instead of exhausting memory
     threads: int = 2  # decode/encode threads per shard, overlapping inference
-    torch_threads: int | None = None
+    torch_threads: int | None = None  # intra-op threads per restore; None: the cores split (pipeline/infer.py)
+    restores: int = 0  # restore calls at once per process; 0: 1 on CUDA, else the cores split (pipeline/infer.py)
+    workers: int = 0  # local worker processes (FnApiRunner multi-processing) sharing this machine's cores
     overwrite: bool = False
     storage_options: dict = field(default_factory=dict)  # for input and output
     input_storage_options: dict = field(default_factory=dict)  # override for input only
@@ -64,6 +66,8 @@ class RunOptions:
             raise ValueError(f"unknown task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
         if self.quality is not None and not 1 <= self.quality <= 100:
             raise ValueError("quality must be in 1..100")
+        if self.restores < 0 or self.workers < 0 or (self.torch_threads is not None and self.torch_threads < 1):
+            raise ValueError("restores and workers must be >= 0, torch threads >= 1")
         if self.suite or self.cases:
             from model.suites import suite
 
@@ -159,7 +163,10 @@ def add_processing_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parquet-key-column", default=d.parquet_key_column)
     p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="larger images are reported as errors")
     p.add_argument("--threads", type=int, default=d.threads, help="decode/encode threads per worker")
-    p.add_argument("--torch-threads", type=int, help="intra-op threads for the model (default: torch's)")
+    p.add_argument("--torch-threads", type=int, help="intra-op threads per restore (default: this process's "
+                   "share of the cores, split between --restores)")
+    p.add_argument("--restores", type=int, default=0, help="restore calls at once per process (default: 1 on CUDA "
+                   "or with --torch-threads; else one single-thread restore per core, at most 4)")
     p.add_argument("--overwrite", action="store_true", help="forget finished shards and redo everything")
     p.add_argument("--storage-options", type=_json, default={}, help="JSON fsspec options for input and output")
     p.add_argument("--input-storage-options", type=_json, default={}, help="JSON fsspec options for input only")
@@ -179,7 +186,8 @@ def from_args(args: argparse.Namespace, **overrides) -> RunOptions:
         weights=args.weights, tile=args.tile, pixel_budget=args.pixel_budget, batch_images=args.batch_images,
         files_per_shard=args.files_per_shard, parquet_image_column=args.parquet_image_column,
         parquet_key_column=args.parquet_key_column, max_pixels=args.max_pixels, threads=args.threads,
-        torch_threads=args.torch_threads, overwrite=args.overwrite, storage_options=args.storage_options,
+        torch_threads=args.torch_threads, restores=args.restores, workers=args.workers, overwrite=args.overwrite,
+        storage_options=args.storage_options,
         input_storage_options=args.input_storage_options, output_storage_options=args.output_storage_options,
         run_id=args.run_id,
     )

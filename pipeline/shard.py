@@ -1,10 +1,11 @@
 """One shard, start to finish, with reading, decoding and encoding overlapping the model.
 
-    reader thread ─> decode pool ─> batches ─> model (this thread) ─> encode pool ─> sink (in order)
+    reader thread ─> decode pool ─> batches ─> model (its restore threads) ─> encode pool ─> sink (in order)
 
 The reader thread streams records from storage; a small thread pool decodes and measures images
 ahead of the model and encodes and measures their restored copies behind it (Pillow, numpy and
-torch release the GIL, so the stages really overlap). Results are written in input order, then
+torch release the GIL, so the stages really overlap). Batches go to the model as they fill: on a
+CPU it restores one per core at once (pipeline/infer.py). Results are written in input order, then
 the metrics and errors files, then the done-marker, last. Only the current shard's look-ahead is
 in memory, whatever the size of the shard.
 """
@@ -222,20 +223,29 @@ class _Run:
         self.progress.tick(images=1)
 
     def stream(self, records: Iterable[Record | Failure], pool: Executor) -> None:
+        """Batches go to the model's restore threads as they fill; outputs are written in input order."""
         ahead = max(2, 2 * self.opts.threads)
         decoded = ordered_map(pool, partial(_decode, opts=self.opts), background(records, ahead), ahead)
-        pending: deque[Future] = deque()
+        restoring: deque[Future] = deque()  # batches in the model, oldest first
+        pending: deque[Future] = deque()  # outputs being measured and encoded, in input order
         batch: list[Item] = []
 
-        def flush():
-            for out in self.model.restore(batch, self.opts.strengths):
-                pending.append(pool.submit(_finish, out, self.opts))
-            batch.clear()
+        def finish(f: Future) -> None:
+            pending.extend(pool.submit(_finish, out, self.opts) for out in f.result())
+
+        def drain(restores: int, ahead: int) -> None:
+            while restoring and (len(restoring) > restores or restoring[0].done()):
+                finish(restoring.popleft())
             while pending and (len(pending) > ahead or pending[0].done()):
                 self.write(pending.popleft().result())
 
+        def flush():
+            restoring.append(self.model.submit(list(batch), self.opts.strengths))
+            batch.clear()
+            drain(self.model.restores, ahead)
+
         for x in decoded:
-            if isinstance(x, Failure):
+            if isinstance(x, Failure):  # it has no output in the sink, so its place in the order is free
                 self.write(x)
                 continue
             batch.append(x)
@@ -244,8 +254,7 @@ class _Run:
                 flush()
         if batch:
             flush()
-        while pending:
-            self.write(pending.popleft().result())
+        drain(0, 0)
 
 
 def process_shard(shard: Shard, opts: RunOptions, model, pool: Executor,

@@ -26,6 +26,17 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 
+
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    """A job sets the process's torch threads for its restores (pipeline/infer.py); later tests get theirs back."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 MAKE = "imagemend-test-camera"
 
@@ -359,6 +370,42 @@ def check_run():
 @pytest.fixture
 def output_bytes():
     return open_output
+
+
+VOLATILE = {"run_id", "output_uri", "decode_s", "restore_s", "measure_s", "encode_s", "worker"}
+
+
+def _settle(v):
+    """Floats to 4 decimals: which images share a forward pass can move an estimate by one ulp."""
+    if isinstance(v, float):
+        return round(v, 4)
+    if isinstance(v, list):
+        return [_settle(x) for x in v]
+    if isinstance(v, tuple):
+        return tuple(_settle(x) for x in v)
+    return v
+
+
+def comparable_rows(store: Store, output: str, kind: str) -> list[dict]:
+    """A run's rows without what differs between runs of the same input (ids, timings, workers)."""
+    rows = [{k: _settle(v) for k, v in r.items() if k not in VOLATILE} for r in read_tables(store, output, kind)]
+    return sorted(rows, key=lambda r: (r["shard"], r["index"] if r["index"] is not None else -1))
+
+
+def _same_outputs(store: Store, output: str, reference: str) -> tuple[list, list]:
+    """Two runs of one input wrote the same metrics and errors and the same image bytes."""
+    rows = {kind: comparable_rows(store, output, kind) for kind in ("metrics", "errors")}
+    for kind, got in rows.items():
+        assert got == comparable_rows(store, reference, kind), kind
+    images = {r["key"]: open_output(store, r["output_uri"]) for r in read_tables(store, output, "metrics")}
+    want = {r["key"]: open_output(store, r["output_uri"]) for r in read_tables(store, reference, "metrics")}
+    assert images.keys() == want.keys() and all(images[k] == want[k] for k in want)
+    return rows["metrics"], rows["errors"]
+
+
+@pytest.fixture
+def same_outputs():
+    return _same_outputs
 
 
 def _run_job(input: str, output: str, storage_options: dict | None = None, beam: list[str] | None = None,

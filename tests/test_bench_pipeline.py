@@ -29,16 +29,19 @@ def test_pipeline_benchmark_rows(bench, active_weights, tmp_path):
     res = bench.bench_pipeline([0.003], images=2, workers=(1, 2), threads=2, weights=active_weights, repeats=1,
                                fixed=False, tmp=str(tmp_path), log=lambda row: None)
     rows = {r["run"]: r for r in res["pipeline"]}
-    assert list(rows) == ["model alone (restore)", "model + output estimates", "job, in-process",
-                          "job, 2 worker processes"]
+    assert list(rows) == ["model alone (restore)", "model + output estimates", "model alone, 2 restores at once",
+                          "job, in-process", "job, in-process, 1 restore at a time", "job, 2 worker processes"]
     for r in rows.values():
         assert r["images"] == 2 and 0.002 < r["megapixels"] < 0.004
         assert r["seconds"] > 0 and r["mp_per_s"] > 0 and math.isfinite(r["vs_model"])
         assert math.isclose(r["mp_per_s"], r["megapixels"] * r["images"] / r["seconds"])
     assert rows["model alone (restore)"]["vs_model"] == 1.0
-    assert rows["job, in-process"]["processes"] == 1 and rows["job, in-process"]["torch_threads"] == 2
+    plans = {run: (r["processes"], r["restores"], r["torch_threads"]) for run, r in rows.items()}
+    assert plans["job, in-process"] == plans["model alone, 2 restores at once"] == (1, 2, 1)  # 2 cores, 2 x 1
+    assert plans["job, in-process, 1 restore at a time"] == plans["model alone (restore)"] == (1, 1, 2)
+    assert plans["job, 2 worker processes"] == (2, 1, 1)  # both workers got a shard, each one core
+    assert rows["job, in-process"]["vs_model_at_once"] > 0 and rows["model alone (restore)"]["vs_model_at_once"] is None
     multi = rows["job, 2 worker processes"]
-    assert multi["processes"] == 2 and multi["torch_threads"] == 1  # both workers got a shard, each one core
     for r in (rows["job, in-process"], multi):
         assert r["restore_s"] > 0 and r["decode_s"] > 0 and r["encode_s"] >= 0
         assert r["fixed_s"] is None and r["net_mp_per_s"] is None

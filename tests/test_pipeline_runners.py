@@ -4,6 +4,8 @@
   cluster: each process loads its own model and the Reshuffle spreads shards over them.
 - PortableRunner with the embedded job server and a LOOPBACK environment: the code path of
   Spark, Flink and Dataflow, without Java or Docker.
+
+Each writes what the in-process runner writes for the same input: rows and image bytes.
 - `imagemend demo`, with photos scikit-image ships, on the in-process runner.
 """
 
@@ -18,7 +20,8 @@ from pipeline import cli
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_multi_process_local_runner(tmp_path, local_store, make_archive, run_job, check_run, monkeypatch):
+def test_multi_process_local_runner(tmp_path, local_store, make_archive, run_job, check_run, same_outputs,
+                                    monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     archive = make_archive(local_store, "tar")
     out = str(tmp_path / "out")
@@ -27,14 +30,19 @@ def test_multi_process_local_runner(tmp_path, local_store, make_archive, run_job
     workers = {r["worker"] for r in metrics}
     assert not any(w.endswith(f":{os.getpid()}") for w in workers)  # restored in the worker processes
     assert len(workers) == 2  # the Reshuffle spread the two shards over both (without it one gets all)
+    run_job(archive.input, str(tmp_path / "ref"))
+    same_outputs(local_store, out, str(tmp_path / "ref"))
 
 
-def test_portable_runner_embedded_job_server_loopback(tmp_path, local_store, make_archive, run_job, check_run):
+def test_portable_runner_embedded_job_server_loopback(tmp_path, local_store, make_archive, run_job, check_run,
+                                                     same_outputs):
     archive = make_archive(local_store, "parquet")
     out = str(tmp_path / "out")
     summary = run_job(archive.input, out,
-                  beam=["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"])
+                      beam=["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"])
     check_run(archive, out, summary)
+    run_job(archive.input, str(tmp_path / "ref"))
+    same_outputs(local_store, out, str(tmp_path / "ref"))
 
 
 def test_demo_quick_start(tmp_path, capsys):

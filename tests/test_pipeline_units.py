@@ -296,6 +296,60 @@ def test_options_parse_tasks_strengths_and_beam_flags():
     assert "--direct_num_workers=3" in options.beam_args([], workers=3)
 
 
+def test_the_cores_split_into_single_thread_restores():
+    from pipeline.infer import concurrency
+
+    def plan(cuda=False, cpus=2, **kw):
+        return concurrency(RunOptions("i", "o", **kw), cuda, cpus)
+
+    assert plan() == (2, 1)  # this machine: two restores of one thread each
+    assert plan(cpus=16) == (4, 4) and plan(cpus=1) == (1, 1)
+    assert plan(workers=2) == (1, 1)  # --workers 2 on 2 cores: one core per process
+    assert plan(cpus=16, workers=4) == (4, 1)
+    assert plan(torch_threads=2) == (1, 2)  # --torch-threads alone: one restore, as many threads as asked
+    assert plan(restores=3) == (3, 1) and plan(restores=2, torch_threads=3) == (2, 3)
+    assert plan(cuda=True, cpus=16) == (1, None)  # one batch on the GPU at a time, torch's own threads
+    with pytest.raises(ValueError, match="restores"):
+        RunOptions("i", "o", restores=-1)
+
+
+def test_restores_overlap_and_a_large_call_restores_alone(monkeypatch):
+    """Two calls must be inside the model at once to pass the barrier; a large call never shares it."""
+    from model import Restorer
+    from pipeline import infer
+
+    inside, most = [], []
+
+    class Watched(Restorer):
+        def restore(self, images, *a, **k):
+            inside.append(1)
+            most.append(len(inside))
+            try:
+                if sum(x.size for x in images) < 1000:
+                    meet.wait()
+                return super().restore(images, *a, **k)
+            finally:
+                inside.pop()
+
+    meet = threading.Barrier(2, timeout=60)
+    model = infer.LoadedModel(Watched(device="cpu"), "imagemend-base", restores=2)
+    small = np.full((8, 8, 3), 120, np.uint8)
+    futures = [model.submit([_item(small, i)], {"denoise": 1.0}) for i in range(2)]
+    assert all(type(x).__name__ == "Item" for f in futures for x in f.result())
+    assert max(most) == 2
+
+    monkeypatch.setattr(infer, "ALONE_PIXELS", 1000)
+    big = np.full((40, 40, 3), 120, np.uint8)
+    most.clear()
+    futures = [model.submit([_item(big, i)], {"denoise": 1.0}) for i in range(3)]
+    assert all(f.result() for f in futures) and max(most) == 1
+
+    meet, most[:] = threading.Barrier(2, timeout=2), []  # one slot: the second call cannot join the first
+    model = infer.LoadedModel(Watched(device="cpu"), "imagemend-base", restores=1)
+    futures = [model.submit([_item(small, i)], {"denoise": 1.0}) for i in range(2)]
+    assert [x.error_type for f in futures for x in f.result()] == ["BrokenBarrierError"] * 2 and max(most) == 1
+
+
 def test_assumed_damage_reaches_the_model():
     from model.config import RestoreConfig
     from pipeline import infer
