@@ -7,9 +7,11 @@ the calibrated thresholds), so two files that restore differently never share a 
 """
 
 import hashlib
+import io
 import json
 from pathlib import Path
 import struct
+from typing import BinaryIO
 
 import fsspec
 from safetensors.torch import load as st_load
@@ -54,9 +56,20 @@ def save_weights(path: str | Path, net: ImagemendNet, info: dict | None = None) 
     return digest
 
 
-def _metadata(data: bytes) -> dict:
-    (n,) = struct.unpack("<Q", data[:8])
-    return json.loads(data[8:8 + n]).get("__metadata__", {})
+def _metadata(f: BinaryIO) -> dict:
+    """The metadata in a safetensors header: 8 bytes of length, then JSON."""
+    (n,) = struct.unpack("<Q", f.read(8))
+    return json.loads(f.read(n)).get("__metadata__", {})
+
+
+def recorded_digest(path: str | Path) -> str:
+    """The sha256 a weights file records, from its header alone: it names the weights without
+    loading them (load_weights checks that the tensors still match it)."""
+    try:
+        with fsspec.open(str(path), "rb") as f:
+            return _metadata(f)["sha256"]
+    except Exception as e:
+        raise WeightsError(f"{path} is not a readable imagemend weights file ({type(e).__name__}: {e})") from e
 
 
 def _read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -64,7 +77,7 @@ def _read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     with fsspec.open(str(path), "rb") as f:
         data = f.read()
     try:
-        meta = _metadata(data)
+        meta = _metadata(io.BytesIO(data))
         tensors = st_load(data)
     except Exception as e:  # safetensors raises several types for a foreign or damaged file
         raise WeightsError(f"{path} is not a valid safetensors weights file ({type(e).__name__}: {e})") from e

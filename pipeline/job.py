@@ -13,6 +13,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
+from model.weights import DEFAULT_WEIGHTS, recorded_digest
+
 from . import graph
 from .infer import model_name
 from .options import RunOptions
@@ -65,7 +67,9 @@ def run(opts: RunOptions, beam_argv: list[str]) -> dict:
     if stale:
         LOG.info("imagemend: removed %d temporary files an interrupted run left in %s", stale, root)
     done = finished_shards(fs, paths)
-    keep_settings(fs, paths, opts.settings(), done)
+    # the weights by their recorded digest, not their path: a file replaced in place changes it
+    keep_settings(fs, paths, {**opts.settings(), "weights_sha256": recorded_digest(opts.weights or DEFAULT_WEIGHTS)},
+                  done)
     manifest = write_manifest(fs, paths, opts.run_id, shards)
     todo = sum(s.id not in done for s in shards)
     plan = {

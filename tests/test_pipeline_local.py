@@ -151,6 +151,24 @@ def test_killed_run_resumes_to_the_same_outputs(tmp_path, local_store, make_tar_
     assert len(errors) == 1  # the broken shard, reported once
 
 
+def test_weights_replaced_in_place_stop_a_rerun(tmp_path, local_store, make_archive, run_job, active_weights):
+    """The output's settings name the weights by their digest: the same path with other weights is caught."""
+    import shutil
+
+    from model.weights import DEFAULT_WEIGHTS
+
+    archive = make_archive(local_store, "tar")
+    weights, out = tmp_path / "model.safetensors", str(tmp_path / "out")
+    shutil.copy(DEFAULT_WEIGHTS, weights)
+    run_job(archive.input, out, weights=str(weights))
+    shutil.copy(active_weights, weights)
+    with pytest.raises(ValueError, match="other settings \\(weights_sha256 '"):
+        run_job(archive.input, out, weights=str(weights))
+    weights.write_bytes(b"not weights")
+    with pytest.raises(ValueError, match="not a readable imagemend weights file"):
+        run_job(archive.input, out, weights=str(weights))
+
+
 def test_strength_zero_and_grey_cast_leave_inputs_byte_identical(tmp_path, local_store, make_archive, run_job):
     archive = make_archive(local_store, "files")
     src = Path(archive.input)
