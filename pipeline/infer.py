@@ -65,6 +65,7 @@ class LoadedModel:
     restorer: Restorer
     name: str
     restores: int = 1  # calls at once: they share the weights, each with its own tiles
+    threads: int | None = None  # torch threads per call (CPU); a call alone gets every call's
     slots: Slots = field(init=False)
     pool: ThreadPoolExecutor = field(init=False)
 
@@ -96,10 +97,25 @@ class LoadedModel:
                 return [Failure.of(items[0].rec, "restore", e)]
             return [out for it in items for out in self.restore([it], strengths)]
 
+    @contextmanager
+    def _slot(self, alone: bool) -> Iterator[None]:
+        """One slot, or for a large call every slot and, on a CPU, every slot's threads (no other
+        call runs meanwhile, so the process-wide thread count is its own)."""
+        import torch
+
+        with self.slots.hold(self.restores if alone else 1):
+            if not (alone and self.threads and self.restores > 1):
+                yield
+                return
+            torch.set_num_threads(self.restores * self.threads)
+            try:
+                yield
+            finally:
+                torch.set_num_threads(self.threads)
+
     def _restore(self, items: list[Item], strengths: dict[str, float]) -> list[Item]:
         t = time.perf_counter()
-        alone = sum(it.pixels for it in items) >= ALONE_PIXELS
-        with self.slots.hold(self.restores if alone else 1):
+        with self._slot(alone=sum(it.pixels for it in items) >= ALONE_PIXELS):
             results = self.restorer.restore([it.dec.pixels for it in items], strengths,
                                             [bool(it.dec.meta.jpeg) for it in items])  # qtables: a JPEG file
             after_of = estimates_after(self.restorer, results)
@@ -161,7 +177,7 @@ def load_model(opts: RunOptions) -> LoadedModel:
     LOG.info("imagemend: loaded %s (%s) on %s in process %d: %d restore(s) at once x %d torch thread(s)",
              model_name(opts.weights), restorer.weights_sha256[:12], restorer.device, os.getpid(), restores,
              torch.get_num_threads())
-    return LoadedModel(restorer, model_name(opts.weights), restores)
+    return LoadedModel(restorer, model_name(opts.weights), restores, threads)
 
 
 class RestoreShards(beam.DoFn):

@@ -151,6 +151,13 @@ def test_killed_run_resumes_to_the_same_outputs(tmp_path, local_store, make_tar_
     assert len(errors) == 1  # the broken shard, reported once
 
 
+def test_restores_at_once_write_what_one_restore_writes(tmp_path, local_store, make_archive, run_job, same_outputs):
+    archive = make_archive(local_store, "tar")
+    run_job(archive.input, str(tmp_path / "one"), restores=1, torch_threads=2)
+    run_job(archive.input, str(tmp_path / "two"), restores=2, torch_threads=1, batch_images=2)
+    same_outputs(local_store, str(tmp_path / "two"), str(tmp_path / "one"))
+
+
 def test_weights_replaced_in_place_stop_a_rerun(tmp_path, local_store, make_archive, run_job, active_weights):
     """The output's settings name the weights by their digest: the same path with other weights is caught."""
     import shutil

@@ -315,15 +315,18 @@ def test_the_cores_split_into_single_thread_restores():
 
 def test_restores_overlap_and_a_large_call_restores_alone(monkeypatch):
     """Two calls must be inside the model at once to pass the barrier; a large call never shares it."""
+    import torch
+
     from model import Restorer
     from pipeline import infer
 
-    inside, most = [], []
+    inside, most, threads = [], [], []
 
     class Watched(Restorer):
         def restore(self, images, *a, **k):
             inside.append(1)
             most.append(len(inside))
+            threads.append(torch.get_num_threads())
             try:
                 if sum(x.size for x in images) < 1000:
                     meet.wait()
@@ -332,17 +335,19 @@ def test_restores_overlap_and_a_large_call_restores_alone(monkeypatch):
                 inside.pop()
 
     meet = threading.Barrier(2, timeout=60)
-    model = infer.LoadedModel(Watched(device="cpu"), "imagemend-base", restores=2)
+    torch.set_num_threads(1)
+    model = infer.LoadedModel(Watched(device="cpu"), "imagemend-base", restores=2, threads=1)
     small = np.full((8, 8, 3), 120, np.uint8)
     futures = [model.submit([_item(small, i)], {"denoise": 1.0}) for i in range(2)]
     assert all(type(x).__name__ == "Item" for f in futures for x in f.result())
-    assert max(most) == 2
+    assert max(most) == 2 and threads == [1, 1]
 
     monkeypatch.setattr(infer, "ALONE_PIXELS", 1000)
     big = np.full((40, 40, 3), 120, np.uint8)
     most.clear()
     futures = [model.submit([_item(big, i)], {"denoise": 1.0}) for i in range(3)]
     assert all(f.result() for f in futures) and max(most) == 1
+    assert threads[-3:] == [2, 2, 2] and torch.get_num_threads() == 1  # alone, with both calls' threads
 
     meet, most[:] = threading.Barrier(2, timeout=2), []  # one slot: the second call cannot join the first
     model = infer.LoadedModel(Watched(device="cpu"), "imagemend-base", restores=1)
