@@ -127,6 +127,17 @@ def edge_blur(read: Callable[[int, int], torch.Tensor], height: int, width: int)
     return math.sqrt(min(med)), max(med) / min(med)
 
 
+def photo_tensor(image: np.ndarray) -> torch.Tensor:
+    """An 8-bit RGB photo as (1, 3, H, W) in [0, 1]."""
+    return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+
+
+def read_photo(image: np.ndarray) -> tuple[float, float]:
+    """edge_blur of an 8-bit RGB photo held whole in memory, as calibration and validation read them."""
+    t = photo_tensor(image)
+    return edge_blur(lambda a, b: t[:, :, a:b], t.shape[2], t.shape[3])
+
+
 def wiener_kernel(sigma: float, lam: float = WIENER_LAMBDA, radius: int = RADIUS) -> torch.Tensor:
     """(2 radius + 1)^2 spatial kernel of the Wiener inverse of a Gaussian blur of `sigma` px."""
     n = 8 * radius
@@ -171,11 +182,10 @@ def main(argv: list[str] | None = None) -> None:
         read, gain = [], []
         for key, img in photos.items():
             y = case.apply(img, key)
-            t = torch.from_numpy(y).permute(2, 0, 1)[None].float() / 255
-            sigma, anisotropy = edge_blur(lambda a, b, t=t: t[:, :, a:b], t.shape[2], t.shape[3])
+            sigma, anisotropy = read_photo(y)
             read.append(sigma)
             if sigma >= args.threshold and anisotropy <= RestoreConfig().max_anisotropy:
-                out = deconvolve(t, wiener_kernel(sigma)[None]).clamp(0, 1)[0].permute(1, 2, 0)
+                out = deconvolve(photo_tensor(y), wiener_kernel(sigma)[None]).clamp(0, 1)[0].permute(1, 2, 0)
                 gain.append(psnr((out * 255).round().byte().numpy(), img) - psnr(y, img))
         q = np.quantile(read, [0.0, 0.05, 0.5, 0.95, 1.0])
         g = f"mean {sum(gain) / len(photos):+.2f}, worst {min(gain, default=0):+.2f}" if gain else "-"

@@ -9,6 +9,8 @@ measure (model/measures.py). This damages validation photos with the `estimators
   photo (the Laplacian variance has no unit of blur, so it is only asked to rank);
 - cast: error of the luminance-normalised log channel gains in linear light, max over channels;
 - exposure: EV error; contrast: error of the log contrast factor;
+- edge blur: the sigma the edges read (model/deblur.py, weight-free, what decides the Wiener
+  deconvolution) against the Gaussian blur's sigma, and how often each case is deconvolved;
 - clean: how often a clean photo is flagged as needing each task.
 
 A weight-free measure is read two ways: alone ("no reference", what one archive photo gives,
@@ -28,6 +30,7 @@ import numpy as np
 
 from .color import normalise_gains
 from .config import TASKS, RestoreConfig
+from .deblur import read_photo
 from .measures import measure
 from .suites import Case, suite
 
@@ -59,7 +62,8 @@ def collect(photos: dict[str, np.ndarray], cases: tuple[Case, ...], restorer=Non
         bad = [c.apply(img, key) for c in cases]
         est = restorer.estimate(bad) if restorer is not None else [None] * len(cases)
         for case, b, e in zip(cases, bad, est):
-            out.append(Reading(key, case, measure(b), clean, e, needs(e, restorer.cfg) if e is not None else None))
+            m = dict(zip(("edge_blur", "edge_anisotropy"), read_photo(b)), **measure(b))
+            out.append(Reading(key, case, m, clean, e, needs(e, restorer.cfg) if e is not None else None))
     return out
 
 
@@ -172,6 +176,28 @@ def blur_ranks(readings: list[Reading], sources) -> dict:
     return out
 
 
+def edge_blur_rows(readings: list[Reading], cfg: RestoreConfig | None = None) -> dict:
+    """Per case, the edges' sigma reading: its error where the case is a Gaussian blur of known
+    sigma (the photo's own blur adds in quadrature, so small sigmas read high), and the share of
+    photos the restorer would deconvolve (model.restore.deconvolves), clean and noisy ones included."""
+    from .restore import deconvolves
+
+    cfg = cfg or RestoreConfig()
+    out = {}
+    for case in dict.fromkeys(r.case for r in readings if r.case.task in ("clean", "denoise", "deblur")):
+        mine = [r.measure for r in readings if r.case == case]
+        read = np.array([m["edge_blur"] for m in mine])
+        kind, size = case.kwargs.get("blur", (None, None))
+        row = {"sigma": size if kind == "gaussian" else None, "median": float(np.median(read)),
+               "deconvolved": float(np.mean([deconvolves(m, cfg) for m in mine])),
+               "anisotropy_median": float(np.median([m["edge_anisotropy"] for m in mine]))}
+        if row["sigma"] is not None:
+            err = np.abs(read - size)
+            row.update(mae=float(err.mean()), bias=float(np.mean(read - size)), p90=float(np.percentile(err, 90)))
+        out[case.name] = row
+    return out
+
+
 def clean_flags(readings: list[Reading], cfg: RestoreConfig | None = None) -> dict:
     """Share of clean photos flagged per task: by the model's thresholds, and by the same thresholds
     applied to the weight-free estimates where they share the unit; and the 90th percentile of each."""
@@ -199,7 +225,7 @@ def summary(readings: list[Reading], cfg: RestoreConfig | None = None) -> dict:
     """Every figure of docs/ESTIMATORS.md, as JSON (cfg: the thresholds clean photos are held to)."""
     sources = [s for s in SOURCES if s != "model" or any(r.model is not None for r in readings)]
     out: dict = {"images": len({r.key for r in readings}), "blur": blur_ranks(readings, sources),
-                 "clean": clean_flags(readings, cfg)}
+                 "edge_blur": edge_blur_rows(readings, cfg), "clean": clean_flags(readings, cfg)}
     for task in ("denoise", "cast", "exposure", "contrast"):
         mine = [r for r in readings if r.case.task == task]
         cases = list(dict.fromkeys(r.case for r in mine))
@@ -265,7 +291,7 @@ def _cell(d: dict | None, key: str = "mae", fmt: str = ".2f") -> str:
     return "-" if not d or d.get(key) is None or math.isnan(d[key]) else format(d[key], fmt)
 
 
-def markdown(s: dict, header: list[str]) -> str:
+def markdown(s: dict, header: list[str], cfg: RestoreConfig | None = None) -> str:
     sources = [x for x in SOURCES if x in s["denoise"]["all"]]
     lines = ["# No-reference estimators: do they track the true damage?", "", *header, ""]
     lines += ["Each cell: mean absolute error / bias (estimate minus truth); `p90` is the 90th percentile of the "
@@ -294,6 +320,19 @@ def markdown(s: dict, header: list[str]) -> str:
         if x in SOURCES:
             lines.append(f"| {LABEL[x]} | {_cell(row, 'pooled')} | {_cell(row, 'within_mean')} | "
                          f"{_cell(row, 'within_worst')} |")
+    lines += ["", "## Edge blur reading (Gaussian sigma, px; weight-free)", "",
+              "The sigma `model/deblur.py` reads on the photo's edges decides the Wiener deconvolution: from "
+              f"{(cfg or RestoreConfig()).min_edge_blur:g} px on (`min_edge_blur`), where the four edge orientations "
+              "agree (anisotropy at most `max_anisotropy`; motion blur is left to the sharpen head). A photo's own "
+              "blur adds in quadrature, so small sigmas read high. *Deconvolved*: share of the photos the restorer "
+              "would deconvolve.", "",
+              "| case | sigma | median reading | MAE / bias | p90 error | median anisotropy | deconvolved |",
+              "|---|---|---|---|---|---|---|"]
+    for name, row in s["edge_blur"].items():
+        sigma = "-" if row["sigma"] is None else f"{row['sigma']:g}"
+        err = "-" if "mae" not in row else f"{row['mae']:.2f} / {row['bias']:+.2f}"
+        lines.append(f"| {name} | {sigma} | {row['median']:.2f} | {err} | {_cell(row, 'p90')} | "
+                     f"{row['anisotropy_median']:.2f} | {100 * row['deconvolved']:.0f} % |")
     lines += ["", "## Tolerances", "",
               "What `tests/test_model_estimators.py` holds the estimators to (`TOLERANCES` in model/estimators.py; "
               "the tests run on scikit-image's sample photos, the model's only on trained weights), against "
@@ -352,7 +391,8 @@ def main(args: argparse.Namespace) -> None:
     if r is not None and is_placeholder(r):
         head += ["", "> **The shipped weights are an untrained placeholder**: the model-head columns measure the "
                  "placeholder; rerun once trained weights ship."]
-    text = markdown(s, head) + f"\n![estimates against the truth]({figure.relative_to(out.parent)})\n"
+    text = markdown(s, head, r.cfg if r is not None else None)
+    text += f"\n![estimates against the truth]({figure.relative_to(out.parent)})\n"
     out.write_text(text)
     print(text)
 
