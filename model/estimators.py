@@ -257,6 +257,10 @@ TOLERANCES = (
     ("cast error, paired, 90th percentile", "paired", ("cast", "all", "paired", "p90"), "<=", 0.2),
     ("EV error, paired", "paired", ("exposure", "all", "paired", "mae"), "<=", 0.15),
     ("contrast factor error (log), paired", "paired", ("contrast", "all", "paired", "mae"), "<=", 0.05),
+    # the edges need a few hundred pixels a side: the test photos are 256 px
+    ("edge blur error, Gaussian sigma 2", "measure", ("edge_blur", "blur-gauss2", "mae"), "<=", 0.3),
+    ("edge blur: clean photos deconvolved", "measure", ("edge_blur", "clean", "deconvolved"), "<=", 0.05),
+    ("edge blur: motion blur 9 px deconvolved", "measure", ("edge_blur", "blur-motion9", "deconvolved"), "<=", 0.1),
     ("noise sigma error, model", "model", ("denoise", "all", "model", "mae"), "<=", 2.5),
     ("blur rank, model, pooled", "model", ("blur", "model", "pooled"), ">=", 0.8),
     ("cast error, model", "model", ("cast", "all", "model", "mae"), "<=", 0.1),

@@ -38,16 +38,17 @@ def test_weight_free_measures_hold_their_tolerances_and_the_command_reports_them
     photos = tmp_path / "photos"
     photos.mkdir()
     for name in SAMPLE_PHOTOS:
-        Image.fromarray(sample_photo(name, 128)).save(photos / f"{name}.png")
+        Image.fromarray(sample_photo(name, 256)).save(photos / f"{name}.png")
     p = argparse.ArgumentParser()
     estimators.add_arguments(p)
     out = tmp_path / "docs" / "ESTIMATORS.md"
     estimators.main(p.parse_args(["--data", str(photos), "--out", str(out), "--no-model", "--cases", ",".join(CASES)]))
     s = json.loads((tmp_path / "docs" / "estimators" / "estimators.json").read_text())
     checks = estimators.check(s, ("measure", "paired"))
-    assert len(checks) == 8 and not failures(checks)
+    assert len(checks) == 11 and not failures(checks)
     text = out.read_text()
-    assert "## Noise sigma" in text and "## Blur" in text and "## Tolerances" in text
+    assert "## Noise sigma" in text and "## Blur" in text and "## Tolerances" in text and "## Edge blur" in text
+    assert "| blur-gauss2 | 2 | " in text
     assert "| noise sigma error, paired, sigma 25 |" in text and "| yes |" in text and "**no**" not in text
     assert (tmp_path / "docs" / "estimators" / "estimators.png").stat().st_size > 10_000
     assert s["clean"]["images"] == len(SAMPLE_PHOTOS) and s["blur"]["measure"]["same_kind_worst"] == 1.0
