@@ -1,6 +1,7 @@
 """Can a CNN that sees the scene tell tone damage from a clean photo, at a do-no-harm threshold?
 
     python experiments/tone_scene_cnn.py ../shared/data/train/CBSD432 ../shared/data/val/CBSD68 --minutes 40
+    python experiments/tone_scene_cnn.py ../shared/data/train/CBSD432 ../shared/data/val/CBSD68 --target cast
 
 The shipped global branch reads whole-image statistics and cannot tell an underexposed photo from a
 dark scene (MODEL_CARD, "What this model does not do yet"); neither can a photo's extremes
@@ -10,6 +11,11 @@ linear luminance) to read the exposure EV and log contrast that the training pri
 largest reading sets the do-no-harm threshold. It then reports, on CBSD68, the reading error on
 clean photos and per damage case, the share of damaged photos beyond the threshold, the clean
 photos beyond it, and the PSNR gain of undoing the read exposure where the gate fires.
+
+`--target cast` asks the same of the colour cast (the next step MODEL_CARD names for it): the CNN
+also sees log chroma in linear light and reads the cast's luminance-normalised log gains; the gate
+is the largest cast (max |log gain|) it reads on the 72 clean photos, and the gain is that of
+dividing the read gains out where it fires.
 """
 
 import argparse
@@ -22,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model import suites
-from model.color import linear_to_srgb, luminance, srgb_to_linear
+from model.color import linear_to_srgb, luminance, normalise_gains, srgb_to_linear
 from model.data import load_photos
 from model.degrade import apply_tone, sample_params
 
@@ -38,29 +44,36 @@ def base_view(a: np.ndarray) -> torch.Tensor:
     return F.interpolate(x, size=BASE, mode="area")[0]
 
 
-def features(x: torch.Tensor) -> torch.Tensor:
-    """sRGB plus log2 linear luminance (centred), pooled to 48 x 72."""
-    lum = torch.log2(luminance(srgb_to_linear(x)).clamp_min(1 / 1024)) / 4 + 1
-    return F.avg_pool2d(torch.cat([x * 2 - 1, lum], 1), 2)
+def features(x: torch.Tensor, chroma: bool = False) -> torch.Tensor:
+    """sRGB plus log2 linear luminance (centred), and with chroma log(R/G), log(B/G) in linear
+    light, pooled to 48 x 72."""
+    lin = srgb_to_linear(x)
+    planes = [x * 2 - 1, torch.log2(luminance(lin).clamp_min(1 / 1024)) / 4 + 1]
+    if chroma:
+        log = lin.clamp_min(1 / 1024).log()
+        planes.append((log[:, [0, 2]] - log[:, 1:2]) / 2)
+    return F.avg_pool2d(torch.cat(planes, 1), 2)
 
 
 class SceneNet(nn.Module):
-    def __init__(self, width: tuple[int, ...] = (32, 64, 96, 128)):
+    def __init__(self, width: tuple[int, ...] = (32, 64, 96, 128), cast: bool = False):
         super().__init__()
-        layers, c = [], 4
+        self.cast = cast
+        layers, c = [], 6 if cast else 4
         for w in width:
             layers += [nn.Conv2d(c, w, 3, 2, 1), nn.GELU(), nn.Conv2d(w, w, 3, 1, 1), nn.GELU()]
             c = w
         self.body = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Linear(2 * c, 128), nn.GELU(), nn.Dropout(0.2), nn.Linear(128, 2))
+        self.head = nn.Sequential(nn.Linear(2 * c, 128), nn.GELU(), nn.Dropout(0.2), nn.Linear(128, 3 if cast else 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.body(features(x))
+        f = self.body(features(x, self.cast))
         return self.head(torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1))
 
 
-def batch(views: torch.Tensor, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """n random crops (75-100 % of each side, flipped half the time) with the prior's tone damage."""
+def batch(views: torch.Tensor, n: int, g: torch.Generator, cast: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """n random crops (75-100 % of each side, flipped half the time) with the prior's tone damage;
+    targets: EV and log contrast, or the cast's normalised log gains."""
     idx = torch.randint(len(views), (n,), generator=g)
     out = []
     for i in idx.tolist():
@@ -75,6 +88,8 @@ def batch(views: torch.Tensor, n: int, g: torch.Generator) -> tuple[torch.Tensor
     p = sample_params(n, g)
     y = apply_tone(x, p["cast_log_gain"], p["exposure_ev"], p["contrast"], p["gamma"])
     q = (y * 255).round() / 255
+    if cast:
+        return q, normalise_gains(p["cast_log_gain"])
     return q, torch.stack([p["exposure_ev"], p["contrast"].log()], 1)
 
 
@@ -101,6 +116,41 @@ def undo_ev(a: np.ndarray, ev: float) -> np.ndarray:
     return (y * 255 + 0.5).clamp(0, 255).byte().numpy()
 
 
+def undo_cast(a: np.ndarray, log_gains: np.ndarray) -> np.ndarray:
+    x = torch.from_numpy(a).float() / 255
+    y = linear_to_srgb((srgb_to_linear(x) * torch.from_numpy(-log_gains).float().exp()).clamp(0, 1))
+    return (y * 255 + 0.5).clamp(0, 255).byte().numpy()
+
+
+def report_cast(net: SceneNet, held: list[np.ndarray], val: str) -> None:
+    """The cast gate on clean photos the CNN never saw, then every cast case of the estimators suite."""
+    gate = np.abs(read(net, held)).max(1)
+    print(f"clean readings, max |log gain|: held-out 72 median {np.median(gate):.3f} max {gate.max():.3f}", flush=True)
+    photos = load_photos(val)
+    for case in suites.suite("estimators", ["clean", "cast-faint", "cast-warm", "cast-cool", "cast-green",
+                                            "cast-magenta"]):
+        damaged = [case.apply(a, k) for k, a in photos.items()]
+        r = read(net, damaged)
+        t = np.array([case.truth[k] for k in ("cast_r", "cast_g", "cast_b")])
+        err = np.abs(r - t).max(1)
+        fire = np.abs(r).max(1) > gate.max()
+        if case.truth["cast"] == 0:  # do no harm: the outputs against the clean photos themselves
+            worst = min(psnr(undo_cast(d, e), a) for d, a, e, f in zip(damaged, photos.values(), r, fire) if f) \
+                if fire.any() else math.inf
+            ungated = min(psnr(undo_cast(d, e), a) for d, a, e in zip(damaged, photos.values(), r))
+            print(f"clean: flagged {fire.mean():.0%}, worst PSNR against itself {worst:.2f} dB gated, "
+                  f"{ungated:.2f} dB undone on every photo; reading max |log gain| median {np.median(err):.3f}",
+                  flush=True)
+            continue
+        gain = [psnr(undo_cast(d, e) if f else d, a) - psnr(d, a)
+                for d, a, e, f in zip(damaged, photos.values(), r, fire)]
+        ungated = [psnr(undo_cast(d, e), a) - psnr(d, a) for d, a, e in zip(damaged, photos.values(), r)]
+        print(f"{case.name} (cast {case.truth['cast']:.2f}): error max |log gain| mean {err.mean():.3f} median"
+              f" {np.median(err):.3f}; beyond the clean gate {fire.mean():.0%}; gain where it fires, over all photos"
+              f" {np.mean(gain):+.2f} dB (worst {min(gain):+.2f}); undone on every photo {np.mean(ungated):+.2f} dB",
+              flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("train")
@@ -108,13 +158,15 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=40)
     ap.add_argument("--batch", type=int, default=48)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--target", choices=("tone", "cast"), default="tone")
     args = ap.parse_args()
+    cast = args.target == "cast"
     torch.manual_seed(args.seed)
     g = torch.Generator().manual_seed(args.seed)
     train = list(load_photos(args.train).values())
     fit, held = train[:360], train[360:]
     views = torch.stack([base_view(a) for a in fit])
-    net = SceneNet()
+    net = SceneNet(cast=cast)
     print(f"SceneNet: {sum(p.numel() for p in net.parameters()):,} parameters", flush=True)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-3)
     t0, step, run = time.time(), 0, 0.0
@@ -122,18 +174,25 @@ def main() -> None:
     while (el := time.time() - t0) < total:
         for group in opt.param_groups:
             group["lr"] = 1e-3 * 0.5 * (1 + math.cos(math.pi * el / total))
-        x, y = batch(views, args.batch, g)
+        x, y = batch(views, args.batch, g, cast)
         loss = F.smooth_l1_loss(net(x), y, beta=0.1)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        run = 0.98 * run + 0.02 * float(loss)
+        run = 0.98 * run + 0.02 * loss.item()
         step += 1
-        if step % 200 == 0:
+        if step % 200 == 0 and cast:
+            r = np.abs(read(net, held)).max(1)
+            print(f"step {step} {el / 60:.1f} min loss {run:.4f} held-out clean cast mean {r.mean():.3f}"
+                  f" max {r.max():.3f}", flush=True)
+        elif step % 200 == 0:
             r = read(net, held)
             print(f"step {step} {el / 60:.1f} min loss {run:.4f} held-out clean |EV| mean {np.abs(r[:, 0]).mean():.3f}"
                   f" max {np.abs(r[:, 0]).max():.3f}", flush=True)
-    torch.save(net.state_dict(), "/tmp/scene_net.pt")
+    torch.save(net.state_dict(), f"/tmp/scene_net_{args.target}.pt")
+    if cast:
+        report_cast(net, held, args.val)
+        return
 
     r_held, r_fit = read(net, held), read(net, fit)
     lo_ev, hi_ev = r_held[:, 0].min(), r_held[:, 0].max()
