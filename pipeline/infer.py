@@ -78,8 +78,16 @@ class LoadedModel:
         return str(self.restorer.device)
 
     def submit(self, items: list[Item], strengths: dict[str, float]) -> Future:
-        """restore() in one of the process's restore threads."""
-        return self.pool.submit(self.restore, items, strengths)
+        """restore() in one of the process's restore threads; with one slot (CUDA), in the caller's
+        thread as before: that is how the GPU path was measured, and a thread hop there is untested."""
+        if self.restores > 1:
+            return self.pool.submit(self.restore, items, strengths)
+        done: Future = Future()
+        try:
+            done.set_result(self.restore(items, strengths))
+        except Exception as e:  # a device error: raised where the caller reads the result
+            done.set_exception(e)
+        return done
 
     def restore(self, items: list[Item], strengths: dict[str, float]) -> list[Item | Failure]:
         """Restore a batch; if it fails, retry one by one so that only the culprit is reported.

@@ -5,7 +5,7 @@
 The reader thread streams records from storage; a small thread pool decodes and measures images
 ahead of the model and encodes and measures their restored copies behind it (Pillow, numpy and
 torch release the GIL, so the stages really overlap). Batches go to the model as they fill: on a
-CPU it restores one per core at once (pipeline/infer.py). Results are written in input order, then
+CPU it restores one per core at once in its own threads (pipeline/infer.py). Results are written in input order, then
 the metrics and errors files, then the done-marker, last. Only the current shard's look-ahead is
 in memory, whatever the size of the shard.
 """
