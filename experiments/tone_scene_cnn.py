@@ -110,15 +110,10 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * math.log10(255**2 / max(mse, 1e-10))
 
 
-def undo_ev(a: np.ndarray, ev: float) -> np.ndarray:
+def undo_gains(a: np.ndarray, gains: float | np.ndarray) -> np.ndarray:
+    """An 8-bit photo divided by linear-light gains (one, or one per channel), back in sRGB."""
     x = torch.from_numpy(a).float() / 255
-    y = linear_to_srgb((srgb_to_linear(x) * 2.0 ** -ev).clamp(0, 1))
-    return (y * 255 + 0.5).clamp(0, 255).byte().numpy()
-
-
-def undo_cast(a: np.ndarray, log_gains: np.ndarray) -> np.ndarray:
-    x = torch.from_numpy(a).float() / 255
-    y = linear_to_srgb((srgb_to_linear(x) * torch.from_numpy(-log_gains).float().exp()).clamp(0, 1))
+    y = linear_to_srgb((srgb_to_linear(x) / torch.as_tensor(gains, dtype=torch.float32)).clamp(0, 1))
     return (y * 255 + 0.5).clamp(0, 255).byte().numpy()
 
 
@@ -134,17 +129,17 @@ def report_cast(net: SceneNet, held: list[np.ndarray], val: str) -> None:
         t = np.array([case.truth[k] for k in ("cast_r", "cast_g", "cast_b")])
         err = np.abs(r - t).max(1)
         fire = np.abs(r).max(1) > gate.max()
+        clean = list(photos.values())
+        undone = [psnr(undo_gains(d, g), a) for d, a, g in zip(damaged, clean, np.exp(r))]  # every photo corrected
         if case.truth["cast"] == 0:  # do no harm: the outputs against the clean photos themselves
-            worst = min(psnr(undo_cast(d, e), a) for d, a, e, f in zip(damaged, photos.values(), r, fire) if f) \
-                if fire.any() else math.inf
-            ungated = min(psnr(undo_cast(d, e), a) for d, a, e in zip(damaged, photos.values(), r))
+            worst = min((p for p, f in zip(undone, fire) if f), default=math.inf)
             print(f"clean: flagged {fire.mean():.0%}, worst PSNR against itself {worst:.2f} dB gated, "
-                  f"{ungated:.2f} dB undone on every photo; reading max |log gain| median {np.median(err):.3f}",
+                  f"{min(undone):.2f} dB undone on every photo; reading max |log gain| median {np.median(err):.3f}",
                   flush=True)
             continue
-        gain = [psnr(undo_cast(d, e) if f else d, a) - psnr(d, a)
-                for d, a, e, f in zip(damaged, photos.values(), r, fire)]
-        ungated = [psnr(undo_cast(d, e), a) - psnr(d, a) for d, a, e in zip(damaged, photos.values(), r)]
+        before = [psnr(d, a) for d, a in zip(damaged, clean)]
+        gain = [u - b if f else 0.0 for u, b, f in zip(undone, before, fire)]
+        ungated = [u - b for u, b in zip(undone, before)]
         print(f"{case.name} (cast {case.truth['cast']:.2f}): error max |log gain| mean {err.mean():.3f} median"
               f" {np.median(err):.3f}; beyond the clean gate {fire.mean():.0%}; gain where it fires, over all photos"
               f" {np.mean(gain):+.2f} dB (worst {min(gain):+.2f}); undone on every photo {np.mean(ungated):+.2f} dB",
@@ -207,7 +202,7 @@ def main() -> None:
         t = case.truth
         err = np.abs(r[:, 0] - t["exposure_ev"])
         fire = (r[:, 0] < lo_ev) | (r[:, 0] > hi_ev)
-        gain = [psnr(undo_ev(d, e) if f else d, a) - psnr(d, a)
+        gain = [psnr(undo_gains(d, 2.0 ** e) if f else d, a) - psnr(d, a)
                 for d, a, e, f in zip(damaged, photos.values(), r[:, 0], fire)]
         print(f"{case.name}: EV error mean {err.mean():.2f} median {np.median(err):.2f};"
               f" within 0.25 EV {np.mean(err <= 0.25):.0%}; beyond the clean EV range {fire.mean():.0%};"

@@ -5,9 +5,9 @@
 The reader thread streams records from storage; a small thread pool decodes and measures images
 ahead of the model and encodes and measures their restored copies behind it (Pillow, numpy and
 torch release the GIL, so the stages really overlap). Batches go to the model as they fill: on a
-CPU it restores one per core at once in its own threads (pipeline/infer.py). Results are written in input order, then
-the metrics and errors files, then the done-marker, last. Only the current shard's look-ahead is
-in memory, whatever the size of the shard.
+CPU it restores one per core at once in its own threads (pipeline/infer.py). Results are written
+in input order, then the metrics and errors files, then the done-marker, last. Only the current
+shard's look-ahead is in memory, whatever the size of the shard.
 """
 
 from collections import deque
@@ -233,10 +233,11 @@ class _Run:
         def finish(f: Future) -> None:
             pending.extend(pool.submit(_finish, out, self.opts) for out in f.result())
 
-        def drain(restores: int, ahead: int) -> None:
-            while restoring and (len(restoring) > restores or restoring[0].done()):
+        def drain(in_model: int, in_pool: int) -> None:
+            """Write what is done, and wait until at most this many batches and outputs are left."""
+            while restoring and (len(restoring) > in_model or restoring[0].done()):
                 finish(restoring.popleft())
-            while pending and (len(pending) > ahead or pending[0].done()):
+            while pending and (len(pending) > in_pool or pending[0].done()):
                 self.write(pending.popleft().result())
 
         def flush():

@@ -386,21 +386,20 @@ def _settle(v):
     return v
 
 
-def comparable_rows(store: Store, output: str, kind: str) -> list[dict]:
+def comparable(rows: list[dict]) -> list[dict]:
     """A run's rows without what differs between runs of the same input (ids, timings, workers)."""
-    rows = [{k: _settle(v) for k, v in r.items() if k not in VOLATILE} for r in read_tables(store, output, kind)]
+    rows = [{k: _settle(v) for k, v in r.items() if k not in VOLATILE} for r in rows]
     return sorted(rows, key=lambda r: (r["shard"], r["index"] if r["index"] is not None else -1))
 
 
 def _same_outputs(store: Store, output: str, reference: str) -> tuple[list, list]:
     """Two runs of one input wrote the same metrics and errors and the same image bytes."""
-    rows = {kind: comparable_rows(store, output, kind) for kind in ("metrics", "errors")}
-    for kind, got in rows.items():
-        assert got == comparable_rows(store, reference, kind), kind
-    images = {r["key"]: open_output(store, r["output_uri"]) for r in read_tables(store, output, "metrics")}
-    want = {r["key"]: open_output(store, r["output_uri"]) for r in read_tables(store, reference, "metrics")}
-    assert images.keys() == want.keys() and all(images[k] == want[k] for k in want)
-    return rows["metrics"], rows["errors"]
+    got, want = ({kind: read_tables(store, out, kind) for kind in ("metrics", "errors")} for out in (output, reference))
+    for kind in got:
+        assert comparable(got[kind]) == comparable(want[kind]), kind
+    images, expected = ({r["key"]: open_output(store, r["output_uri"]) for r in run["metrics"]} for run in (got, want))
+    assert images.keys() == expected.keys() and all(images[k] == expected[k] for k in expected)
+    return comparable(got["metrics"]), comparable(got["errors"])
 
 
 @pytest.fixture
