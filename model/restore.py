@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import tone_cues
 from .color import LUMA
 from .config import TASKS, THRESHOLD, TONE_TASKS, RestoreConfig, default_pixel_budget
 from .deblur import deconvolve, edge_blur, wiener_kernel
@@ -174,7 +175,8 @@ class Restorer:
                  calibrated: bool = True, assume: Iterable[str] = ()):
         """assume: tasks whose damage the caller vouches for (an archive known to be underexposed):
         they keep cfg's own threshold instead of the weights' do-no-harm one, so clean photos in the
-        batch get corrected too."""
+        batch get corrected too, and a tone task is read from the photo's statistics
+        (model/tone_cues.py), not by the head that has to allow for undamaged photos."""
         if isinstance(weights, ImagemendNet):
             self.net, self.meta = weights, {"sha256": "in-memory", "info": {}}
         else:
@@ -192,9 +194,12 @@ class Restorer:
         if assume - set(TASKS):
             raise ValueError(f"unknown task(s) {sorted(assume - set(TASKS))} to assume; choose from {TASKS}")
         calibration = self.meta["info"].get("calibration", {})
-        if assume & set(calibration.get("disabled", [])):  # vouching for a damage cannot fix a head that misfires
-            raise ValueError(f"these weights disable {sorted(assume & set(calibration['disabled']))}: "
+        refused = (assume - set(TONE_TASKS)) & set(calibration.get("disabled", []))
+        if refused:  # vouching for a damage cannot fix a head that misfires (told tone tasks do not use theirs)
+            raise ValueError(f"these weights disable {sorted(refused)}: "
                              f"{calibration.get('reason', 'no reason recorded')}")
+        self.told = [t for t in TONE_TASKS if t in assume]
+        self.told_fits = tone_cues.load_table() if self.told else {}
         kept = {THRESHOLD[t] for t in assume}
         calibrated_thresholds = {k: v for k, v in self.meta["info"].get("thresholds", {}).items() if k not in kept}
         self.cfg = replace(cfg, **calibrated_thresholds) if calibrated else cfg
@@ -237,6 +242,16 @@ class Restorer:
                                                    jpeg or [False] * len(planes))], dtype=torch.float32)
             est["noise_sigma_cap"] = cap
             est["noise_sigma_read"] = torch.minimum(est["noise_sigma_read"], cap)
+        for i, p in enumerate(planes if self.told else []):  # vouched for: how strong, from the statistics
+            told = tone_cues.read(p.array, self.told, self.told_fits)
+            if "cast" in told:
+                est["cast_log_gain"][i] = told["cast"]
+            if "exposure" in told:
+                est["exposure_ev"][i] = told["exposure"]
+            if "contrast" in told:
+                est["contrast"][i] = told["contrast"]
+                knots = est["curve"].shape[1]
+                est["curve"][i] = tone_cues.undo_contrast_curve(told["contrast"], told["mean_luma"], knots)
         return est
 
     def estimate(self, images: list[np.ndarray], edges: list[bool] | None = None) -> list[dict[str, float]]:

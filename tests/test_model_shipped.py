@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from skimage import data
 
-from model import Restorer
-from model.config import RestoreConfig
+from model import Restorer, suites
+from model.config import THRESHOLD, RestoreConfig
 from model.degrade import fixed_params
 from model.validate import damaged, psnr
 
@@ -64,20 +64,27 @@ def test_shipped_noise_readings_are_gaussian_sigma(restorer, sigma):
         assert abs(e["noise_sigma"] - sigma) <= 0.15 * sigma, e["noise_sigma"]
 
 
-def test_told_the_damage_the_shipped_weights_repair_exposure_and_contrast():
-    """Blind, the tone tasks stay off (the xfails above); told the archive has the damage, the heads'
-    corrections gain (+5.7 and +3.6 dB here), and the other thresholds stay the calibrated ones."""
-    told = Restorer(device="cpu", assume=("exposure", "contrast"))
-    blind = Restorer(device="cpu")
-    assert told.cfg.min_exposure == RestoreConfig().min_exposure < blind.cfg.min_exposure
-    assert told.cfg.min_noise_sigma == blind.cfg.min_noise_sigma and told.cfg.min_cast == np.inf
-    for damage, gain in ((dict(exposure_ev=-1.0), 3.0), (dict(contrast=0.55), 1.5)):
-        bad = damaged(PHOTOS, fixed_params(1, **damage), seed=11)
-        fixed = [r.image for r in told.restore(bad)]
-        before = np.mean([psnr(b, c) for b, c in zip(bad, PHOTOS)])
-        after = np.mean([psnr(f, c) for f, c in zip(fixed, PHOTOS)])
-        assert after >= before + gain, (damage, f"{before:.2f} -> {after:.2f} dB")
+# told, mean PSNR gain over the damaged input (dB): +1.1 / +9.3 / +9.0 / +9.4 here; the heads told gave
+# about +1.5 at +0.7 EV and contrast 55 % on CBSD68, and cast not at all
+TOLD = {"cast-warm": 0.5, "exposure-1": 5.0, "exposure+0.7": 5.0, "contrast0.55": 5.0}
+
+
+@pytest.mark.parametrize("case,gain", list(TOLD.items()), ids=list(TOLD))
+def test_told_the_damage_the_tone_is_read_from_the_photo(case, gain):
+    """Blind, the tone tasks stay off (the xfails above); told the archive has the damage, its
+    statistics say how strong (model/tone_cues.py) and the correction gains, even the cast that the
+    weights disable blind; the other thresholds stay the calibrated ones."""
+    task = suites.CASES[case].task
+    told, blind = Restorer(device="cpu", assume=(task,)), Restorer(device="cpu")
+    assert getattr(told.cfg, THRESHOLD[task]) == getattr(RestoreConfig(), THRESHOLD[task])
+    assert told.cfg.min_noise_sigma == blind.cfg.min_noise_sigma
+    bad = damaged(PHOTOS, fixed_params(1, **suites.CASES[case].kwargs), seed=11)
+    fixed = [r.image for r in told.restore(bad)]
+    before = np.mean([psnr(b, c) for b, c in zip(bad, PHOTOS)])
+    after = np.mean([psnr(f, c) for f, c in zip(fixed, PHOTOS)])
+    assert after >= before + gain, f"{before:.2f} -> {after:.2f} dB"
+
+
+def test_told_an_unknown_task_is_refused():
     with pytest.raises(ValueError, match="zoom"):
         Restorer(device="cpu", assume=("zoom",))
-    with pytest.raises(ValueError, match=r"disable \['cast'\]: the cast head"):
-        Restorer(device="cpu", assume=("cast",))  # off in these weights, for a reason the error gives

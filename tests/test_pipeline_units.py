@@ -363,6 +363,8 @@ def test_assumed_damage_reaches_the_model():
     blind = infer.load_model(RunOptions("i", "o", device="cpu")).restorer.cfg
     assert told.min_exposure == RestoreConfig().min_exposure < blind.min_exposure  # the shipped weights' 1.25 EV
     assert told.min_contrast == blind.min_contrast > RestoreConfig().min_contrast
+    cast = infer.load_model(RunOptions("i", "o", device="cpu", assume=("cast",))).restorer  # read from the photo,
+    assert cast.told == ["cast"] and cast.cfg.min_cast == RestoreConfig().min_cast  # not by the disabled head
 
 
 def test_precision_and_compile_flags_reach_the_model(active_weights):

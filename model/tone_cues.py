@@ -1,0 +1,232 @@
+"""Tone damage read from a photo's statistics, for photos the caller says are damaged.
+
+The global branch's tone heads are trained on a prior where most photos are undamaged, so they
+shrink towards "no damage": told that an archive is underexposed, they undo about half of a -1 EV
+shift (MODEL_CARD). Once the caller vouches for the damage, the question changes from "is this
+photo damaged?" (which natural photos' own range of exposure, colour and contrast keeps us from
+answering, MODEL_CARD) to "by how much?", and plain statistics answer that well: each cue below
+moves with the damage exactly (a cast adds its log chroma to every colour cue, an exposure shift
+its EV to every log-luminance cue, a contrast change its log factor to every luma spread), so the
+damage is the cue minus what the cue reads on a clean photo, and a least-squares combination of
+many cues (Cheng, Price, Cohen and Brown, CVPR 2015, do this with trees for the illuminant) lets
+the cues' errors cancel. The combinations are fitted on CBSD432 with the training prior's damage,
+the told damage always present:
+
+    python -m model.tone_cues --data ../shared/data/train/CBSD432 --workers 2   # writes TABLE
+
+The cues are read on a view of the photo area-averaged to a long side of about VIEW px.
+"""
+
+import argparse
+from dataclasses import dataclass
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .color import LUMA, normalise_gains
+from .config import TONE_TASKS
+from .pixels import white_level
+
+TABLE = Path(__file__).with_name("weights") / "tone_cues.json"
+VIEW = 256  # long side of the view the cues are read on
+LOG_FLOOR = 1 / 4096  # linear light: darker than this reads as this
+
+
+def _linear(s: np.ndarray) -> np.ndarray:
+    return np.where(s <= 0.04045, s / 12.92, ((s + 0.055) / 1.055) ** 2.4)
+
+
+def rgb_view(pixels: np.ndarray) -> np.ndarray:
+    """Any photo (HxW, HxWx1..4, any depth) as (h, w, 3) sRGB floats in [0, 1], area-averaged to a
+    long side of about VIEW px: the same scene reads the same at any resolution, and noise
+    (which the statistics at the extremes are sensitive to) is averaged down."""
+    arr = pixels[:, :, None] if pixels.ndim == 2 else pixels
+    arr = arr[..., :3] if arr.shape[2] >= 3 else np.repeat(arr[..., :1], 3, axis=2)
+    b = min(math.ceil(max(arr.shape[:2]) / VIEW), *arr.shape[:2])
+    h, w = arr.shape[0] // b, arr.shape[1] // b
+    blocks = arr[:h * b, :w * b].reshape(h, b, w, b, 3)  # a view: a 50 MP photo is never copied as floats
+    return blocks.sum((1, 3), dtype=np.float64) / (b * b * white_level(arr.dtype))
+
+
+def _chroma(v: np.ndarray) -> np.ndarray:
+    log = np.log(np.maximum(v, LOG_FLOOR))
+    return np.array([log[0] - log[1], log[2] - log[1]])
+
+
+def cast_cues(view: np.ndarray) -> np.ndarray:
+    """Log chroma (log R/G, log B/G, linear light) of colour constancy statistics: grey world,
+    shades of grey, white patch at three percentiles, the brightest pixels, the median, and grey
+    edge (the mean and 6-norm of each channel's gradient magnitude; van de Weijer et al. 2007)."""
+    lin = _linear(view)
+    x = lin.reshape(-1, 3)
+    y = x @ LUMA
+    top = [x[y >= np.percentile(y, 100 - q)].mean(0) for q in (1, 5)]
+    grad = np.hypot(*np.gradient(lin, axis=(0, 1))).reshape(-1, 3) if min(view.shape[:2]) > 1 else x
+    stats = [x.mean(0), *((x ** p).mean(0) ** (1 / p) for p in (2, 4, 8)),
+             *np.percentile(x, [95, 99, 99.5], axis=0), *top, np.median(x, 0),
+             grad.mean(0), (grad ** 6).mean(0) ** (1 / 6)]
+    return np.concatenate([_chroma(v) for v in stats])
+
+
+def exposure_cues(view: np.ndarray) -> np.ndarray:
+    """Log2 linear luminance: its power means, percentiles and spread, and the clipped and black shares."""
+    s = view.reshape(-1, 3)
+    y = np.maximum(_linear(s) @ LUMA, LOG_FLOOR)
+    log = np.log2(y)
+    return np.array([*(np.log2((y ** p).mean()) / p for p in (1, 2, 4, 8)),
+                     *np.percentile(log, [1, 5, 25, 50, 75, 95, 99, 99.9]), log.mean(), log.std(),
+                     (s.max(1) >= 254.5 / 255).mean(), (y <= 2 * LOG_FLOOR).mean()])
+
+
+def contrast_cues(view: np.ndarray) -> np.ndarray:
+    """Log spreads of sRGB luma between percentile pairs and its log std; mean luma and the black and white shares."""
+    s = view.reshape(-1, 3)
+    y = s @ LUMA
+    p = np.percentile(y, [0.5, 1, 5, 10, 25, 75, 90, 95, 99, 99.5])
+    spreads = [p[9 - i] - p[i] for i in range(5)]
+    return np.array([*np.log(np.maximum(spreads, 1e-3)), math.log(y.std() + 1e-4), y.mean(),
+                     (y <= 0.5 / 255).mean(), (y >= 254.5 / 255).mean()])
+
+
+CUES = {"cast": cast_cues, "exposure": exposure_cues, "contrast": contrast_cues}
+
+
+@dataclass
+class Fit:
+    """One damage's least-squares combination: standardised cues -> the damage's parameters."""
+    mean: list[float]
+    std: list[float]
+    coef: list[list[float]]  # (cues + 1, outputs); the last row is the intercept
+
+    def __call__(self, cues: np.ndarray) -> np.ndarray:
+        z = (cues - np.asarray(self.mean)) / np.asarray(self.std)
+        return np.append(z, 1.0) @ np.asarray(self.coef)
+
+
+def fit(cues: np.ndarray, target: np.ndarray, ridge: float = 1e-3) -> Fit:
+    """Ridge regression on standardised cues (the ridge keeps near-duplicate cues from cancelling wildly)."""
+    mean, std = cues.mean(0), cues.std(0) + 1e-9
+    x = np.concatenate([(cues - mean) / std, np.ones((len(cues), 1))], 1)
+    penalty = ridge * len(x) * np.diag([1.0] * cues.shape[1] + [0.0])
+    coef = np.linalg.solve(x.T @ x + penalty, x.T @ target.reshape(len(x), -1))
+    return Fit(mean.tolist(), std.tolist(), coef.tolist())
+
+
+def told_key(tasks) -> str:
+    return ",".join(t for t in TONE_TASKS if t in tasks)
+
+
+def load_table(path: Path = TABLE) -> dict[str, dict[str, Fit]]:
+    """Told set ("cast,exposure") -> task -> its fit."""
+    return {k: {t: Fit(**f) for t, f in fits.items()} for k, fits in json.loads(path.read_text())["fits"].items()}
+
+
+def chroma_to_log_gains(c: np.ndarray) -> torch.Tensor:
+    """(log R/G, log B/G) -> per-channel log gains that keep luminance, as the damage draws casts."""
+    return normalise_gains(torch.tensor([[c[0], 0.0, c[1]]], dtype=torch.float32))[0]
+
+
+def read(pixels: np.ndarray, tasks, table: dict[str, dict[str, Fit]]) -> dict[str, float | torch.Tensor]:
+    """The told damages of one photo: cast as normalised log gains, exposure in EV, contrast as its
+    log factor around the mean luma (which the undo curve needs too). Each told set has fits of its
+    own: a photo told to be underexposed and flat reads its exposure among contrast changes."""
+    s = rgb_view(pixels)
+    fits = table[told_key(tasks)]
+    out: dict = {"mean_luma": float((s @ np.asarray(LUMA)).mean())}  # what a contrast change pivots on
+    for t, f in fits.items():
+        v = f(CUES[t](s))
+        out[t] = chroma_to_log_gains(v) if t == "cast" else float(v[0])
+    return out
+
+
+def undo_contrast_curve(log_factor: float, mean_luma: float, knots: int) -> torch.Tensor:
+    """The curve (knots on [0, 1]) that stretches luma back around its mean by exp(-log_factor)."""
+    x = torch.linspace(0, 1, knots)
+    return (mean_luma + (x - mean_luma) * math.exp(-log_factor)).clamp(0, 1)
+
+
+def _damaged_copies(a: np.ndarray, per_photo: int, seed: int, noisy: bool) -> list[dict]:
+    from dataclasses import replace
+
+    from .config import DegradationConfig
+    from .data import to_tensor
+    from .degrade import degrade, sample_params
+
+    cfg = replace(DegradationConfig(), p_clean=0.0, p_cast=0.5, p_exposure=0.5, p_contrast=0.5)
+    if not noisy:
+        cfg = replace(cfg, p_noise=0.0, p_blur=0.0, p_jpeg=0.0)
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(seed)
+    p = sample_params(per_photo, g, cfg)
+    d = degrade(to_tensor(a)[None].expand(per_photo, -1, -1, -1).contiguous(), p, g, cfg)
+    lg = d.params["cast_log_gain"]
+    truth = {"cast": torch.stack([lg[:, 0] - lg[:, 1], lg[:, 2] - lg[:, 1]], 1),
+             "exposure": d.params["exposure_ev"][:, None], "contrast": d.params["contrast"][:, None]}
+    out = []
+    for j in range(per_photo):
+        v = rgb_view((d.image[j].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+        out.append({"on": {t for t in TONE_TASKS if p["on_" + t][j]}, "cues": {t: CUES[t](v) for t in TONE_TASKS},
+                    "truth": {t: truth[t][j].numpy() for t in TONE_TASKS}})
+    return out
+
+
+def samples(photos: dict[str, np.ndarray], per_photo: int, seed: int = 0, noisy: bool = True,
+            workers: int = 1) -> list[dict]:
+    """Damaged copies of clean photos with the training prior's damage (model.degrade), each tone
+    damage present half the time: per copy, which tone damages it has, every task's cues, the truth.
+    Each photo draws from its own seed, so the copies do not depend on the number of workers."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    args = [(a, per_photo, seed * 100_003 + i, noisy) for i, a in enumerate(photos.values())]
+    if workers <= 1:
+        return [r for arg in args for r in _damaged_copies(*arg)]
+    with ProcessPoolExecutor(workers) as pool:
+        return [r for rows in pool.map(_damaged_copies, *zip(*args), chunksize=8) for r in rows]
+
+
+def fit_table(rows: list[dict]) -> tuple[dict[str, dict[str, Fit]], dict]:
+    """A fit per told set and task, on the copies whose tone damages are some of the told ones
+    (an archive told to be underexposed and flat has photos that are one, the other or both);
+    and each fit's RMSE."""
+    table, rmse = {}, {}
+    for n in range(1, len(TONE_TASKS) + 1):
+        for told in itertools.combinations(TONE_TASKS, n):
+            key, mine = told_key(told), [r for r in rows if r["on"] and r["on"] <= set(told)]
+            if len(mine) < 8 * n:
+                raise ValueError(f"{len(mine)} damaged copies have some of {key} alone: too few to fit, "
+                                 "raise --per-photo")
+            table[key], rmse[key] = {}, {}
+            for t in told:
+                x, y = np.stack([r["cues"][t] for r in mine]), np.stack([r["truth"][t] for r in mine])
+                f = table[key][t] = fit(x, y)
+                rmse[key][t] = np.sqrt(((np.stack([f(c) for c in x]) - y) ** 2).mean(0)).round(4).tolist()
+    return table, rmse
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="clean training photos (folder, glob or URL)")
+    p.add_argument("--per-photo", type=int, default=16, help="damaged copies of each photo")
+    p.add_argument("--noiseless", action="store_true", help="no noise, blur or JPEG on the copies")
+    p.add_argument("--workers", type=int, default=1, help="processes that damage and read the copies")
+    p.add_argument("--out", default=str(TABLE))
+    a = p.parse_args(argv)
+    from .data import load_photos
+
+    photos = load_photos(a.data)
+    rows = samples(photos, a.per_photo, noisy=not a.noiseless, workers=a.workers)
+    table, rmse = fit_table(rows)
+    info = {"data": a.data, "photos": len(photos), "per_photo": a.per_photo, "noiseless": a.noiseless,
+            "samples": {k: sum(bool(r["on"]) and r["on"] <= set(k.split(",")) for r in rows) for k in table},
+            "fit_rmse": rmse,
+            "fits": {k: {t: vars(f) for t, f in fits.items()} for k, fits in table.items()}}
+    Path(a.out).write_text(json.dumps(info, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in info.items() if k != "fits"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
