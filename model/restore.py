@@ -243,15 +243,15 @@ class Restorer:
             est["noise_sigma_cap"] = cap
             est["noise_sigma_read"] = torch.minimum(est["noise_sigma_read"], cap)
         for i, p in enumerate(planes if self.told else []):  # vouched for: how strong, from the statistics
-            told = tone_cues.read(p.array, self.told, self.told_fits)
-            if "cast" in told:
-                est["cast_log_gain"][i] = told["cast"]
-            if "exposure" in told:
-                est["exposure_ev"][i] = told["exposure"]
-            if "contrast" in told:
-                est["contrast"][i] = told["contrast"]
+            read = tone_cues.read(p.array, self.told, self.told_fits)
+            if "cast" in read:
+                est["cast_log_gain"][i] = read["cast"]
+            if "exposure" in read:
+                est["exposure_ev"][i] = read["exposure"]
+            if "contrast" in read:
+                est["contrast"][i] = read["contrast"]
                 knots = est["curve"].shape[1]
-                est["curve"][i] = tone_cues.undo_contrast_curve(told["contrast"], told["mean_luma"], knots)
+                est["curve"][i] = tone_cues.undo_contrast_curve(read["contrast"], read["mean_luma"], knots)
         return est
 
     def estimate(self, images: list[np.ndarray], edges: list[bool] | None = None) -> list[dict[str, float]]:

@@ -9,8 +9,8 @@ moves with the damage exactly (a cast adds its log chroma to every colour cue, a
 its EV to every log-luminance cue, a contrast change its log factor to every luma spread), so the
 damage is the cue minus what the cue reads on a clean photo, and a least-squares combination of
 many cues (Cheng, Price, Cohen and Brown, CVPR 2015, do this with trees for the illuminant) lets
-the cues' errors cancel. The combinations are fitted on CBSD432 with the training prior's damage,
-the told damage always present:
+the cues' errors cancel. Each told set has its own combinations, fitted on CBSD432 copies with the
+training prior's damage (noise, blur and JPEG included) and some of the told tone damages, no other:
 
     python -m model.tone_cues --data ../shared/data/train/CBSD432 --workers 2   # writes TABLE
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .color import LUMA, normalise_gains
+from .color import LUMA, normalise_gains, srgb_to_linear
 from .config import TONE_TASKS
 from .pixels import white_level
 
@@ -37,7 +37,7 @@ LOG_FLOOR = 1 / 4096  # linear light: darker than this reads as this
 
 
 def _linear(s: np.ndarray) -> np.ndarray:
-    return np.where(s <= 0.04045, s / 12.92, ((s + 0.055) / 1.055) ** 2.4)
+    return srgb_to_linear(torch.from_numpy(s)).numpy()
 
 
 def rgb_view(pixels: np.ndarray) -> np.ndarray:
@@ -45,11 +45,12 @@ def rgb_view(pixels: np.ndarray) -> np.ndarray:
     long side of about VIEW px: the same scene reads the same at any resolution, and noise
     (which the statistics at the extremes are sensitive to) is averaged down."""
     arr = pixels[:, :, None] if pixels.ndim == 2 else pixels
-    arr = arr[..., :3] if arr.shape[2] >= 3 else np.repeat(arr[..., :1], 3, axis=2)
+    arr = arr[..., :3] if arr.shape[2] >= 3 else arr[..., :1]
     b = min(math.ceil(max(arr.shape[:2]) / VIEW), *arr.shape[:2])
     h, w = arr.shape[0] // b, arr.shape[1] // b
-    blocks = arr[:h * b, :w * b].reshape(h, b, w, b, 3)  # a view: a 50 MP photo is never copied as floats
-    return blocks.sum((1, 3), dtype=np.float64) / (b * b * white_level(arr.dtype))
+    blocks = arr[:h * b, :w * b].reshape(h, b, w, b, -1)  # a view: a 50 MP photo is never copied as floats
+    view = blocks.sum((1, 3), dtype=np.float64) / (b * b * white_level(arr.dtype))
+    return np.repeat(view, 3 // view.shape[2], axis=2)
 
 
 def _chroma(v: np.ndarray) -> np.ndarray:
