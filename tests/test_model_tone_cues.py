@@ -57,6 +57,13 @@ def test_fit_recovers_a_linear_rule():
     np.testing.assert_allclose([f(v)[0] for v in x[:10]], y[:10], atol=1e-9)
     again = tone_cues.Fit(**json.loads(json.dumps(vars(f))))
     np.testing.assert_allclose(again(x[0]), f(x[0]))
+    bent = x[:, 0] * x[:, 1] - x[:, 2] ** 2  # what clipping does to exposure's cues, in miniature
+    assert np.abs([tone_cues.fit(x, bent, ridge=0.0)(v)[0] for v in x] - bent).max() > 1.0
+    f = tone_cues.fit(x, bent, ridge=0.0, quadratic=True)
+    np.testing.assert_allclose([f(v)[0] for v in x[:10]], bent[:10], atol=1e-6)
+    far = f(x[0] + [1e4, -1e4, 0, 0, 0])[0]  # a photo beyond every copy the fit saw is not extrapolated
+    assert bent.min() <= far <= bent.max()
+    assert abs(far - f(np.clip(x[0] + [1e4, -1e4, 0, 0, 0], x.min(0), x.max(0)))[0]) < 1e-9
 
 
 def test_the_fit_command_writes_a_table_for_every_told_set(tmp_path):
