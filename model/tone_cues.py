@@ -125,7 +125,7 @@ class Fit:
 
 # per damage: quadratic terms, ridge. Clipping bends exposure's cues (a +1 EV photo's highlights stop
 # moving): quadratic terms bring its told reading error at -1 / +0.7 EV on CBSD68 from 0.31 / 0.28 to
-# 0.23 / 0.25 EV (MODEL_CARD); the colour and contrast families have too many cues for their products.
+# 0.23 / 0.25 EV (MODEL_CARD). Products of the colour and contrast cues are not tried yet.
 FIT = {"cast": (False, 1e-3), "exposure": (True, 1e-2), "contrast": (False, 1e-3)}
 
 
