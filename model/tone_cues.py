@@ -18,7 +18,8 @@ The cues are read on a view of the photo area-averaged to a long side of about V
 """
 
 import argparse
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
 import itertools
 import json
 import math
@@ -28,7 +29,9 @@ import numpy as np
 import torch
 
 from .color import LUMA, normalise_gains, srgb_to_linear
-from .config import TONE_TASKS
+from .config import TONE_TASKS, DegradationConfig
+from .data import load_photos, to_tensor
+from .degrade import degrade, sample_params
 from .pixels import white_level
 
 TABLE = Path(__file__).with_name("weights") / "tone_cues.json"
@@ -175,12 +178,6 @@ def undo_contrast_curve(log_factor: float, mean_luma: float, knots: int) -> torc
 
 
 def _damaged_copies(a: np.ndarray, per_photo: int, seed: int, noisy: bool) -> list[dict]:
-    from dataclasses import replace
-
-    from .config import DegradationConfig
-    from .data import to_tensor
-    from .degrade import degrade, sample_params
-
     cfg = replace(DegradationConfig(), p_clean=0.0, p_cast=0.5, p_exposure=0.5, p_contrast=0.5)
     if not noisy:
         cfg = replace(cfg, p_noise=0.0, p_blur=0.0, p_jpeg=0.0)
@@ -204,13 +201,16 @@ def samples(photos: dict[str, np.ndarray], per_photo: int, seed: int = 0, noisy:
     """Damaged copies of clean photos with the training prior's damage (model.degrade), each tone
     damage present half the time: per copy, which tone damages it has, every task's cues, the truth.
     Each photo draws from its own seed, so the copies do not depend on the number of workers."""
-    from concurrent.futures import ProcessPoolExecutor
-
     args = [(a, per_photo, seed * 100_003 + i, noisy) for i, a in enumerate(photos.values())]
     if workers <= 1:
         return [r for arg in args for r in _damaged_copies(*arg)]
     with ProcessPoolExecutor(workers) as pool:
         return [r for rows in pool.map(_damaged_copies, *zip(*args), chunksize=8) for r in rows]
+
+
+def in_told_set(row: dict, told) -> bool:
+    """Whether a damaged copy belongs to a told set's fit: it has some of the told damages, no other."""
+    return bool(row["on"]) and row["on"] <= set(told)
 
 
 def fit_table(rows: list[dict]) -> tuple[dict[str, dict[str, Fit]], dict]:
@@ -220,7 +220,7 @@ def fit_table(rows: list[dict]) -> tuple[dict[str, dict[str, Fit]], dict]:
     table, rmse = {}, {}
     for n in range(1, len(TONE_TASKS) + 1):
         for told in itertools.combinations(TONE_TASKS, n):
-            key, mine = told_key(told), [r for r in rows if r["on"] and r["on"] <= set(told)]
+            key, mine = told_key(told), [r for r in rows if in_told_set(r, told)]
             if len(mine) < 8 * n:
                 raise ValueError(f"{len(mine)} damaged copies have some of {key} alone: too few to fit, "
                                  "raise --per-photo")
@@ -240,13 +240,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=1, help="processes that damage and read the copies")
     p.add_argument("--out", default=str(TABLE))
     a = p.parse_args(argv)
-    from .data import load_photos
-
     photos = load_photos(a.data)
     rows = samples(photos, a.per_photo, noisy=not a.noiseless, workers=a.workers)
     table, rmse = fit_table(rows)
     info = {"data": a.data, "photos": len(photos), "per_photo": a.per_photo, "noiseless": a.noiseless,
-            "samples": {k: sum(bool(r["on"]) and r["on"] <= set(k.split(",")) for r in rows) for k in table},
+            "samples": {k: sum(in_told_set(r, k.split(",")) for r in rows) for k in table},
             "fit_rmse": rmse,
             "fits": {k: {t: vars(f) for t, f in fits.items()} for k, fits in table.items()}}
     Path(a.out).write_text(json.dumps(info, indent=1) + "\n")
