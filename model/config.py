@@ -14,6 +14,25 @@ THRESHOLD = {"denoise": "min_noise_sigma", "deblur": "min_blur", "cast": "min_ca
 
 
 @dataclass(frozen=True)
+class CameraConfig:
+    """Camera-pipeline damage (model/camera.py): noise added in raw, then the camera's processing.
+    shot / read are variances in linear raw units; the shot range spans about ISO 100 to 12800."""
+    shot: tuple[float, float] = (1e-5, 1e-2)  # log-uniform
+    read_line: tuple[float, float] = (2.18, 1.20)  # log(read) = slope * log(shot) + intercept ...
+    read_jitter: float = 0.26  # ... + this times a standard normal
+    red_gain: tuple[float, float] = (1.9, 2.4)  # white balance the camera applies
+    blue_gain: tuple[float, float] = (1.5, 1.9)
+    digital_gain: tuple[float, float] = (0.8, 0.1)  # 1 / normal(mean, std)
+    p_sharpen: float = 0.7
+    sharpen_amount: tuple[float, float] = (0.2, 1.2)
+    sharpen_radius: tuple[float, float] = (0.6, 1.5)  # px
+    p_resize: float = 0.3
+    sensor_scale: tuple[float, float] = (1.0, 2.0)  # sensor pixels per output pixel, a side
+    p_jpeg: float = 0.9
+    jpeg_quality: tuple[int, int] = (60, 95)  # 4:2:0 chroma, as cameras save
+
+
+@dataclass(frozen=True)
 class DegradationConfig:
     p_clean: float = 0.12  # share of samples left untouched (a restorer must leave clean photos alone)
     p_noise: float = 0.6
@@ -37,6 +56,9 @@ class DegradationConfig:
     gamma: tuple[float, float] = (0.7, 1.45)  # log-uniform
     p_gamma: float = 0.5
     jpeg_quality: tuple[int, int] = (35, 95)
+    # of the noisy samples, the share whose noise comes through a camera pipeline instead (its own JPEG)
+    p_camera: float = 0.5
+    camera: CameraConfig = field(default_factory=CameraConfig)
 
 
 @dataclass(frozen=True)

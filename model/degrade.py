@@ -11,14 +11,12 @@ the noise is the same per seed and device.
 """
 
 from dataclasses import dataclass
-import io
 import math
 
-import numpy as np
-from PIL import Image
 import torch
 import torch.nn.functional as F
 
+from . import camera
 from .color import linear_to_srgb, luminance, normalise_gains, srgb_to_linear
 from .config import DegradationConfig
 
@@ -88,15 +86,6 @@ def apply_tone(x: torch.Tensor, log_gains: torch.Tensor, ev: torch.Tensor,
     return y ** gamma.to(x)[:, None, None, None]
 
 
-def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
-    """Round-trip one (3, H, W) image through PIL's JPEG codec."""
-    arr = (x.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="JPEG", quality=int(quality))
-    out = np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255
-    return torch.from_numpy(out).permute(2, 0, 1).to(x)
-
-
 def sample_params(n: int, g: torch.Generator, cfg: DegradationConfig = DegradationConfig()) -> dict:
     """Draw which damages apply to each of n samples and how strong they are."""
     on = {k: torch.rand(n, generator=g) < getattr(cfg, f"p_{k}")
@@ -124,6 +113,8 @@ def sample_params(n: int, g: torch.Generator, cfg: DegradationConfig = Degradati
     p["noise_poisson"] = torch.where(torch.rand(n, generator=g) < cfg.p_noise_poisson,
                                      torch.rand(n, generator=g), 0.0)
     p["jpeg_quality"] = torch.randint(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1, (n,), generator=g)
+    p["on_camera"] = on["noise"] & (torch.rand(n, generator=g) < cfg.p_camera)
+    p["camera"] = camera.sample_camera(n, g, cfg.camera)
     return p
 
 
@@ -166,10 +157,21 @@ def degrade(x: torch.Tensor, p: dict, g: torch.Generator, cfg: DegradationConfig
         here = on.to(x.device)
         blurred[here] = apply_blur(tone[here], kernels[on])
     y = (add_noise(blurred, p, g).clamp(0, 1) * 255).round() / 255
-    for i in torch.nonzero(p["on_jpeg"]).flatten().tolist():
-        y[i] = jpeg(y[i], int(p["jpeg_quality"][i]))
+    cam = p.get("on_camera", torch.zeros(len(x), dtype=torch.bool))
+    for i in torch.nonzero(p["on_jpeg"] & ~cam).flatten().tolist():
+        y[i] = camera.jpeg_420(y[i], int(p["jpeg_quality"][i]))
+    sigma = p["noise_sigma"].float().clone()
+    if cam.any():  # noise through a camera: its clean render is what a restorer reaches
+        idx = torch.nonzero(cam).flatten()
+        one = camera.CameraParams(**{k: v[idx] for k, v in p["camera"].__dict__.items()})
+        here = idx.to(x.device)
+        y[here], clean = camera.shoot(blurred[here], one, g)
+        sharp = p["on_blur"][idx].to(x.device)
+        tone[here] = torch.where(sharp[:, None, None, None], camera.render(tone[here], one, None), clean)
+        blurred[here] = clean
+        sigma[idx] = camera.noise_rms(y[here], clean).cpu()
     params = {
-        "noise_sigma": p["noise_sigma"].float(),
+        "noise_sigma": sigma,
         "blur": amount,
         "cast_log_gain": p["cast_log_gain"].float(),
         "exposure_ev": p["exposure_ev"].float(),

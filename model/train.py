@@ -32,6 +32,7 @@ from .stats import tensor_stats
 from .validate import validate
 from .weights import load_local, load_weights, save_weights
 
+CAMERA_READ_ERROR = 0.2  # log-normal spread of the conditioning around a camera sample's true noise
 TASK_DAMAGE = {"denoise": "noise", "deblur": "blur", "cast": "cast", "exposure": "exposure", "contrast": "contrast"}
 
 
@@ -60,14 +61,20 @@ def train_step(net, weighting, images, g, cfg: TrainConfig, dcfg: DegradationCon
     lo, hi = cfg.global_size
     side = 8 * int(torch.randint(lo // 8, hi // 8 + 1, (1,), generator=g))
     x = random_crops(images, cfg.batch, side, g, device)
-    d = degrade(x, sample_params(cfg.batch, g, dcfg), g, dcfg)
+    p = sample_params(cfg.batch, g, dcfg)
+    d = degrade(x, p, g, dcfg)
     oy = torch.randint(side - cfg.patch + 1, (cfg.batch,), generator=g).tolist()
     ox = torch.randint(side - cfg.patch + 1, (cfg.batch,), generator=g).tolist()
     true = (torch.rand(cfg.batch, generator=g) < 0.5).to(device)
+    # camera noise is read by model/noise_level.py, not by the head: condition on its truth, off by
+    # the reading's typical error
+    camera = p["on_camera"].to(device)
+    jitter = (CAMERA_READ_ERROR * torch.randn(cfg.batch, generator=g)).exp().to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         with torch.set_grad_enabled(stage != "local"):
             est = net.estimate(tensor_stats(d.image))
         sigma = torch.where(true, d.params["noise_sigma"], est["noise_sigma"].detach().float())
+        sigma = torch.where(camera, d.params["noise_sigma"] * jitter, sigma)
         blur = torch.where(true, d.params["blur"], est["blur"].detach().float())
         if stage != "global":
             pred = net(crop_batch(d.image, oy, ox, cfg.patch), est, sigma, blur)
