@@ -33,17 +33,26 @@ from .restore import Restorer
 from .weights import DEFAULT_WEIGHTS, load_weights, save_weights
 
 MEASURE = {"min_noise_sigma": "noise_sigma", "min_blur": "blur", "min_cast": "cast",
-           "min_exposure": "exposure_ev", "min_contrast": "contrast_curve"}
+           "min_exposure": "exposure_ev", "min_contrast": "contrast_curve", "min_edge_blur": "edge_blur",
+           "min_camera_noise": "noise_rms"}
 
 
-GLOBAL = ("min_cast", "min_exposure", "min_contrast")  # a wrong global correction harms the whole photo
+# a wrong global correction harms the whole photo; a deconvolution or a camera-noise reading that
+# fires on a clean photo changes all of it too
+GLOBAL = ("min_cast", "min_exposure", "min_contrast", "min_edge_blur", "min_camera_noise")
 
 
 def thresholds(estimates: list[dict], quantile: float, global_quantile: float,
                margin: float = 1.1) -> dict[str, float]:
+    """Per task, the margin above the quantile of clean photos' readings (never below cfg's floor);
+    a reading the estimates lack (no camera-noise reader) keeps cfg's value."""
     floor = RestoreConfig()
-    return {k: max(getattr(floor, k), margin * float(np.quantile(
-        [abs(e[m]) for e in estimates], global_quantile if k in GLOBAL else quantile))) for k, m in MEASURE.items()}
+    found = {}
+    for k, m in MEASURE.items():
+        values = [abs(e[m]) for e in estimates if m in e and np.isfinite(e[m])]
+        q = float(np.quantile(values, global_quantile if k in GLOBAL else quantile)) if values else 0.0
+        found[k] = max(getattr(floor, k), margin * q)
+    return found
 
 
 NOISE_CURVE_IMAGES = 96  # a median settles long before 432 photos
@@ -73,6 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--disable", action="append", default=[], choices=[m.removeprefix("min_") for m in GLOBAL],
                    help="keep this global task off (repeatable); say why with --reason")
     p.add_argument("--reason", default="", help="why tasks are disabled, stored in the weights")
+    p.add_argument("--real", action="append", default=[],
+                   help="more clean photos (real camera photos, web JPEGs; a folder or a glob): every threshold "
+                        "is also set above the largest of their readings (repeatable)")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -80,12 +92,20 @@ def main(argv: list[str] | None = None) -> None:
     r = Restorer(a.weights, device="cpu", calibrated=False)
     r.noise_curve = curve = noise_curve(r, photos)  # the denoise threshold is taken on the mapped scale
     found = thresholds(r.estimate(list(photos.values())), a.quantile, a.global_quantile)
+    real = {}
+    for url in a.real:  # no real clean photo may read as damaged: every task at the maximum
+        more = load_photos(url)
+        real[url] = len(more)
+        jpeg = [k.lower().endswith((".jpg", ".jpeg")) for k in more]
+        extra = thresholds(r.estimate(list(more.values()), jpeg=jpeg), 1.0, 1.0)
+        found = {k: max(v, extra[k]) for k, v in found.items()}
     found.update({f"min_{t}": float("inf") for t in a.disable})
     net, meta = load_weights(a.weights)
     info = {**meta["info"], "thresholds": found, "noise_curve": curve,
             "calibration": {"data": a.data, "images": len(photos),
                             "noise_curve_images": min(NOISE_CURVE_IMAGES, len(photos)), "quantile": a.quantile,
-                            "global_quantile": a.global_quantile, "disabled": a.disable, "reason": a.reason}}
+                            "global_quantile": a.global_quantile, "real": real, "disabled": a.disable,
+                            "reason": a.reason}}
     save_weights(a.weights, net, info)
     print(found, curve)
 

@@ -173,12 +173,17 @@ def sharpen(x: torch.Tensor, amount: float, radius: float) -> torch.Tensor:
     return (x + amount * (x - _gaussian_blur(x, radius))).clamp(0, 1) if amount > 0 else x
 
 
-def jpeg_420(x: torch.Tensor, quality: int) -> torch.Tensor:
-    """Round-trip one (3, H, W) image through JPEG with 4:2:0 chroma subsampling, as cameras save."""
+def jpeg_bytes(x: torch.Tensor, quality: int) -> bytes:
+    """One (3, H, W) image saved as JPEG with 4:2:0 chroma subsampling, as cameras save."""
     arr = (x.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", quality=int(quality), subsampling=2)
-    out = np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255
+    return buf.getvalue()
+
+
+def jpeg_420(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """Round-trip one (3, H, W) image through `jpeg_bytes`."""
+    out = np.asarray(Image.open(io.BytesIO(jpeg_bytes(x, quality))).convert("RGB"), dtype=np.float32) / 255
     return torch.from_numpy(out).permute(2, 0, 1).to(x)
 
 

@@ -123,6 +123,8 @@ class RestoreConfig:
     denoise_onset: float = 1.0
     noise_cap: bool = True  # bound the noise reading by the flattest patches' (model/noise_floor.py)
     noise_cap_below: float = 15.0  # 8-bit: readings from here up are noise, not texture, and keep the head's
+    # the camera-noise reader's RMS (model/noise_level.py) counts from here: above clean photos' readings
+    min_camera_noise: float = 2.5  # 8-bit
     min_blur: float = 0.45  # px, the global branch's reading: the sharpen head
     # Wiener deconvolution from the edges' blur reading (model/deblur.py), set above every clean
     # photo we have: CBSD432 and CBSD68 read at most 0.67 px, Set14 0.76, CSun_Hays80 1.03, and

@@ -17,6 +17,7 @@ has none until model/calibrate.py measures it.
 
 import argparse
 
+from .noise_level import load_reader
 from .weights import load_weights, save_weights
 
 CALIBRATION_KEYS = ("thresholds", "noise_curve", "calibration")
@@ -29,7 +30,7 @@ def history(info: dict) -> list[dict]:
 
 
 def merge(local: str | list[str], glob: str, base: str | None, out: str, name: str = "imagemend-base",
-          commit: str | None = None) -> str:
+          commit: str | None = None, noise_reader: str | None = None) -> str:
     """local: one run's U-Net, or several runs' averaged weight by weight (runs of the local stage
     from the same start, e.g. with different seeds: a "model soup", Wortsman et al. 2022; runs that
     stay in the basin they share average to a model at least as good as each. Session 7's four
@@ -40,6 +41,8 @@ def merge(local: str | list[str], glob: str, base: str | None, out: str, name: s
     states = [run.local.state_dict() for run, _ in runs]
     net.local.load_state_dict({k: sum(s[k].double() for s in states) / len(states) if v.is_floating_point() else v
                                for k, v in states[0].items()})
+    if noise_reader:  # a reader fitted apart (model/fit_noise_reader.py); else the global file's, if any
+        net.noise_reader = load_reader(noise_reader)
     stages = history(load_weights(base)[1]["info"]) if base else []
     for path, meta in [*zip(locals_, (m for _, m in runs)), (glob, gmeta)]:
         if "stage" not in meta["info"]:  # not a training run's output (the shipped file): its stages are --base's
@@ -60,8 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--base", help="weights both runs started from: their stages open the history")
     p.add_argument("--out", required=True)
     p.add_argument("--commit", help="commit the runs were trained at, for the history")
+    p.add_argument("--noise-reader", help="camera-noise reader weights (python -m model.fit_noise_reader)")
     a = p.parse_args(argv)
-    print(merge(a.local, a.glob, a.base, a.out, commit=a.commit))
+    print(merge(a.local, a.glob, a.base, a.out, commit=a.commit, noise_reader=a.noise_reader))
 
 
 if __name__ == "__main__":

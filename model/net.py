@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from .color import LUMA, linear_to_srgb, normalise_gains, srgb_to_linear
 from .config import NetConfig
+from .noise_level import NoiseReader
 from .stats import CHANNELS, CHROMA_RANGE
 
 SIGMA_SCALE, BLUR_SCALE = 25.0, 1.5  # conditioning maps are severity / scale
@@ -205,6 +206,7 @@ class ImagemendNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.glob, self.local = GlobalNet(cfg), LocalNet(cfg)
+        self.noise_reader: NoiseReader | None = None  # camera noise (model/noise_level.py); weights may carry one
 
     def estimate(self, stats: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.glob(stats)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import tone_cues
+from . import noise_level, tone_cues
 from .color import LUMA
 from .config import TASKS, THRESHOLD, TONE_TASKS, RestoreConfig, default_pixel_budget
 from .deblur import deconvolve, edge_blur, wiener_kernel
@@ -242,6 +242,13 @@ class Restorer:
                                                    jpeg or [False] * len(planes))], dtype=torch.float32)
             est["noise_sigma_cap"] = cap
             est["noise_sigma_read"] = torch.minimum(est["noise_sigma_read"], cap)
+        if self.net.noise_reader is not None:  # camera noise, which the head cannot see (model/noise_level.py)
+            readings = [noise_level.read(self.net.noise_reader, p.array, self.device) for p in planes]
+            for key in readings[0] if readings else ():
+                est[key] = torch.tensor([r[key] for r in readings], dtype=torch.float32)
+            seen = est["noise_rms"] >= self.cfg.min_camera_noise
+            est["noise_sigma_read"] = torch.where(seen, torch.maximum(est["noise_sigma_read"], est["noise_rms"]),
+                                                  est["noise_sigma_read"])
         for i, p in enumerate(planes if self.told else []):  # vouched for: how strong, from the statistics
             read = tone_cues.read(p.array, self.told, self.told_fits)
             if "cast" in read:
@@ -254,17 +261,20 @@ class Restorer:
                 est["curve"][i] = tone_cues.undo_contrast_curve(read["contrast"], read["mean_luma"], knots)
         return est
 
-    def estimate(self, images: list[np.ndarray], edges: list[bool] | None = None) -> list[dict[str, float]]:
+    def estimate(self, images: list[np.ndarray], edges: list[bool] | None = None,
+                 jpeg: list[bool] | None = None) -> list[dict[str, float]]:
         """Severities only (no restoration): cheap, used to measure an output as well as an input.
         edges=False for an image leaves out its edge blur reading (NaN), the dearest of them."""
-        est = self._estimate([_Planes.of(a) for a in images], edges)
+        est = self._estimate([_Planes.of(a) for a in images], edges, jpeg)
         return [severities(est, i) for i in range(len(images))]
 
     def _decide(self, sev: dict[str, float], tasks: dict[str, float], grey: bool) -> tuple[dict, dict]:
         big = needs(sev, self.cfg, grey)
         applied = {t: bool(big[t] and tasks.get(t, 0.0) > 0) for t in TASKS}
         strength = {t: float(tasks.get(t, 0.0)) if applied[t] else 0.0 for t in TASKS}
-        if applied["denoise"] and self.cfg.denoise_onset > 0:  # a soft onset (RestoreConfig.denoise_onset)
+        # a soft onset (RestoreConfig.denoise_onset), except for camera noise: that reading has its own threshold
+        camera = sev.get("noise_rms", 0.0) >= self.cfg.min_camera_noise
+        if applied["denoise"] and self.cfg.denoise_onset > 0 and not camera:
             t = self.cfg.min_noise_sigma
             strength["denoise"] *= min(1.0, (sev["noise_sigma"] - t) / (self.cfg.denoise_onset * t))
             applied["denoise"] = strength["denoise"] > 0  # at the threshold itself: nothing to do
@@ -377,8 +387,11 @@ def needs(sev: dict[str, float], cfg: RestoreConfig, grey: bool = False) -> dict
 
 
 def deconvolves(sev: dict[str, float], cfg: RestoreConfig) -> bool:
-    """Whether the edges show a Gaussian-like blur to deconvolve (else the sharpen head deblurs)."""
-    return sev["edge_blur"] >= cfg.min_edge_blur and sev["edge_anisotropy"] <= cfg.max_anisotropy
+    """Whether the edges show a Gaussian-like blur to deconvolve (else the sharpen head deblurs).
+    Never in a photo that reads as noisy: its edges are read through the noise, and a soft noisy
+    camera photo deconvolved turns its noise into mottle."""
+    return (sev["edge_blur"] >= cfg.min_edge_blur and sev["edge_anisotropy"] <= cfg.max_anisotropy
+            and sev["noise_sigma"] < cfg.min_noise_sigma)
 
 
 def _through(v: torch.Tensor, xs: list[float], ys: list[float]) -> torch.Tensor:
@@ -401,6 +414,7 @@ def severities(est: dict[str, torch.Tensor], i: int) -> dict[str, float]:
         "noise_sigma": float(est["noise_sigma_read"][i]), "blur": float(est["blur"][i]),
         "edge_blur": float(est["edge_blur"][i]), "edge_anisotropy": float(est["edge_anisotropy"][i]),
         **({"noise_sigma_cap": float(est["noise_sigma_cap"][i])} if "noise_sigma_cap" in est else {}),
+        **{k: float(est[k][i]) for k in est if k.startswith("noise_level_") or k == "noise_rms"},
         "cast": float(g.abs().max()), "cast_r": float(g[0]), "cast_g": float(g[1]), "cast_b": float(g[2]),
         "exposure_ev": float(est["exposure_ev"][i]), "contrast": float(est["contrast"][i]),
         "gamma": float(est["gamma"][i]),

@@ -20,6 +20,7 @@ import torch
 
 from .config import NetConfig
 from .net import ImagemendNet
+from .noise_level import NoiseReader
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "imagemend-base.safetensors"
 
@@ -96,5 +97,7 @@ def load_weights(path: str | Path = DEFAULT_WEIGHTS) -> tuple[ImagemendNet, dict
     tensors, meta = _read(path)
     cfg = json.loads(meta["config"])
     net = ImagemendNet(NetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}))
+    if any(k.startswith("noise_reader.") for k in tensors):
+        net.noise_reader = NoiseReader()
     net.load_state_dict(tensors)
     return net.eval(), {"sha256": meta["sha256"], "info": json.loads(meta.get("info", "{}")), "config": cfg}
