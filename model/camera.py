@@ -7,7 +7,9 @@ random mix of real cameras' matrices, inverse white balance and digital gain, RG
 shot and read noise are added there (variance = shot * signal + read, the two tied on a log-log
 line as measured on real sensors); then the camera's forward pipeline runs again: demosaicing
 (bilinear or Malvar-He-Cutler), white balance, colour matrix, gamma and tone curve, sharpening
-(an unsharp-mask halo), optional downscaling from a larger sensor, and JPEG with 4:2:0 chroma.
+(an unsharp-mask halo), optional downscaling from a larger sensor, the camera's noise reduction
+(which leaves real camera noise correlated over a few pixels: on PolyU's captures the noise's
+neighbour correlation is 0.4 to 0.8, white noise's 0), and JPEG with 4:2:0 chroma.
 What comes out is noise that is signal-dependent, correlated across channels and neighbours,
 and partly quantised away, as in a real camera JPEG. The same chain without noise and JPEG is
 the clean render a restorer should reach.
@@ -35,6 +37,7 @@ XYZ2CAM = torch.tensor([
 RGB2XYZ = torch.tensor([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
                         [0.0193339, 0.1191920, 0.9503041]])
 DEMOSAIC = ("bilinear", "malvar")
+LUMA_YUV = (0.299, 0.587, 0.114)
 
 
 @dataclass
@@ -48,6 +51,8 @@ class CameraParams:
     sharpen_amount: torch.Tensor  # (B,) 0 = no sharpening
     sharpen_radius: torch.Tensor  # (B,) Gaussian sigma of the unsharp mask, px
     sensor_scale: torch.Tensor  # (B,) sensor pixels per output pixel along a side (1 = no resizing)
+    nr_luma: torch.Tensor  # (B,) in-camera noise reduction: Gaussian sigma (px) on the noise's luma, 0 = off
+    nr_chroma: torch.Tensor  # (B,) and on its chroma, which cameras smooth harder
     jpeg_quality: torch.Tensor  # (B,) 0 = no JPEG
 
 
@@ -69,12 +74,15 @@ def sample_camera(n: int, g: torch.Generator, cfg: CameraConfig = CameraConfig()
     sharpen = torch.rand(n, generator=g) < cfg.p_sharpen
     resize = torch.rand(n, generator=g) < cfg.p_resize
     jpeg = torch.rand(n, generator=g) < cfg.p_jpeg
+    nr = torch.rand(n, generator=g) < cfg.p_noise_reduction
     return CameraParams(
         rgb2cam=rgb2cam, wb=wb, shot=log_shot.exp(), read=log_read.exp(),
         demosaic=torch.randint(len(DEMOSAIC), (n,), generator=g),
         sharpen_amount=_uniform(g, n, *cfg.sharpen_amount) * sharpen,
         sharpen_radius=_uniform(g, n, *cfg.sharpen_radius),
         sensor_scale=torch.where(resize, _uniform(g, n, *cfg.sensor_scale), 1.0),
+        nr_luma=_uniform(g, n, *cfg.nr_luma) * nr,
+        nr_chroma=_uniform(g, n, *cfg.nr_chroma) * nr,
         jpeg_quality=torch.where(jpeg, torch.randint(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1, (n,), generator=g),
                                  0),
     )
@@ -216,10 +224,31 @@ def render(x: torch.Tensor, cam: CameraParams, g: torch.Generator | None) -> tor
     return out
 
 
-def shoot(x: torch.Tensor, cam: CameraParams, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(noisy camera JPEG quantised to 8 bits, clean render) of clean sRGB photos x."""
+def noise_reduction(noise: torch.Tensor, luma_sigma: float, chroma_sigma: float) -> torch.Tensor:
+    """The camera's noise reduction as it acts on the noise: its luma and chroma low-passed apart. It
+    leaves the noise spatially correlated over a few pixels (blotchy), as in real camera JPEGs."""
+    w = noise.new_tensor(LUMA_YUV).view(1, 3, 1, 1)
+    luma = (noise * w).sum(1, keepdim=True)
+    chroma = noise - luma
+    if luma_sigma > 0:
+        luma = _gaussian_blur(luma, luma_sigma)
+    if chroma_sigma > 0:
+        chroma = _gaussian_blur(chroma, chroma_sigma)
+    return luma + chroma
+
+
+def capture(x: torch.Tensor, cam: CameraParams, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(noisy capture quantised to 8 bits, before JPEG; clean render) of clean sRGB photos x."""
     clean = render(x, cam, None)
-    noisy = (render(x, cam, g).clamp(0, 1) * 255).round() / 255
+    noise = render(x, cam, g) - clean
+    for i in range(len(x)):
+        noise[i] = noise_reduction(noise[i:i + 1], float(cam.nr_luma[i]), float(cam.nr_chroma[i]))[0]
+    return ((clean + noise).clamp(0, 1) * 255).round() / 255, clean
+
+
+def shoot(x: torch.Tensor, cam: CameraParams, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(noisy camera JPEG, clean render) of clean sRGB photos x."""
+    noisy, clean = capture(x, cam, g)
     for i in torch.nonzero(cam.jpeg_quality).flatten().tolist():
         noisy[i] = jpeg_420(noisy[i], int(cam.jpeg_quality[i]))
     return noisy, clean

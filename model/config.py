@@ -28,8 +28,11 @@ class CameraConfig:
     sharpen_radius: tuple[float, float] = (0.6, 1.5)  # px
     p_resize: float = 0.3
     sensor_scale: tuple[float, float] = (1.0, 2.0)  # sensor pixels per output pixel, a side
+    p_noise_reduction: float = 0.9
+    nr_luma: tuple[float, float] = (0.6, 1.8)  # Gaussian sigma (px) the noise's luma is low-passed with
+    nr_chroma: tuple[float, float] = (0.8, 2.5)  # and its chroma
     p_jpeg: float = 0.9
-    jpeg_quality: tuple[int, int] = (60, 95)  # 4:2:0 chroma, as cameras save
+    jpeg_quality: tuple[int, int] = (75, 98)  # 4:2:0 chroma, as cameras save
 
 
 @dataclass(frozen=True)

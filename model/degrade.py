@@ -29,6 +29,7 @@ class Degraded:
     tone: torch.Tensor  # clean photo after colour and tone damage only
     blurred: torch.Tensor  # tone, blurred: what is left once noise is removed
     params: dict[str, torch.Tensor]  # per-sample severities (zero where a damage is off)
+    noisy: torch.Tensor  # blurred plus noise, before JPEG: the noise a reader should see, not JPEG's error
 
 
 def _uniform(g: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
@@ -156,20 +157,24 @@ def degrade(x: torch.Tensor, p: dict, g: torch.Generator, cfg: DegradationConfig
     if len(on):
         here = on.to(x.device)
         blurred[here] = apply_blur(tone[here], kernels[on])
-    y = (add_noise(blurred, p, g).clamp(0, 1) * 255).round() / 255
+    noisy = (add_noise(blurred, p, g).clamp(0, 1) * 255).round() / 255
     cam = p.get("on_camera", torch.zeros(len(x), dtype=torch.bool))
-    for i in torch.nonzero(p["on_jpeg"] & ~cam).flatten().tolist():
-        y[i] = camera.jpeg_420(y[i], int(p["jpeg_quality"][i]))
     sigma = p["noise_sigma"].float().clone()
     if cam.any():  # noise through a camera: its clean render is what a restorer reaches
         idx = torch.nonzero(cam).flatten()
         one = camera.CameraParams(**{k: v[idx] for k, v in p["camera"].__dict__.items()})
         here = idx.to(x.device)
-        y[here], clean = camera.shoot(blurred[here], one, g)
+        noisy[here], clean = camera.capture(blurred[here], one, g)
         sharp = p["on_blur"][idx].to(x.device)
         tone[here] = torch.where(sharp[:, None, None, None], camera.render(tone[here], one, None), clean)
         blurred[here] = clean
-        sigma[idx] = camera.noise_rms(y[here], clean).cpu()
+        sigma[idx] = camera.noise_rms(noisy[here], clean).cpu()
+    y = noisy.clone()
+    quality = torch.where(p["on_jpeg"], p["jpeg_quality"], 0)
+    if cam.any():
+        quality = torch.where(cam, p["camera"].jpeg_quality, quality)
+    for i in torch.nonzero(quality).flatten().tolist():
+        y[i] = camera.jpeg_420(y[i], int(quality[i]))
     params = {
         "noise_sigma": sigma,
         "blur": amount,
@@ -178,7 +183,7 @@ def degrade(x: torch.Tensor, p: dict, g: torch.Generator, cfg: DegradationConfig
         "contrast": p["contrast"].float().log(),
         "gamma": p["gamma"].float().log(),
     }
-    return Degraded(y, tone, blurred, {k: v.to(x.device) for k, v in params.items()})
+    return Degraded(y, tone, blurred, {k: v.to(x.device) for k, v in params.items()}, noisy)
 
 
 def fixed_params(n: int, *, noise_sigma: float = 0.0, blur: tuple[str, float] | None = None,

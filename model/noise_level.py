@@ -20,29 +20,57 @@ import numpy as np
 from safetensors.torch import load_file
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .pixels import white_level
+from .stats import immerkaer
 
 PATCH = 48
 MAX_PATCHES = 64  # read per photo, on a regular grid
 LEVEL_BINS = (0.0, 0.25, 0.5, 0.75, 1.0)  # brightness bins of the per-intensity levels
 
 
-class NoiseReader(nn.Module):
-    """log(1 + RMS) of the noise in (B, 3, PATCH, PATCH) patches in [0, 1]."""
+def _rms(t: torch.Tensor) -> torch.Tensor:
+    return t.square().mean((-2, -1)).add(1e-6).sqrt()
 
-    def __init__(self, width: int = 32):
+
+def patch_features(x: torch.Tensor) -> torch.Tensor:
+    """(B, FEATURES) from (B, 3, P, P) patches in [0, 1]: log RMS of high-pass responses at two
+    scales and orientations, on luma and on chroma (camera noise is coloured and correlated over
+    a few pixels; JPEG empties the fine scale first), the patch's texture at a coarse scale, and
+    its brightness per channel (the noise of a camera grows with the signal)."""
+    x = x * 255
+    luma = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
+    chroma = torch.stack([x[:, 0] - x[:, 1], x[:, 2] - x[:, 1]], 1)
+    feats = []
+    for plane in (luma, chroma):
+        for d in (1, 2):
+            feats += [_rms(immerkaer(plane, d)),
+                      _rms(plane[..., :, d:] - plane[..., :, :-d]), _rms(plane[..., d:, :] - plane[..., :-d, :])]
+    coarse = F.avg_pool2d(luma, 4)
+    feats.append(_rms(coarse[..., :, 1:] - coarse[..., :, :-1]) + _rms(coarse[..., 1:, :] - coarse[..., :-1, :]))
+    logs = torch.cat([f.mean(1, keepdim=True) for f in feats], 1).log()
+    return torch.cat([logs, x.mean((2, 3)) / 255], 1)
+
+
+FEATURES = 2 * 2 * 3 + 1 + 3
+
+
+class NoiseReader(nn.Module):
+    """log(1 + RMS) of the noise in (B, 3, PATCH, PATCH) patches in [0, 1], from their features."""
+
+    def __init__(self, width: int = 64):
         super().__init__()
-        w = width
-        self.features = nn.Sequential(
-            nn.Conv2d(3, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(w, w, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU())
-        self.head = nn.Sequential(nn.Linear(4 * w, 64), nn.ReLU(), nn.Linear(64, 1))
+        self.register_buffer("mean", torch.zeros(FEATURES))
+        self.register_buffer("scale", torch.ones(FEATURES))
+        self.mlp = nn.Sequential(nn.Linear(FEATURES, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                                 nn.Linear(width, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.features((x - x.mean((2, 3), keepdim=True)) * 20)
-        return self.head(torch.cat([f.mean((2, 3)), f.square().mean((2, 3)).sqrt()], 1))[:, 0]
+        return self.from_features(patch_features(x))
+
+    def from_features(self, f: torch.Tensor) -> torch.Tensor:
+        return self.mlp((f - self.mean) / self.scale)[:, 0]
 
 
 def grid_patches(pixels: np.ndarray, limit: int = MAX_PATCHES) -> tuple[torch.Tensor, torch.Tensor]:

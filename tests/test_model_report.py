@@ -194,3 +194,36 @@ def test_a_loss_where_imagemend_left_the_photos_alone_says_so():
     cast, noise = (next(x for x in lines if f"`{n}`" in x) for n in ("cast-warm", "noise25"))
     assert "loses by 3.39 dB" in cast and "left these photos as they came" in cast
     assert "loses by 0.30 dB" in noise and "left these photos" not in noise
+
+
+def test_report_scores_real_pairs_against_their_references_and_sheets_noisy_photos(tmp_path, active_weights):
+    """Pairs `<name>_real` / `<name>_mean` (here scikit-image photos through the camera pipeline) get the
+    "Real photos" section; noisy photos without references get a sheet under the ignored real/ folder."""
+    import torch
+
+    from model import camera
+
+    pairs, noisy = tmp_path / "pairs", tmp_path / "noisy"
+    pairs.mkdir(), noisy.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for name in ("astronaut", "coffee"):
+        clean = torch.from_numpy(getattr(data, name)()[:96, :128].copy()).permute(2, 0, 1)[None].float() / 255
+        shot, ref = camera.shoot(clean, camera.sample_camera(1, g), g)
+        for img, path in ((ref, pairs / f"{name}_mean.png"), (shot, pairs / f"{name}_real.png"),
+                          (shot, noisy / f"{name}.png")):
+            Image.fromarray((img[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)).save(path)
+    argv = ["--data", _photos(tmp_path / "photos"), "--out", str(tmp_path / "docs"), "--suite", "quick",
+            "--cases", "clean", "--baselines", "nl-means", "--weights", active_weights, "--no-sheets",
+            "--real-pairs", str(pairs), "--real-noisy", str(noisy)]
+    p = argparse.ArgumentParser()
+    report.add_arguments(p)
+    text = report.run(p.parse_args(argv))
+    real = text[text.index("## Real photos: pairs (2 noisy captures"):]
+    assert "| input |" in real and "| imagemend |" in real and "nl-means-" in real
+    assert "the 2 references run as inputs" in real and "imagemend against the input" in real
+    sheet = tmp_path / "docs" / "quality" / "real" / "sheet-noisy.png"
+    assert f"`{sheet}`" in real and "never committed" in real
+    with Image.open(sheet) as im:
+        assert im.width > 200
+    res = json.loads((tmp_path / "docs" / "quality" / "results.json").read_text())
+    assert {r["method"] for r in res["real"] if r["dataset"] == "pairs"} >= {"input", "imagemend"}
