@@ -40,6 +40,7 @@ MEASURE = {"min_noise_sigma": "noise_sigma", "min_blur": "blur", "min_cast": "ca
 # a wrong global correction harms the whole photo; a deconvolution or a camera-noise reading that
 # fires on a clean photo changes all of it too
 GLOBAL = ("min_cast", "min_exposure", "min_contrast", "min_edge_blur", "min_camera_noise")
+TONE = ("min_cast", "min_exposure", "min_contrast")
 
 
 def thresholds(estimates: list[dict], quantile: float, global_quantile: float,
@@ -86,12 +87,23 @@ def main(argv: list[str] | None = None) -> None:
                    help="more clean photos (real camera photos, web JPEGs; a folder or a glob): every threshold "
                         "is also set above the largest of their readings (repeatable)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--real-tone", action="append", default=[],
+                   help="real photos that may be noisy or soft but whose exposure, colour and contrast are as "
+                        "shot (e.g. RNI15): only the tone thresholds are set above their readings (repeatable)")
+    p.add_argument("--raise-only", action="store_true",
+                   help="keep the thresholds and noise map the weights carry, add those they lack, and only raise "
+                        "them to clear the --real photos (behaviour elsewhere stays as it was measured)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     photos = load_photos(a.data)
-    r = Restorer(a.weights, device="cpu", calibrated=False)
-    r.noise_curve = curve = noise_curve(r, photos)  # the denoise threshold is taken on the mapped scale
-    found = thresholds(r.estimate(list(photos.values())), a.quantile, a.global_quantile)
+    net, meta = load_weights(a.weights)
+    kept = meta["info"].get("thresholds", {}) if a.raise_only else {}
+    r = Restorer(a.weights, device="cpu", calibrated=a.raise_only)
+    if a.raise_only:
+        curve = meta["info"].get("noise_curve")
+    else:
+        r.noise_curve = curve = noise_curve(r, photos)  # the denoise threshold is taken on the mapped scale
+    found = {**thresholds(r.estimate(list(photos.values())), a.quantile, a.global_quantile), **kept}
     real = {}
     for url in a.real:  # no real clean photo may read as damaged: every task at the maximum
         more = load_photos(url)
@@ -99,10 +111,16 @@ def main(argv: list[str] | None = None) -> None:
         jpeg = [k.lower().endswith((".jpg", ".jpeg")) for k in more]
         extra = thresholds(r.estimate(list(more.values()), jpeg=jpeg), 1.0, 1.0)
         found = {k: max(v, extra[k]) for k, v in found.items()}
+    for url in a.real_tone:  # noisy real photos, their tone as shot: they raise the tone thresholds only
+        more = load_photos(url)
+        real[url] = len(more)
+        jpeg = [k.lower().endswith((".jpg", ".jpeg")) for k in more]
+        extra = thresholds(r.estimate(list(more.values()), jpeg=jpeg), 1.0, 1.0)
+        found.update({k: max(found[k], extra[k]) for k in TONE})
     found.update({f"min_{t}": float("inf") for t in a.disable})
-    net, meta = load_weights(a.weights)
+    before = meta["info"].get("calibration", {}) if a.raise_only else {}
     info = {**meta["info"], "thresholds": found, "noise_curve": curve,
-            "calibration": {"data": a.data, "images": len(photos),
+            "calibration": {**before, "data": a.data, "images": len(photos), "raise_only": a.raise_only,
                             "noise_curve_images": min(NOISE_CURVE_IMAGES, len(photos)), "quantile": a.quantile,
                             "global_quantile": a.global_quantile, "real": real, "disabled": a.disable,
                             "reason": a.reason}}

@@ -17,7 +17,7 @@ has none until model/calibrate.py measures it.
 
 import argparse
 
-from .noise_level import load_reader
+from .noise_level import load_reader, reader_fit_info
 from .weights import load_weights, save_weights
 
 CALIBRATION_KEYS = ("thresholds", "noise_curve", "calibration")
@@ -41,8 +41,9 @@ def merge(local: str | list[str], glob: str, base: str | None, out: str, name: s
     states = [run.local.state_dict() for run, _ in runs]
     net.local.load_state_dict({k: sum(s[k].double() for s in states) / len(states) if v.is_floating_point() else v
                                for k, v in states[0].items()})
+    reader_info = gmeta["info"].get("noise_reader")
     if noise_reader:  # a reader fitted apart (model/fit_noise_reader.py); else the global file's, if any
-        net.noise_reader = load_reader(noise_reader)
+        net.noise_reader, reader_info = load_reader(noise_reader), reader_fit_info(noise_reader)
     stages = history(load_weights(base)[1]["info"]) if base else []
     for path, meta in [*zip(locals_, (m for _, m in runs)), (glob, gmeta)]:
         if "stage" not in meta["info"]:  # not a training run's output (the shipped file): its stages are --base's
@@ -52,7 +53,8 @@ def merge(local: str | list[str], glob: str, base: str | None, out: str, name: s
         stages.append({**stage, "commit": commit or stage.get("commit"), "file": str(path).rsplit("/", 1)[-1],
                        **averaged})
     calibration = {k: gmeta["info"][k] for k in CALIBRATION_KEYS if k in gmeta["info"]}
-    return save_weights(out, net.eval(), {"name": name, **calibration, "stages": stages})
+    reader = {"noise_reader": reader_info} if net.noise_reader is not None and reader_info else {}
+    return save_weights(out, net.eval(), {"name": name, **calibration, "stages": stages, **reader})
 
 
 def main(argv: list[str] | None = None) -> None:

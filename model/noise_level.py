@@ -14,9 +14,11 @@ a camera's signal-dependent noise looks like.
     python -m model.merge ... --noise-reader reader.safetensors   # into the shipped weights
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
+from safetensors import safe_open
 from safetensors.torch import load_file
 import torch
 import torch.nn as nn
@@ -96,6 +98,12 @@ def load_reader(path: str | Path) -> NoiseReader:
     net = NoiseReader()
     net.load_state_dict(load_file(str(path)))
     return net.eval()
+
+
+def reader_fit_info(path: str | Path) -> dict:
+    """What model/fit_noise_reader.py recorded about the fit (data, patches, held-out error)."""
+    with safe_open(str(path), "pt") as f:
+        return json.loads((f.metadata() or {}).get("info", "{}"))
 
 
 @torch.inference_mode()
