@@ -21,7 +21,10 @@ CASES = {  # damage, minimum mean PSNR gain over the damaged input (dB)
     "noise15": (dict(noise_sigma=15), 4.0),
     "noise25": (dict(noise_sigma=25), 5.0),
     "noise50": (dict(noise_sigma=50), 7.0),
-    "blur": (dict(blur=("gaussian", 1.5), noise_sigma=1), 1.0),  # +1.27 dB here (chelsea is soft), +2.3 on CBSD68
+    # blind, blur is repaired only beyond the softness of real clean camera photos (the PolyU70 references
+    # read up to 2.6 px on the sharpen head, 2.0 on the edges), so a 1.5 px blur is left alone
+    "blur": pytest.param(dict(blur=("gaussian", 1.5), noise_sigma=1), 1.0, marks=pytest.mark.xfail(
+        strict=True, reason="thresholds raised above real soft photos (MODEL_CARD.md)")),
     "cast": pytest.param(dict(cast_gains=(1.25, 1.0, 0.75)), 1.0, marks=NOT_YET),
     "exposure": pytest.param(dict(exposure_ev=-1.0), 1.0, marks=NOT_YET),
     "contrast": pytest.param(dict(contrast=0.55), 1.0, marks=NOT_YET),
@@ -88,3 +91,40 @@ def test_told_the_damage_the_tone_is_read_from_the_photo(case, gain):
 def test_told_an_unknown_task_is_refused():
     with pytest.raises(ValueError, match="zoom"):
         Restorer(device="cpu", assume=("zoom",))
+
+
+def camera_shot(photo: np.ndarray, shot: float, seed: int = 3, blur: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy camera JPEG, clean render) of a photo through the camera pipeline at one noise level."""
+    from dataclasses import replace
+
+    import torch
+
+    from model import camera
+    from model.degrade import apply_blur, blur_kernel
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.from_numpy(photo.copy()).permute(2, 0, 1)[None].float() / 255
+    if blur:
+        x = apply_blur(x, blur_kernel("gaussian", blur, 1.0, 0.0, 21)[None])
+    cam = replace(camera.sample_camera(1, g), shot=torch.tensor([shot]), read=torch.tensor([shot / 100]),
+                  sensor_scale=torch.ones(1), jpeg_quality=torch.tensor([90]))
+    noisy, clean = camera.shoot(x, cam, g)
+    return tuple((t[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8) for t in (noisy, clean))
+
+
+def test_shipped_weights_remove_camera_noise(restorer):
+    """Noise made in raw and passed through a camera (demosaicing, noise reduction, sharpening, JPEG) is
+    read by the camera-noise reader and removed: +0.6 dB here (chelsea at a high ISO's shot noise)."""
+    noisy, clean = camera_shot(PHOTOS[0][:300, :450], 8e-3)
+    res = restorer.restore([noisy], jpeg=[True])[0]
+    assert res.applied["denoise"] and res.estimates["noise_rms"] >= restorer.cfg.min_camera_noise
+    assert psnr(res.image, clean) >= psnr(noisy, clean) + 0.4
+
+
+def test_a_soft_noisy_camera_photo_is_not_deconvolved(restorer):
+    """Soft enough to deconvolve were it clean, but noisy: its edges are read through the noise, and
+    deconvolving a noisy camera photo turns the noise into mottle."""
+    noisy, _ = camera_shot(PHOTOS[0][:300, :450], 2e-3, blur=2.6)
+    res = restorer.restore([noisy], jpeg=[True])[0]
+    assert res.estimates["edge_blur"] >= restorer.cfg.min_edge_blur  # it reads soft enough ...
+    assert res.applied["denoise"] and not res.applied["deblur"]  # ... but is only denoised
