@@ -170,3 +170,46 @@ def section(scores: list[Score], summary: dict, dataset: str, url: str, sheets: 
                   "photos are research-only, so the sheet is written there and never committed (git ignores it); "
                   "rerun the command to see it.", ""]
     return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The real-photo evaluation alone (`imagemend report --real-pairs` puts the same section in QUALITY.md)."""
+    import argparse
+    import json
+
+    import torch
+
+    from .scoring import summarise
+    from .weights import DEFAULT_WEIGHTS
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pairs", required=True, help="noisy captures `*_real.*` beside references `*_mean.*`")
+    p.add_argument("--noisy", action="append", default=[], help="noisy photos without reference: a sheet")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    p.add_argument("--out", required=True, help="folder for results.json and results.md (and the ignored sheets)")
+    p.add_argument("--baselines", help="comma-separated subset of nl-means,bm3d")
+    p.add_argument("--cache", help="JSON-lines score cache, as the report's")
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    r = Restorer(a.weights, device="cpu")
+    pairs = load_pairs(a.pairs)
+    name = Path(a.pairs.rstrip("/")).name
+    version = fingerprint("imagemend", r.weights_sha256, str(r.cfg))
+    chosen = methods(r, version, all(map(is_jpeg, pairs)), a.baselines.split(",") if a.baselines else None)
+    scores = score_pairs(pairs, chosen, name, ScoreCache(a.cache) if a.cache else None)
+    out = Path(a.out)
+    sheets = [(url, noisy_sheet(r, url, out / "real" / f"sheet-{Path(url.rstrip('/')).name}.png")) for url in a.noisy]
+    summary = summarise(scores)
+    text = "\n".join([f"Weights `{Path(a.weights).name}` (sha256 `{r.weights_sha256[:16]}`), "
+                      f"torch {torch.__version__}, {a.threads} threads.", "",
+                      *section(scores, summary, name, a.pairs, sheets)])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps([{"dataset": k[0], "method": k[2], **v}
+                                                  for k, v in summary.items()], indent=1))
+    (out / "results.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -414,7 +414,8 @@ def severities(est: dict[str, torch.Tensor], i: int) -> dict[str, float]:
         "noise_sigma": float(est["noise_sigma_read"][i]), "blur": float(est["blur"][i]),
         "edge_blur": float(est["edge_blur"][i]), "edge_anisotropy": float(est["edge_anisotropy"][i]),
         **({"noise_sigma_cap": float(est["noise_sigma_cap"][i])} if "noise_sigma_cap" in est else {}),
-        **{k: float(est[k][i]) for k in est if k.startswith("noise_level_") or k == "noise_rms"},
+        **{k: float(est[k][i]) for k in est  # a brightness bin with no patch has no level: left out
+           if (k.startswith("noise_level_") or k == "noise_rms") and not math.isnan(float(est[k][i]))},
         "cast": float(g.abs().max()), "cast_r": float(g[0]), "cast_g": float(g[1]), "cast_b": float(g[2]),
         "exposure_ev": float(est["exposure_ev"][i]), "contrast": float(est["contrast"][i]),
         "gamma": float(est["gamma"][i]),

@@ -15,7 +15,7 @@ def test_patches_cover_the_photo_on_a_grid_within_the_budget(shape):
     patches, brightness = grid_patches(img)
     assert 1 <= len(patches) <= MAX_PATCHES
     assert patches.shape[1:] == (3, PATCH, PATCH) and len(brightness) == len(patches)
-    assert 0 <= float(patches.min()) and float(patches.max()) <= 1
+    assert float(patches.min()) >= 0 and float(patches.max()) <= 1
 
 
 def test_photos_smaller_than_a_patch_read_no_noise():
