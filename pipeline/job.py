@@ -56,9 +56,10 @@ def beam_counters(result) -> dict[str, int]:
 def run(opts: RunOptions, beam_argv: list[str]) -> dict:
     """Run the whole job and return its summary (summary.json plus the Beam counters)."""
     started = time.time()
-    layout, shards = list_shards(opts)
+    layout, shards, skipped = list_shards(opts)
     if not shards:
-        raise NoInput(f"no {layout} input found at {opts.input}")
+        raise NoInput(f"no {layout} input found at {opts.input}" + (f"; {_skipped_text(layout, skipped)}"
+                                                                    if skipped else ""))
     fs, root = filesystem(opts.output, opts.out_storage)
     paths = OutputPaths(root)
     if opts.overwrite:
@@ -76,6 +77,7 @@ def run(opts: RunOptions, beam_argv: list[str]) -> dict:
         "run_id": opts.run_id, "input": opts.input, "output": to_uri(fs, root), "layout": layout,
         "shards_listed": len(shards), "shards_finished_before": len(shards) - todo, "shards_to_do": todo,
         "records_listed": sum(len(s.items) for s in shards) if layout == "files" else None,
+        "files_skipped": sum(skipped.values()), "files_skipped_by_extension": skipped,
         "tasks": opts.strengths, "assumed": list(opts.assume) or None, "image_format": opts.image_format,
         "model": model_name(opts.weights),
         "suite": opts.suite or None, "cases": list(opts.cases) or None,
@@ -102,6 +104,13 @@ def run(opts: RunOptions, beam_argv: list[str]) -> dict:
     return summary
 
 
+def _skipped_text(layout: str, skipped: dict[str, int]) -> str:
+    """'3 files that are not images (.db 1, .txt 2)': what the listing left out, never decoded."""
+    what = {"files": "images", "tar": "tar shards", "parquet": "Parquet shards"}[layout]
+    by_ext = ", ".join(f"{ext or 'no extension'} {n}" for ext, n in skipped.items())
+    return f"{sum(skipped.values())} files that are not {what} ({by_ext})"
+
+
 def report(summary: dict) -> str:
     """A few lines for the terminal: where things went and how many."""
     c = summary["counts"]
@@ -112,6 +121,8 @@ def report(summary: dict) -> str:
         f"records: {c['records']} = {c['restored']} restored + {c['unchanged']} unchanged + {c['failed']} failed"
         f"  ({c['images_processed']} images this run, {summary['elapsed_s']:.1f} s"
         + (f", {rate:.2f} images/s)" if rate else ")"),
+        *([f"skipped:         {_skipped_text(summary['layout'], summary['files_skipped_by_extension'])}"]
+          if summary.get("files_skipped") else []),
         f"restored images: {summary['images']}",
         f"metrics:         {summary['metrics']}",
         f"errors:          {summary['errors']}",

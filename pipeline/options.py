@@ -35,6 +35,8 @@ class RunOptions:
     pixel_budget: int | None = None  # padded tile pixels per forward pass; None: the device's default
     batch_images: int = 32  # at most this many images per restore call (tiles still share passes)
     files_per_shard: int = 256  # loose files per virtual shard
+    exclude: tuple[str, ...] = ()  # globs of input keys, or of file or folder names in them, that are not inputs
+    include_hidden: bool = False  # list names starting with '.' too (.DS_Store, ._IMG_0001.JPG are left out)
     parquet_image_column: str = "jpg"
     parquet_key_column: str = "key"
     max_pixels: int = 120_000_000  # larger images go to errors instead of exhausting memory
@@ -160,6 +162,11 @@ def add_processing_arguments(p: argparse.ArgumentParser) -> None:
                    help="padded tile pixels per forward pass (default: one tile on CPU, 8 on CUDA)")
     p.add_argument("--batch-images", type=int, default=d.batch_images, help="images per restore call, at most")
     p.add_argument("--files-per-shard", type=int, default=d.files_per_shard, help="loose files per virtual shard")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="leave out input keys, or file or folder names, matching GLOB ('*.xmp', 'raw/*', "
+                   "'_selects'); repeatable")
+    p.add_argument("--include-hidden", action="store_true",
+                   help="list names starting with '.' too (left out by default: .DS_Store, ._IMG_0001.JPG)")
     p.add_argument("--parquet-image-column", default=d.parquet_image_column)
     p.add_argument("--parquet-key-column", default=d.parquet_key_column)
     p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="larger images are reported as errors")
@@ -185,7 +192,8 @@ def from_args(args: argparse.Namespace, **overrides) -> RunOptions:
         assume=tuple(args.assume), device=args.device,
         amp=None if args.precision == "auto" else args.precision == "bf16", compile=args.compile,
         weights=args.weights, tile=args.tile, pixel_budget=args.pixel_budget, batch_images=args.batch_images,
-        files_per_shard=args.files_per_shard, parquet_image_column=args.parquet_image_column,
+        files_per_shard=args.files_per_shard, exclude=tuple(args.exclude), include_hidden=args.include_hidden,
+        parquet_image_column=args.parquet_image_column,
         parquet_key_column=args.parquet_key_column, max_pixels=args.max_pixels, threads=args.threads,
         torch_threads=args.torch_threads, restores=args.restores, workers=args.workers, overwrite=args.overwrite,
         storage_options=args.storage_options,

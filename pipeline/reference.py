@@ -93,7 +93,7 @@ def expand(records: Iterable[Record | Failure], opts: options.RunOptions) -> Ite
             continue
         for j, c in enumerate(cases):
             rec = Record(x.shard, x.index * n + j, f"{c.name}/{x.key}", f"{x.uri}#{c.name}", b"",
-                         output_name(c, x.key), {"reference": clean, "case": c, "reference_uri": x.uri})
+                         output_name(c, x.key), {"reference": clean, "case": c, "reference_uri": x.uri}, x.raw_key)
             try:
                 rec.data = png(c.apply(clean, x.key))
             except Exception as e:

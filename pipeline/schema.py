@@ -43,12 +43,16 @@ def _task_fields() -> list[pa.Field]:
     return fields
 
 
+KEY_BYTES = ("the key's raw bytes where the input name is not valid UTF-8 (key, URIs and output paths show each such "
+             "byte as %XX); null for a valid UTF-8 name")
+
 METRICS_SCHEMA = pa.schema([
     _f("run_id", pa.string(), "identifier of the run that wrote the row", False),
     _f("shard", pa.string(), "input shard id (tar/parquet path without suffix, or dir/part-NNNNN for files)", False),
     _f("index", pa.int64(), "position of the record in its shard", False),
     _f("key", pa.string(), "record key: file path under the input prefix, WebDataset sample key, or Parquet key",
        False),
+    _f("key_bytes", pa.binary(), KEY_BYTES),
     _f("source_uri", pa.string(), "URI of the input file; for tar and Parquet records, shard URI#key", False),
     _f("output_uri", pa.string(), "URI of the restored image; for tar and Parquet records, shard URI#member/key",
        False),
@@ -111,6 +115,7 @@ ERRORS_SCHEMA = pa.schema([
     _f("shard", pa.string(), "input shard id", False),
     _f("index", pa.int64(), "position of the record in its shard; null when the rest of a shard was unreadable"),
     _f("key", pa.string(), "record key; null when the rest of a shard was unreadable"),
+    _f("key_bytes", pa.binary(), KEY_BYTES),
     _f("source_uri", pa.string(), "URI of the input file, or shard URI#key", False),
     _f("stage", pa.string(), "where it failed: read, decode, restore, encode or write; in `imagemend eval` also "
        "reference (the damaged copy could not be made, or the output could not be scored against its clean "

@@ -153,7 +153,8 @@ def _finish(it: Item | Failure, opts: RunOptions) -> Item | Failure:
 def metrics_row(it: Item, uri: str, run_id: str, model) -> dict:
     rec, meta = it.rec, it.dec.meta
     row = {
-        "run_id": run_id, "shard": rec.shard, "index": rec.index, "key": rec.key, "source_uri": rec.uri,
+        "run_id": run_id, "shard": rec.shard, "index": rec.index, "key": rec.key, "key_bytes": rec.raw_key,
+        "source_uri": rec.uri,
         "output_uri": uri, "width": it.width, "height": it.height, "mode": meta.mode,
         "format": meta.format, "output_format": it.format, "status": it.status,
     }
@@ -176,7 +177,8 @@ def metrics_row(it: Item, uri: str, run_id: str, model) -> dict:
 
 
 def error_row(f: Failure, run_id: str) -> dict:
-    return {"run_id": run_id, "shard": f.shard, "index": f.index, "key": f.key, "source_uri": f.uri,
+    return {"run_id": run_id, "shard": f.shard, "index": f.index, "key": f.key, "key_bytes": f.raw_key,
+            "source_uri": f.uri,
             "stage": f.stage, "error_type": f.error_type, "message": f.message, "bytes_in": f.bytes_in,
             "worker": worker_id()}
 

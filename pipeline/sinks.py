@@ -114,7 +114,7 @@ class TarSink(_ContainerSink):
     """WebDataset shard: each sample's members in their input order, the image member replaced."""
 
     def __init__(self, fs: AbstractFileSystem, paths: OutputPaths, shard: Shard):
-        super().__init__(fs, paths.image(shard.items[0]))
+        super().__init__(fs, paths.image(shard.output))
         self.tar = None
 
     def add(self, rec: Record, name: str, data: bytes) -> str:
@@ -134,7 +134,7 @@ class ParquetSink(_ContainerSink):
     """img2dataset shard: the input's schema and rows, the image column holding the restored bytes."""
 
     def __init__(self, fs: AbstractFileSystem, paths: OutputPaths, shard: Shard, column: str, out_column: str):
-        super().__init__(fs, paths.image(shard.items[0]))
+        super().__init__(fs, paths.image(shard.output))
         self.column, self.out_column, self.writer, self.rows, self.size = column, out_column, None, [], 0
 
     def add(self, rec: Record, name: str, data: bytes) -> str:

@@ -7,21 +7,27 @@ travels beside it (a WebDataset sample's sidecars, a Parquet row's other columns
 cannot be read becomes a Failure in the stream instead of an exception, so it is reported once.
 """
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+import fnmatch
 import hashlib
 import json
 import posixpath
 import re
 import tarfile
+from typing import NamedTuple
 
 from fsspec import AbstractFileSystem
 
 from .options import RunOptions
-from .storage import UnsafeKey, filesystem, inside, safe_key, to_uri
+from .storage import UnsafeKey, escape_name, filesystem, inside, name_bytes, safe_key, to_uri
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
 SHARD_SUFFIX = {"tar": ".tar", "parquet": ".parquet"}
+HIDDEN = ".*"  # .DS_Store, ._IMG_0001.JPG, a writer's .partial temporaries: excluded unless --include-hidden
+MAX_NAME = 255  # bytes of a file name on common filesystems (ext4, APFS, NTFS in UTF-16 units)
+MAX_ID_NAME = 240  # bytes of one name in a shard id: metrics/<id>.parquet must stay within MAX_NAME
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,14 @@ class Shard:
     def uri(self, item: str) -> str:
         return self.base.rstrip("/") + "/" + item
 
+    @property
+    def output(self) -> str:
+        """A tar or Parquet shard's output name: its input name, escaped; its id where escaping made it too long."""
+        name = escape_name(self.items[0])
+        if len(posixpath.basename(name).encode()) <= MAX_NAME:
+            return name
+        return self.id + posixpath.splitext(name)[1]
+
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
@@ -59,6 +73,7 @@ class Record:
     data: bytes
     name: str  # file key or tar member name of the image (its extension follows a format change)
     extra: dict = field(default_factory=dict)  # tar: members of the sample; parquet: the row
+    raw_key: bytes | None = None  # the key's bytes when the input name is not valid UTF-8 (key shows them as %XX)
 
 
 @dataclass
@@ -71,11 +86,12 @@ class Failure:
     error_type: str
     message: str
     bytes_in: int | None = None
+    raw_key: bytes | None = None
 
     @classmethod
     def of(cls, rec: "Record", stage: str, exc: BaseException) -> "Failure":
         return cls(rec.shard, rec.index, rec.key, rec.uri, stage, type(exc).__name__, message(exc),
-                   len(rec.data) if rec.data is not None else None)
+                   len(rec.data) if rec.data is not None else None, rec.raw_key)
 
 
 def message(exc: BaseException) -> str:
@@ -93,13 +109,16 @@ def _has_magic(path: str) -> bool:
     return any(c in path for c in "*?[")
 
 
-def _visible(rel: str) -> bool:
-    """Hidden and underscore names (.DS_Store, _SUCCESS, a writer's temporaries) are not inputs."""
-    return not any(p.startswith((".", "_")) for p in rel.split("/"))
+def excluded(rel: str, globs: Iterable[str]) -> bool:
+    """Whether a glob matches the key or one of its file or folder names ('*.xmp', 'raw/*', '_selects', '.*')."""
+    names = [rel, *rel.split("/")]
+    return any(fnmatch.fnmatchcase(n, g) for g in globs for n in names)
 
 
-def list_files(url: str, storage_options: dict, exclude: str | None = None) -> tuple[str, dict[str, int]]:
-    """(base URI, {relative key: size}) for a prefix, a glob or one file; `exclude` is a URI prefix to skip."""
+def list_files(url: str, storage_options: dict, exclude: str | None = None,
+               globs: Iterable[str] = (HIDDEN,)) -> tuple[str, dict[str, int]]:
+    """(base URI, {relative key: size}) for a prefix, a glob or one file: every file but those under `exclude`
+    (a URI prefix: the output) and those `globs` match; `_MG_1234.JPG` and `_selects/` are photos like any other."""
     fs, path = filesystem(url, storage_options)
     fs.invalidate_cache()
     if _has_magic(path):
@@ -120,7 +139,7 @@ def list_files(url: str, storage_options: dict, exclude: str | None = None) -> t
         if exclude and to_uri(fs, p).startswith(exclude.rstrip("/") + "/"):
             continue
         rel = p[len(base):].lstrip("/") if base else p
-        if rel and _visible(rel):
+        if rel and not excluded(rel, globs):
             files[rel] = int(info.get("size") or 0)
     return to_uri(fs, base), files
 
@@ -133,6 +152,19 @@ def detect_layout(keys: Iterable[str]) -> str:
         if not images and any(k.lower().endswith(suffix) for k in keys):
             return layout
     return "files"
+
+
+def shard_id(rel: str) -> str:
+    """A shard's name for its outputs: undecodable bytes as %XX, each name short enough for a suffix."""
+    return "/".join(_bounded(p) for p in escape_name(rel).split("/"))
+
+
+def _bounded(name: str) -> str:
+    """A name of at most MAX_ID_NAME bytes: a longer one keeps its start and gains a digest of the whole."""
+    raw = name.encode()
+    if len(raw) <= MAX_ID_NAME:
+        return name
+    return raw[:MAX_ID_NAME - 13].decode("utf-8", "ignore") + "~" + hashlib.sha256(raw).hexdigest()[:12]
 
 
 def _stem(key: str) -> str:
@@ -156,24 +188,34 @@ def group_files(files: dict[str, int], base: str, per_shard: int) -> list[Shard]
             cur.append(k)
         chunks.append(cur)
         for i, chunk in enumerate(chunks):
-            sid = f"{d}/part-{i:05d}" if d else f"part-{i:05d}"
+            sid = shard_id(f"{d}/part-{i:05d}" if d else f"part-{i:05d}")
             shards.append(Shard(sid, "files", base, tuple(chunk), tuple(files[k] for k in chunk)))
     return shards
 
 
-def list_shards(opts: RunOptions) -> tuple[str, list[Shard]]:
-    """The layout and every shard of the input, listed once at the start of a run."""
+class Listing(NamedTuple):
+    layout: str
+    shards: list[Shard]
+    skipped: dict[str, int]  # files that are not inputs of the layout (notes.txt, Thumbs.db): extension -> count
+
+
+def list_shards(opts: RunOptions) -> Listing:
+    """The layout, every shard of the input and the files skipped, listed once at the start of a run."""
     out_fs, out_root = filesystem(opts.output, opts.out_storage)
-    base, files = list_files(opts.input, opts.in_storage, exclude=to_uri(out_fs, out_root))
+    globs = (*opts.exclude, *(() if opts.include_hidden else (HIDDEN,)))
+    base, files = list_files(opts.input, opts.in_storage, exclude=to_uri(out_fs, out_root), globs=globs)
     in_fs, in_base = filesystem(base, opts.in_storage)
     if type(in_fs) is type(out_fs) and (in_base == out_root or inside(out_root, in_base)):
         raise ValueError(f"input {opts.input} lies inside output {opts.output}")
     layout = detect_layout(files) if opts.layout == "auto" else opts.layout
+    suffixes = IMAGE_SUFFIXES if layout == "files" else (SHARD_SUFFIX[layout],)
+    inputs = {k: n for k, n in files.items() if k.lower().endswith(suffixes)}
+    skipped = dict(sorted(Counter(posixpath.splitext(k)[1].lower() for k in files if k not in inputs).items()))
     if layout == "files":
-        return layout, group_files(files, base, opts.files_per_shard)
+        return Listing(layout, group_files(inputs, base, opts.files_per_shard), skipped)
     suffix = SHARD_SUFFIX[layout]
-    return layout, [Shard(k[: -len(suffix)], layout, base, (k,), (files[k],))
-                    for k in sorted(files) if k.lower().endswith(suffix)]
+    return Listing(layout, [Shard(shard_id(k[: -len(suffix)]), layout, base, (k,), (n,))
+                            for k, n in sorted(inputs.items())], skipped)
 
 
 # ---------------------------------------------------------------- reading
@@ -189,15 +231,15 @@ def _path(fs: AbstractFileSystem, shard: Shard, item: str) -> str:
 
 
 def _read_files(shard: Shard, fs: AbstractFileSystem, opts: RunOptions) -> Iterator[Record | Failure]:
-    for i, key in enumerate(shard.items):
-        uri = shard.uri(key)
+    for i, item in enumerate(shard.items):
+        key, raw_key, uri = escape_name(item), name_bytes(item), escape_name(shard.uri(item))
         try:
             key = safe_key(key)
-            data = fs.cat_file(_path(fs, shard, key))
+            data = fs.cat_file(_path(fs, shard, safe_key(item)))
         except Exception as e:  # a file that vanished or cannot be read is one record's failure
-            yield Failure(shard.id, i, key, uri, "read", type(e).__name__, message(e))
+            yield Failure(shard.id, i, key, uri, "read", type(e).__name__, message(e), raw_key=raw_key)
             continue
-        yield Record(shard.id, i, key, uri, data, key)
+        yield Record(shard.id, i, key, uri, data, key, raw_key=raw_key)
 
 
 def sample_key(name: str) -> tuple[str, str]:
@@ -207,50 +249,88 @@ def sample_key(name: str) -> tuple[str, str]:
     return posixpath.join(d, stem), ext
 
 
-def _tar_sample(shard: Shard, index: int, key: str, members: list) -> Record | Failure:
-    uri = shard.uri(shard.items[0]) + "#" + key
+class DuplicateMember(ValueError):
+    """A member name seen earlier in the tar: its output would shadow the first one's."""
+
+
+class TarStopped(tarfile.ReadError):
+    """The tar's headers stop before the end of the file: the members after that point cannot be read."""
+
+
+class _Header(tarfile.TarInfo):
+    """Remembers why tarfile stopped: at a garbage header it ends quietly, where GNU tar reports an error."""
+
+    @classmethod
+    def fromtarfile(cls, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        try:
+            return super().fromtarfile(tar)
+        except tarfile.HeaderError as e:
+            tar.stopped_by = e
+            raise
+
+
+def _check_end(tar: tarfile.TarFile) -> None:
+    """Raise TarStopped unless reading ended at the end of the archive (a zero block, or the file's end)."""
+    e = getattr(tar, "stopped_by", None)
+    if e is not None and not isinstance(e, (tarfile.EOFHeaderError, tarfile.EmptyHeaderError)):
+        raise TarStopped(f"no valid tar header at byte {tar.offset} ({type(e).__name__}: {e})")
+
+
+def _tar_sample(shard: Shard, index: int, raw_key: str, members: list, seen: set[str]) -> Record | Failure:
+    """One WebDataset sample; unsafe, special, repeated members or a missing image make it a failure."""
+    key = escape_name(raw_key)
+    uri = escape_name(shard.uri(shard.items[0])) + "#" + key
     names = [m.name for m, _ in members]
     try:
         for m, _ in members:
             safe_key(m.name)
             if not m.isfile():
                 raise UnsafeKey(f"member {m.name!r} is a link or special file")
+            if m.name in seen:
+                raise DuplicateMember(f"member {m.name!r} appears earlier in the shard")
         image = next((j for j, n in enumerate(names) if n.lower().endswith(IMAGE_SUFFIXES)), None)
         if image is None:
             raise LookupError(f"sample has no image member among {names}")
-    except (UnsafeKey, LookupError) as e:
+    except (UnsafeKey, DuplicateMember, LookupError) as e:
         return Failure(shard.id, index, key, uri, "read", type(e).__name__, message(e),
-                       sum(len(d) for _, d in members))
+                       sum(len(d) for _, d in members), name_bytes(raw_key))
     return Record(shard.id, index, key, uri, members[image][1], names[image],
-                  {"members": members, "image": image})
+                  {"members": members, "image": image}, name_bytes(raw_key))
 
 
 def _read_tar(shard: Shard, fs: AbstractFileSystem, opts: RunOptions) -> Iterator[Record | Failure]:
-    uri = shard.uri(shard.items[0])
-    index, key, members = 0, None, []
+    """Samples in order; member names escaped (as the output tar will hold them), a repeated name starts a
+    new sample (which fails), and a tar whose headers stop early ends with a Failure for the rest."""
+    uri = escape_name(shard.uri(shard.items[0]))
+    index, key, members, seen = 0, None, [], set()
     try:
-        with fs.open(_path(fs, shard, shard.items[0]), "rb") as f, tarfile.open(fileobj=f, mode="r|*") as tar:
+        with (fs.open(_path(fs, shard, shard.items[0]), "rb") as f,
+              tarfile.open(fileobj=f, mode="r|*", tarinfo=_Header) as tar):
             for m in tar:
                 if m.isdir():
                     continue
                 data = tar.extractfile(m).read() if m.isfile() else b""
-                k = sample_key(m.name)[0]
-                if members and k != key:
-                    yield _tar_sample(shard, index, key, members)
+                k, m.name = sample_key(m.name)[0], escape_name(m.name)
+                if members and (k != key or any(m.name == n.name for n, _ in members)):
+                    yield _tar_sample(shard, index, key, members, seen)
+                    seen.update(n.name for n, _ in members)
                     index, members = index + 1, []
                 key = k
                 members.append((m, data))
-        if members:
-            yield _tar_sample(shard, index, key, members)
+            if members:
+                yield _tar_sample(shard, index, key, members, seen)
+                index, members = index + 1, []
+            _check_end(tar)
     except Exception as e:  # truncated or corrupt tar: the sample in hand and the rest are lost
-        yield Failure(shard.id, index if members else None, key if members else None, uri, "read",
-                      type(e).__name__, f"shard unreadable from record {index} on: {message(e)}")
+        yield Failure(shard.id, index if members else None, escape_name(key) if members else None, uri, "read",
+                      type(e).__name__, f"shard unreadable from record {index} on: {message(e)}",
+                      raw_key=name_bytes(key) if members else None)
 
 
 def _read_parquet(shard: Shard, fs: AbstractFileSystem, opts: RunOptions) -> Iterator[Record | Failure]:
     import pyarrow.parquet as pq
 
-    uri = shard.uri(shard.items[0])
+    uri = escape_name(shard.uri(shard.items[0]))
     col, key_col = opts.parquet_image_column, opts.parquet_key_column
     index = 0
     try:
@@ -261,14 +341,20 @@ def _read_parquet(shard: Shard, fs: AbstractFileSystem, opts: RunOptions) -> Ite
             for batch in pf.iter_batches(batch_size=16):
                 for row in batch.to_pylist():
                     key = str(row[key_col]) if row.get(key_col) is not None else str(index)
-                    data = row[col]
-                    if data is None:
-                        why = row.get("error_message") or row.get("status") or "image column is null"
-                        yield Failure(shard.id, index, key, f"{uri}#{key}", "read", "MissingImage", str(why))
-                    else:
-                        yield Record(shard.id, index, key, f"{uri}#{key}", data, key,
-                                     {"row": row, "schema": pf.schema_arrow})
+                    yield _parquet_record(shard, index, key, f"{uri}#{key}", row, col, pf.schema_arrow)
                     index += 1
     except Exception as e:
         yield Failure(shard.id, None, None, uri, "read", type(e).__name__,
                       f"shard unreadable from record {index} on: {message(e)}")
+
+
+def _parquet_record(shard: Shard, index: int, key: str, uri: str, row: dict, col: str, schema) -> Record | Failure:
+    """A row with image bytes is a record; a null image or a column of another type is that row's failure."""
+    data = row[col]
+    if data is None:
+        why = row.get("error_message") or row.get("status") or "image column is null"
+        return Failure(shard.id, index, key, uri, "read", "MissingImage", str(why))
+    if not isinstance(data, bytes):
+        return Failure(shard.id, index, key, uri, "read", "TypeError",
+                       f"image column {col!r} is {schema.field(col).type}, not binary: {type(data).__name__} value")
+    return Record(shard.id, index, key, uri, data, key, {"row": row, "schema": schema})

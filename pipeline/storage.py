@@ -19,6 +19,7 @@ from fsspec import AbstractFileSystem
 LOG = logging.getLogger("imagemend")
 OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "oci", "oss", "r2", "memory"}
 PARTIAL = ".partial"
+_SURROGATE = re.compile("[\udc80-\udcff]")
 
 
 class UnsafeKey(ValueError):
@@ -36,6 +37,17 @@ def to_uri(fs: AbstractFileSystem, path: str) -> str:
 
 def join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts if p)])
+
+
+def escape_name(name: str) -> str:
+    """Undecodable bytes (as os.fsdecode and tarfile leave them: surrogates) shown as %XX, so that the
+    name can be a key, an output path on any filesystem and a Parquet string; name_bytes keeps the original."""
+    return _SURROGATE.sub(lambda m: f"%{ord(m.group()) - 0xDC00:02X}", name)
+
+
+def name_bytes(name: str) -> bytes | None:
+    """The raw bytes of a name that holds undecodable bytes; None for a valid UTF-8 name."""
+    return name.encode("utf-8", "surrogateescape") if _SURROGATE.search(name) else None
 
 
 def safe_key(name: str) -> str:
@@ -86,10 +98,11 @@ def clean_partials(fs: AbstractFileSystem, root: str) -> int:
 def atomic_open(fs: AbstractFileSystem, path: str) -> Iterator:
     """A binary file that appears at `path` complete, on leaving the block without an exception."""
     direct = is_object_store(fs)
-    parent, name = posixpath.split(path)
+    parent = posixpath.dirname(path)
     if not direct:
         fs.makedirs(parent, exist_ok=True)
-    tmp = path if direct else f"{parent}/.{name}.{uuid.uuid4().hex[:12]}{PARTIAL}"
+    # a short hidden name: appending to the final name would make a legal 234-255 byte name too long
+    tmp = path if direct else f"{parent}/.imagemend-{uuid.uuid4().hex[:12]}{PARTIAL}"
     f = fs.open(tmp, "wb")
     try:
         yield f

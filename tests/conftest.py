@@ -195,6 +195,7 @@ class Archive:
     good: dict[str, dict]  # key -> expected metrics fields (+ sidecars / carried columns)
     bad: dict[str, tuple[str, str | None]]  # key -> (stage, error_type or None)
     shards: int
+    skipped: dict[str, int] = field(default_factory=dict)  # files listed but not inputs: extension -> count
 
     @property
     def records(self) -> int:
@@ -221,13 +222,13 @@ def build_archive(store: Store, layout: str, prefix: str = "in", seed: int = 0) 
             store.put(prefix, key, images[name][0])
             good[key] = images[name][1]
         for key, data, stage, err in (("a/corrupt.jpg", corrupt_jpeg(seed), "decode", None),
-                                      ("b/c/empty.png", b"", "decode", "EmptyImage"),
-                                      ("b/notes.txt", b"not an image", "decode", "UnidentifiedImageError")):
+                                      ("b/c/empty.png", b"", "decode", "EmptyImage")):
             store.put(prefix, key, data)
             bad[key] = (stage, err)
         store.put(prefix, "a/.hidden.jpg", images["rgb.jpg"][0])  # hidden: not an input
+        store.put(prefix, "b/notes.txt", b"not an image")  # listed, counted as skipped, never decoded
         store.put(prefix, "_SUCCESS", b"")
-        return Archive(store, store.join(prefix), layout, good, bad, shards=3)
+        return Archive(store, store.join(prefix), layout, good, bad, shards=2, skipped={"": 1, ".txt": 1})
     if layout == "tar":
         shard0 = []
         for i, name in enumerate(["rgb.jpg", "grey.png", "photo.webp"]):
@@ -251,7 +252,7 @@ def build_archive(store: Store, layout: str, prefix: str = "in", seed: int = 0) 
         store.put(prefix, "shard-000000.tar", _tar(shard0))
         store.put(prefix, "part/shard-000001.tar", _tar(shard1))
         store.put(prefix, "README.md", b"not a shard")
-        return Archive(store, store.join(prefix), layout, good, bad, shards=2)
+        return Archive(store, store.join(prefix), layout, good, bad, shards=2, skipped={".md": 1})
     if layout == "parquet":
         for s, names in enumerate((["rgb.jpg", "cmyk.jpg", None, "corrupt"], ["grey.png", "photo.webp", "pal.gif"])):
             rows = []
@@ -359,6 +360,8 @@ def _check_run(archive: Archive, output: str, summary: dict, image_format: str =
     assert c["records"] == archive.records and c["failed"] == len(archive.bad)
     assert c["restored"] + c["unchanged"] == len(archive.good)
     assert summary["shards_listed"] == archive.shards
+    assert summary["files_skipped_by_extension"] == archive.skipped
+    assert summary["files_skipped"] == sum(archive.skipped.values())
     return metrics, errors
 
 

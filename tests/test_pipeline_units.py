@@ -69,7 +69,7 @@ def test_listing_prefix_glob_and_single_file(local_store):
         local_store.put("in", key, b"x" * 3)
     base, files = sources.list_files(local_store.join("in"), {}, exclude=local_store.fs.unstrip_protocol(
         local_store.path("in", "a", "out")))
-    assert base.endswith("/in") and files == {"a/1.jpg": 3, "a/2.png": 3, "a/b/3.jpg": 3, "z.txt": 3}
+    assert base.endswith("/in") and files == {"a/1.jpg": 3, "a/2.png": 3, "a/b/3.jpg": 3, "a/_SUCCESS": 3, "z.txt": 3}
     base, files = sources.list_files(local_store.join("in", "a", "**", "*.jpg"), {})
     assert base.endswith("/in/a") and set(files) == {"1.jpg", "b/3.jpg", "out/9.jpg"}
     base, files = sources.list_files(local_store.join("in", "z.txt"), {})
