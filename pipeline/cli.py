@@ -1,13 +1,21 @@
 """The `imagemend` command: one entry point, a subcommand per job.
 
 `run`, `demo` and `eval` take imagemend's own flags; every other flag is a Beam pipeline option and
-is passed through (--runner, --job_endpoint, --environment_type, --project, ...). `eval` exits 3
-when any damaged photo has no scores (a failure, never a silent gap in the means).
+is passed through (--runner, --job_endpoint, --environment_type, --project, ...); a flag neither
+knows exits 2 naming it. `eval` exits 3 when any damaged photo has no scores (a failure, never a
+silent gap in the means). Ctrl-C exits 130 with one line: a rerun finishes what is left.
 """
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 import logging
+import signal
 import sys
+import threading
+
+BEAM_COMMANDS = ("run", "demo", "eval")
+_INTERRUPTED = threading.Event()
 
 
 def _logging() -> None:
@@ -16,20 +24,57 @@ def _logging() -> None:
     logging.getLogger("imagemend").setLevel(logging.INFO)
 
 
-def _job(make_options, args: argparse.Namespace) -> tuple:
-    """Run the Beam job; bad input exits 2, a failed job exits 1 (record errors do not)."""
-    from . import job, options
+def _on_sigint(signum, frame) -> None:
+    """Beam turns a KeyboardInterrupt inside a DoFn into a RuntimeError and logs its traceback: remember
+    the interrupt and silence logging, so that the command can still say one line and exit 130."""
+    _INTERRUPTED.set()
+    logging.disable(logging.CRITICAL)
+    raise KeyboardInterrupt
 
-    _logging()
+
+@contextmanager
+def _interrupts() -> Iterator[None]:
+    """SIGINT marked while a command runs (from the main thread only: signal handlers live there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _on_sigint)
+    _INTERRUPTED.clear()
     try:
-        opts = make_options()
-        summary = job.run(opts, options.beam_args(args.beam_argv, opts.workers))
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        logging.disable(logging.NOTSET)
+
+
+@contextmanager
+def _exit_statuses() -> Iterator[None]:
+    """Bad input exits 2, a launch or job failure 1 (record errors do not), Ctrl-C as Beam re-raised it 130."""
+    from . import job
+
+    try:
+        yield
     except (job.NoInput, ValueError) as e:
         print(f"imagemend: {e}", file=sys.stderr)
         sys.exit(2)
+    except job.LaunchFailed as e:
+        print(f"imagemend: error: {e}", file=sys.stderr)
+        sys.exit(1)
     except job.JobFailed as e:
+        if _INTERRUPTED.is_set():
+            raise KeyboardInterrupt from e
         print(f"imagemend: the job failed: {e}", file=sys.stderr)
         sys.exit(1)
+
+
+def _job(make_options, args: argparse.Namespace) -> tuple:
+    """Run the Beam job and print its report."""
+    from . import job, options
+
+    _logging()
+    with _exit_statuses():
+        opts = make_options()
+        summary = job.run(opts, options.beam_args(args.beam_argv, opts.workers))
     print(job.report(summary))
     return opts, summary
 
@@ -41,14 +86,11 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from . import demo, job
+    from . import demo
 
     _logging()
-    try:
+    with _exit_statuses():
         demo.main(args)
-    except job.JobFailed as e:
-        print(f"imagemend: the job failed: {e}", file=sys.stderr)
-        sys.exit(1)
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -105,10 +147,17 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=estimators_mod.main)
 
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("run", "demo", "eval"):
+    if args.command in BEAM_COMMANDS:
+        args.beam_argv = options.check_beam_flags(extra, sub.choices[args.command])
+    elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.beam_argv = extra
-    args.func(args)
+    try:
+        with _interrupts():
+            args.func(args)
+    except KeyboardInterrupt:
+        resume = ": rerun the same command to finish" if args.command in BEAM_COMMANDS else ""
+        print(f"interrupted{resume}", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

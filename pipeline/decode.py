@@ -2,8 +2,9 @@
 
 Every mode Pillow opens goes through: palette and bilevel images become RGB(A) or L, CMYK is
 converted to sRGB through its ICC profile when it has one, 16-bit greyscale stays 16-bit, and
-16-bit colour TIFFs (which Pillow would cut to 8 bits) are read with tifffile. EXIF orientation is
-applied to the pixels, so the written copy is upright with its orientation tag reset to 1.
+16-bit colour TIFFs and PNGs (which Pillow would cut to 8 bits) keep their 16 bits. EXIF orientation
+is applied to the pixels, so the written copy is upright with its orientation tag reset to 1. An
+animated image (or a TIFF of several full-size pages) is refused: one frame of it is not the image.
 """
 
 from dataclasses import dataclass, field
@@ -33,10 +34,14 @@ class ImageTooLarge(ValueError):
     pass
 
 
+class AnimatedImage(ValueError):
+    """Several frames (GIF, APNG, WebP) or full-size TIFF pages: restoring the first alone would drop the rest."""
+
+
 @dataclass
 class Meta:
     format: str  # Pillow's name: JPEG, PNG, WEBP, TIFF, BMP, GIF, MPO ...
-    mode: str  # the input's mode, e.g. RGB, L, LA, P, CMYK, I;16, RGB;16 (16-bit colour TIFF)
+    mode: str  # the input's mode, e.g. RGB, L, LA, P, CMYK, I;16, RGB;16 and RGBA;16 (16-bit colour)
     exif: bytes | None = None  # orientation already reset to 1
     icc: bytes | None = None
     jpeg: dict = field(default_factory=dict)  # qtables and subsampling, to re-encode at the input's quality
@@ -91,14 +96,50 @@ def _tiff_exif(im: Image.Image) -> bytes | None:
     return ex.tobytes() if len(ex) else None
 
 
-def _to_array(im: Image.Image, data: bytes, meta: Meta) -> np.ndarray:
-    mode = im.mode
-    if im.format == "TIFF" and mode in ("RGB", "RGBA") and max(im.tag_v2.get(258, (8,))) > 8:
+def _png16(data: bytes) -> np.ndarray:
+    """A 16-bit RGB(A) PNG at full depth. Pillow unpacks only each sample's high byte; unpacking the
+    same stream as little-endian gives the low bytes, so two decodes by Pillow's own C code suffice."""
+    planes = []
+    for order in ("B", "L"):
+        im = Image.open(io.BytesIO(data))
+        im.tile = [t._replace(args=t.args.replace(";16B", ";16" + order)) for t in im.tile]
+        im.load()
+        planes.append(np.asarray(im).astype(np.uint16))
+    return (planes[0] << 8) | planes[1]
+
+
+def _deep_colour(im: Image.Image, data: bytes) -> np.ndarray | None:
+    """16-bit colour pixels of a TIFF or PNG, which Pillow would cut to 8 bits; None for anything else.
+    Called before im.load(), while the PNG's tile still names its raw mode."""
+    if im.format == "TIFF" and im.mode in ("RGB", "RGBA") and max(im.tag_v2.get(258, (8,))) > 8:
         import tifffile
 
         arr = tifffile.imread(io.BytesIO(data), key=0)
-        meta.mode = mode + ";16"
         return arr if arr.dtype == np.uint16 else np.clip(arr, 0, 65535).astype(np.uint16)
+    if im.format == "PNG" and im.tile and im.tile[0].args in ("RGB;16B", "RGBA;16B"):
+        return _png16(data)
+    return None
+
+
+def _frames(im: Image.Image) -> int:
+    """Frames that are images of their own: an MPO's extra pictures (previews, a stereo pair's other eye)
+    and a TIFF's reduced-resolution pages (thumbnails, NewSubfileType bit 0) do not count."""
+    n = getattr(im, "n_frames", 1)
+    if n == 1 or im.format == "MPO":
+        return 1
+    if im.format == "TIFF":
+        full = 0
+        for i in range(n):
+            im.seek(i)
+            full += not int(im.tag_v2.get(254, 0)) & 1
+        im.seek(0)
+        return full
+    return n
+
+
+def _to_array(im: Image.Image, meta: Meta) -> np.ndarray:
+    """The loaded image in a mode the model takes (meta.icc follows a CMYK conversion)."""
+    mode = im.mode
     if mode == "CMYK":
         if meta.icc:
             src = ImageCms.ImageCmsProfile(io.BytesIO(meta.icc))
@@ -124,13 +165,19 @@ def _to_array(im: Image.Image, data: bytes, meta: Meta) -> np.ndarray:
 
 
 def decode(data: bytes, max_pixels: int = 120_000_000) -> Decoded:
-    """Pixels and metadata of the first frame; raises on anything that is not a readable image."""
+    """Pixels and metadata of a single image; raises on anything that is not one readable image."""
     if not data:
         raise EmptyImage("zero-byte file")
     im = Image.open(io.BytesIO(data))
     if im.width * im.height > max_pixels:
         raise ImageTooLarge(f"{im.width}x{im.height} exceeds --max-pixels {max_pixels}")
+    frames = _frames(im)
+    if frames > 1:
+        what = f"TIFF with {frames} full-size pages" if im.format == "TIFF" else \
+            f"animated {im.format} with {frames} frames"
+        raise AnimatedImage(f"{what}: not supported (restoring the first alone would drop the rest)")
     im.seek(0)
+    deep = _deep_colour(im, data)  # first: reading a PNG's EXIF can load it and forget its raw mode
     meta = Meta(format=im.format or "PNG", mode=im.mode, icc=im.info.get("icc_profile"))
     exif = im.getexif()
     meta.orientation = int(exif.get(0x0112, 1) or 1)
@@ -142,8 +189,11 @@ def decode(data: bytes, max_pixels: int = 120_000_000) -> Decoded:
         meta.exif = reset_orientation(im.info["exif"])
     if im.format in ("JPEG", "MPO"):
         meta.jpeg = {"qtables": im.quantization, "subsampling": JpegImagePlugin.get_sampling(im)}
-    im.load()
-    arr = _to_array(im, data, meta)
+    if deep is None:
+        im.load()
+        arr = _to_array(im, meta)
+    else:
+        arr, meta.mode = deep, im.mode + ";16"
     if meta.orientation in ORIENT:
         arr = np.ascontiguousarray(ORIENT[meta.orientation](arr))
     return Decoded(arr, meta)

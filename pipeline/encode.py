@@ -2,12 +2,15 @@
 
 By default an image keeps its format and a JPEG is re-encoded with its own quantisation tables,
 so a restored copy is about the size and quality of its source. When the format cannot hold the
-pixels they are reduced to the nearest mode it can (16-bit colour only fits TIFF; WebP has no
-greyscale; JPEG has no alpha), and the file extension follows a format change.
+pixels they are reduced to the nearest mode it can (16-bit colour only fits TIFF and PNG; WebP has
+no greyscale; JPEG has no alpha), and the file extension follows a format change. Pillow writes
+neither 16-bit colour format: TIFF goes through tifffile, PNG through the small writer below.
 """
 
 import io
 import posixpath
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -60,13 +63,17 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.floor(np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def _to_uint16(arr: np.ndarray) -> np.ndarray:
+    return arr if arr.dtype == np.uint16 else np.floor(np.clip(arr, 0, 1) * 65535 + 0.5).astype(np.uint16)
+
+
 def _image(arr: np.ndarray, fmt: str) -> Image.Image:
     """A Pillow image of arr in a mode that fmt can write."""
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     grey = arr.ndim == 2
     if arr.dtype.kind == "f" and not (grey and fmt == "TIFF"):
-        arr = np.floor(np.clip(arr, 0, 1) * 65535 + 0.5).astype(np.uint16)
+        arr = _to_uint16(arr)
     if arr.dtype == np.uint16 and not (grey and "I;16" in MODES[fmt]):
         arr = _to_uint8(arr)
     im = Image.fromarray(arr.astype(np.float32) if _mode_of(arr) == "F" else arr)
@@ -94,12 +101,33 @@ def _tifffile(arr: np.ndarray, meta: Meta) -> bytes:
     return buf.getvalue()
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png16(arr: np.ndarray, meta: Meta) -> bytes:
+    """16-bit RGB(A) PNG, which Pillow cannot write; keeps the ICC profile and EXIF as Pillow stores them.
+    Every row uses the Up filter (a vectorised difference with the row above), which suits photos."""
+    h, w, c = arr.shape
+    rows = arr.astype(">u2").view(np.uint8).reshape(h, w * c * 2)
+    up = np.diff(rows, axis=0, prepend=np.zeros((1, rows.shape[1]), np.uint8))  # uint8 wraps: mod 256
+    raw = np.hstack([np.full((h, 1), 2, np.uint8), up]).tobytes()
+    chunks = [_png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2 if c == 3 else 6, 0, 0, 0))]
+    if meta.icc:
+        chunks.append(_png_chunk(b"iCCP", b"ICC Profile\0\0" + zlib.compress(meta.icc)))
+    if meta.exif:
+        chunks.append(_png_chunk(b"eXIf", meta.exif.removeprefix(b"Exif\x00\x00")))
+    chunks += [_png_chunk(b"IDAT", zlib.compress(raw, 6)), _png_chunk(b"IEND", b"")]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)
+
+
 def encode(pixels: np.ndarray, meta: Meta, fmt: str, quality: int | None = None) -> bytes:
     """Bytes of pixels as fmt, with the input's EXIF and (when the colour model is kept) ICC profile."""
     colour = pixels.ndim == 3 and pixels.shape[2] >= 3
     if fmt == "TIFF" and colour and pixels.dtype != np.uint8:
-        return _tifffile(pixels if pixels.dtype == np.uint16 else
-                         np.floor(np.clip(pixels, 0, 1) * 65535 + 0.5).astype(np.uint16), meta)
+        return _tifffile(_to_uint16(pixels), meta)
+    if fmt == "PNG" and colour and pixels.dtype != np.uint8:
+        return _png16(_to_uint16(pixels), meta)
     im = _image(pixels, fmt)
     kw: dict = {}
     if meta.exif and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):

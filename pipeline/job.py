@@ -1,11 +1,15 @@
 """`imagemend run` on the launcher's side: list the shards, say what will happen, run the graph, report.
 
 Listing happens here, once, so that an empty or mistyped input fails before any worker starts and
-the plan (shards found, finished earlier, to do) is printed up front. Record-level failures never
+the plan (shards found, finished earlier, to do) is printed up front. What can fail before the job
+starts fails here, in one line: a device the launching machine lacks when the job runs on it, an
+input that cannot be listed, an output that cannot be written (LaunchFailed). Record-level failures never
 fail the job: they are rows in errors/. The job fails, and the command exits non-zero, only when
 the runner reports that the pipeline itself failed.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 import logging
 import time
 
@@ -36,7 +40,63 @@ class JobFailed(RuntimeError):
     """The runner reports that the pipeline failed (the command exits with status 1)."""
 
 
-__all__ = ["JobFailed", "NoInput", "report", "run"]
+class LaunchFailed(RuntimeError):
+    """The input could not be listed or the output prepared, before the job started (exit status 1)."""
+
+
+__all__ = ["JobFailed", "LaunchFailed", "NoInput", "report", "run"]
+LOCAL_RUNNERS = {"fnapirunner", "directrunner", "bundlebaseddirectrunner", "switchingdirectrunner"}
+
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    """OSError, and what object-store clients raise outside it (botocore: unreachable endpoint, credentials)."""
+    try:
+        from botocore.exceptions import BotoCoreError
+    except ImportError:
+        return (OSError,)
+    return (OSError, BotoCoreError)
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return str(e) or type(e).__name__
+
+
+@contextmanager
+def _launch_step(what: str) -> Iterator[None]:
+    """Storage errors of a launch step as one LaunchFailed line instead of a client's traceback."""
+    try:
+        yield
+    except NoInput:
+        raise
+    except _store_errors() as e:
+        raise LaunchFailed(f"{what}: {_reason(e)}") from e
+
+
+def runs_here(beam_argv: list[str]) -> bool:
+    """Whether the workers are this process (local runners, or a portable runner's LOOPBACK environment)."""
+    from apache_beam.options.pipeline_options import PortableOptions, StandardOptions
+
+    options = PipelineOptions(beam_argv)
+    runner = options.view_as(StandardOptions).runner
+    runner = runner if isinstance(runner, str) else type(runner).__name__
+    return (runner or "").lower() in LOCAL_RUNNERS or options.view_as(PortableOptions).environment_type == "LOOPBACK"
+
+
+def check_device(device: str, beam_argv: list[str]) -> None:
+    """A CUDA device the job cannot have, refused before listing: otherwise every worker fails inside Beam.
+    Only where the job runs in this process; a cluster's workers have their own GPUs."""
+    if not device.startswith("cuda") or not runs_here(beam_argv):
+        return
+    import torch
+
+    index = int(device.partition(":")[2] or 0)
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine, where the job runs "
+                         "(use --device auto or cpu)")
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 def beam_counters(result) -> dict[str, int]:
@@ -53,13 +113,8 @@ def beam_counters(result) -> dict[str, int]:
     return out
 
 
-def run(opts: RunOptions, beam_argv: list[str]) -> dict:
-    """Run the whole job and return its summary (summary.json plus the Beam counters)."""
-    started = time.time()
-    layout, shards, skipped = list_shards(opts)
-    if not shards:
-        raise NoInput(f"no {layout} input found at {opts.input}" + (f"; {_skipped_text(layout, skipped)}"
-                                                                    if skipped else ""))
+def _prepare_output(opts: RunOptions, shards: list, settings: dict) -> tuple:
+    """Clean what an interrupted run left, check the output's settings, write the manifest."""
     fs, root = filesystem(opts.output, opts.out_storage)
     paths = OutputPaths(root)
     if opts.overwrite:
@@ -68,10 +123,24 @@ def run(opts: RunOptions, beam_argv: list[str]) -> dict:
     if stale:
         LOG.info("imagemend: removed %d temporary files an interrupted run left in %s", stale, root)
     done = finished_shards(fs, paths)
+    keep_settings(fs, paths, settings, done)
+    return fs, root, done, write_manifest(fs, paths, opts.run_id, shards)
+
+
+def run(opts: RunOptions, beam_argv: list[str]) -> dict:
+    """Run the whole job and return its summary (summary.json plus the Beam counters)."""
+    started = time.time()
+    check_device(opts.device, beam_argv)
+    with _launch_step(f"cannot list the input {opts.input}"):
+        layout, shards, skipped = list_shards(opts)
+    if not shards:
+        raise NoInput(f"no {layout} input found at {opts.input}" + (f"; {_skipped_text(layout, skipped)}"
+                                                                    if skipped else ""))
     # the weights by their recorded digest, not their path: a file replaced in place changes it
-    keep_settings(fs, paths, {**opts.settings(), "weights_sha256": recorded_digest(opts.weights or DEFAULT_WEIGHTS)},
-                  done)
-    manifest = write_manifest(fs, paths, opts.run_id, shards)
+    settings = {**opts.settings(), "weights_sha256": recorded_digest(opts.weights or DEFAULT_WEIGHTS)}
+    with _launch_step(f"cannot write the output {opts.output}"):
+        fs, root, done, manifest = _prepare_output(opts, shards, settings)
+    paths = OutputPaths(root)
     todo = sum(s.id not in done for s in shards)
     plan = {
         "run_id": opts.run_id, "input": opts.input, "output": to_uri(fs, root), "layout": layout,

@@ -1,11 +1,14 @@
 """All configuration of an `imagemend run` in one place: a frozen dataclass and its command-line flags.
 
 The dataclass travels to every worker (pickled inside the DoFn), so it holds plain values only.
-Flags that imagemend does not know are Beam pipeline options and pass through untouched.
+Flags that imagemend does not know must be Beam pipeline options, which pass through untouched; a
+flag neither knows is refused (Beam would drop it with a warning and run with defaults). Flags
+after a bare `--` go to the runner unchecked, for options only a Java runner knows.
 """
 
 import argparse
 from dataclasses import dataclass, field, replace
+import difflib
 import json
 import secrets
 import time
@@ -212,3 +215,48 @@ def beam_args(extra: list[str], workers: int = 0) -> list[str]:
     if workers:
         args += ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
     return args
+
+
+class _BeamFlagError(Exception):
+    pass
+
+
+def _beam_parser() -> argparse.ArgumentParser:
+    """Beam's parser of every registered PipelineOptions class, as PipelineOptions.get_all_options builds it,
+    raising instead of exiting so that the message comes from imagemend's parser."""
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    class Parser(_BeamArgumentParser):
+        def error(self, message):
+            raise _BeamFlagError(message)
+
+    parser = Parser(allow_abbrev=False, add_help=False)
+    classes = {str(cls): cls for cls in PipelineOptions.__subclasses__()}
+    for cls in classes.values():
+        cls._add_argparse_args(parser)
+    return parser
+
+
+def _unrecognized(unknown: list[str], *parsers: argparse.ArgumentParser) -> str:
+    """argparse's message, with the nearest known flag for each misspelled one."""
+    known = [o for p in parsers for a in p._actions for o in a.option_strings if o.startswith("--")]
+    hints = []
+    for arg in unknown:
+        name = arg.split("=", 1)[0]
+        close = difflib.get_close_matches(name, known, n=1) if name.startswith("--") else []
+        hints += [f"{name}: did you mean {close[0]}?"] if close else []
+    return f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else "")
+
+
+def check_beam_flags(extra: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """The flags imagemend left, if Beam knows each of them; else `parser` exits 2 naming the others."""
+    cut = extra.index("--") if "--" in extra else len(extra)
+    checked, unchecked = extra[:cut], extra[cut + 1:]
+    beam = _beam_parser()
+    try:
+        _, unknown = beam.parse_known_args(checked)
+    except _BeamFlagError as e:
+        parser.error(f"{e} (a Beam pipeline option)")
+    if unknown:
+        parser.error(_unrecognized(unknown, parser, beam))
+    return checked + unchecked

@@ -18,6 +18,7 @@ import json  # noqa: E402
 import socket  # noqa: E402
 import tarfile  # noqa: E402
 import uuid  # noqa: E402
+import zlib  # noqa: E402
 
 import fsspec  # noqa: E402
 import numpy as np  # noqa: E402
@@ -66,7 +67,7 @@ class Store:
         fs.pipe_file(path, data)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -97,7 +98,7 @@ def s3_store(s3_endpoint) -> Store:
 def gcs_endpoint():
     from gcp_storage_emulator.server import create_server
 
-    port = _free_port()
+    port = free_port()
     server = create_server("127.0.0.1", port, in_memory=True)
     server.start()
     yield f"http://127.0.0.1:{port}"
@@ -143,6 +144,24 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
     return buf.getvalue()
 
 
+def png16(arr: np.ndarray) -> bytes:
+    """A 16-bit RGB(A) PNG written by hand, unfiltered (Pillow cannot write one; the job's writer filters)."""
+    h, w, c = arr.shape
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    rows = b"".join(b"\0" + row.tobytes() for row in arr.astype(">u2"))
+    head = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([16, 2 if c == 3 else 6, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def animated(fmt: str, frames: int = 3) -> bytes:
+    """A tiny animation (GIF, PNG or WEBP) of grey frames getting brighter."""
+    ims = [Image.fromarray(np.full((8, 10, 3), 40 * i, np.uint8)) for i in range(frames)]
+    return encode(ims[0], fmt, save_all=True, append_images=ims[1:], duration=100)
+
+
 def exif_bytes(orientation: int = 1) -> bytes:
     ex = Image.Exif()
     ex[0x010F] = MAKE
@@ -177,6 +196,8 @@ def sample_images(seed: int = 0) -> dict[str, tuple[bytes, dict]]:
         "photo.webp": (encode(Image.fromarray(pixels(40, 56, 3, seed + 8)), "WEBP", quality=90, exif=exif_bytes()),
                        dict(width=56, height=40, mode="RGB", format="WEBP")),
         "deep.tif": (tif16(32, 40), dict(width=40, height=32, mode="RGB;16", format="TIFF")),
+        "deep-rgb.png": (png16(pixels(30, 42, 3, seed + 10, np.uint16)),
+                         dict(width=42, height=30, mode="RGB;16", format="PNG")),
     }
 
 
@@ -222,7 +243,8 @@ def build_archive(store: Store, layout: str, prefix: str = "in", seed: int = 0) 
             store.put(prefix, key, images[name][0])
             good[key] = images[name][1]
         for key, data, stage, err in (("a/corrupt.jpg", corrupt_jpeg(seed), "decode", None),
-                                      ("b/c/empty.png", b"", "decode", "EmptyImage")):
+                                      ("b/c/empty.png", b"", "decode", "EmptyImage"),
+                                      ("a/anim.gif", animated("GIF"), "decode", "AnimatedImage")):
             store.put(prefix, key, data)
             bad[key] = (stage, err)
         store.put(prefix, "a/.hidden.jpg", images["rgb.jpg"][0])  # hidden: not an input

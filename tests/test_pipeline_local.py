@@ -6,6 +6,7 @@ run; the options that change what is written; the exit codes of the command.
 """
 
 import io
+import json
 import logging
 import os
 from pathlib import Path
@@ -15,12 +16,14 @@ import sys
 import tarfile
 import time
 
+from conftest import free_port
 import numpy as np
 from PIL import Image
 import pyarrow.parquet as pq
 import pytest
 
 from pipeline import cli
+from pipeline import decode as dec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,6 +67,9 @@ def test_each_layout_end_to_end(tmp_path, local_store, make_archive, run_job, ch
         restored = np.asarray(Image.open(out / "images/a/rgba.png"))
         assert np.array_equal(restored[..., 3], src[..., 3])  # alpha travels untouched
         assert Image.open(out / "images/a/deep.png").mode == "I;16"
+        assert by_key["b/c/deep-rgb.png"]["mode"] == "RGB;16"
+        deep_rgb = dec.decode((out / "images/b/c/deep-rgb.png").read_bytes())
+        assert deep_rgb.meta.mode == "RGB;16" and deep_rgb.pixels.dtype == np.uint16  # still 16 bits a channel
         import tifffile
         assert tifffile.imread(out / "images/b/c/deep.tif").dtype == np.uint16
     if layout == "tar":
@@ -213,14 +219,82 @@ def test_cli_exit_codes(tmp_path, local_store, make_archive, capsys):
 
     archive = make_archive(local_store, "tar")
     import torch
-    if not torch.cuda.is_available():  # asking for CUDA without it fails the job instead of using the CPU
+    if not torch.cuda.is_available():  # asking for CUDA without it is refused before listing, not a CPU run
         with pytest.raises(SystemExit) as e:
             cli.main(["run", "--input", archive.input, "--output", str(tmp_path / "gpu"), "--device", "cuda"])
-        assert e.value.code == 1
-        assert "CUDA is not available" in capsys.readouterr().err
-        assert not list((tmp_path / "gpu" / "_done").rglob("*.json"))  # no shard was marked done
+        assert e.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1:] == [
+            "imagemend: --device cuda: CUDA is not available on this machine, where the job runs "
+            "(use --device auto or cpu)"]
+        assert not (tmp_path / "gpu").exists()
 
     cli.main(["run", "--input", archive.input, "--output", str(tmp_path / "ok"), "--tasks", "denoise,cast",
               "--strength", "denoise=0.5"])
     printed = capsys.readouterr().out
     assert "records: 9 = " in printed and "metrics:" in printed and "errors:" in printed
+
+
+def test_unknown_flags_exit_2_naming_them_and_beam_flags_pass(tmp_path, local_store, make_archive, capsys):
+    archive = make_archive(local_store, "tar")
+    out = tmp_path / "out"
+    for flags, says in ((["--qualty", "80"], "unrecognized arguments: --qualty 80 (--qualty: did you mean --quality?)"),
+                        (["--direct_num_workers", "two"], "argument --direct_num_workers: invalid int value: 'two'"),
+                        (["--runner", "FnApiRunner", "--qualty=80"], "unrecognized arguments: --qualty=80")):
+        with pytest.raises(SystemExit) as e:
+            cli.main(["run", "--input", archive.input, "--output", str(out), *flags])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and f"imagemend run: error: {says}" in err, err
+        assert not out.exists()  # refused before anything ran
+    # Beam's own flags (here the in-process runner, spelled out) pass; flags after `--` go to the runner unchecked
+    cli.main(["run", "--input", archive.input, "--output", str(out), "--tasks", "cast", "--runner", "FnApiRunner",
+              "--direct_running_mode=in_memory", "--", "--aJavaRunnerOption=1"])
+    assert "records: 9 = " in capsys.readouterr().out
+
+
+def test_launch_errors_are_one_line_and_write_nothing(tmp_path, local_store, make_archive, s3_endpoint, capsys):
+    archive = make_archive(local_store, "tar")
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_bytes(b"not a folder")
+    s3 = {"key": "testing", "secret": "testing", "client_kwargs": {"region_name": "us-east-1"}}
+    closed = {**s3, "client_kwargs": {**s3["client_kwargs"], "endpoint_url": f"http://127.0.0.1:{free_port()}"},
+              "config_kwargs": {"retries": {"max_attempts": 1}}}
+    missing_bucket = {**s3, "client_kwargs": {**s3["client_kwargs"], "endpoint_url": s3_endpoint}}
+    cases = [  # (--input, --output, extra flags, what the line says)
+        (archive.input, str(in_the_way / "out"), [], f"cannot write the output {in_the_way}/out: Not a directory"),
+        ("s3://photos/in", str(tmp_path / "o1"), ["--input-storage-options", json.dumps(closed)],
+         "cannot list the input s3://photos/in: Could not connect to the endpoint URL"),
+        (archive.input, "s3://no-such-bucket/out", ["--output-storage-options", json.dumps(missing_bucket)],
+         "cannot write the output s3://no-such-bucket/out: "),
+    ]
+    for src, dst, flags, says in cases:
+        with pytest.raises(SystemExit) as e:
+            cli.main(["run", "--input", src, "--output", dst, *flags])
+        lines = capsys.readouterr().err.strip().splitlines()  # the S3 server's request log goes there too
+        assert e.value.code == 1 and lines[-1].startswith(f"imagemend: error: {says}"), lines
+        assert not any("Traceback" in line for line in lines), lines
+    assert in_the_way.read_bytes() == b"not a folder" and not (tmp_path / "o1").exists()
+
+
+def test_ctrl_c_says_one_line_exits_130_and_a_rerun_finishes(tmp_path, local_store, make_tar_shards, run_job):
+    shards = 12
+    src = make_tar_shards(local_store, "in", shards=shards, samples=3)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--input", src, "--output", str(out)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's
+    try:
+        deadline = time.time() + 240
+        while not list((out / "_done").glob("*.json")) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.rstrip().splitlines()[-1] == "interrupted: rerun the same command to finish"
+    assert "Traceback" not in err and "the job failed" not in err, err
+    done = len(list((out / "_done").glob("*.json")))
+    assert done < shards, "the run should have been interrupted midway"
+    resumed = run_job(src, str(out))
+    assert resumed["counts"]["shards_skipped"] == done and resumed["counts"]["records"] == 3 * shards

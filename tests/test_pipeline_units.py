@@ -6,6 +6,7 @@ from pathlib import Path
 import threading
 import time
 
+from conftest import animated, png16
 import numpy as np
 from PIL import Image, ImageCms, ImageOps
 import pytest
@@ -134,11 +135,22 @@ def test_decode_modes_to_model_arrays():
     deep = rng.integers(0, 65535, (5, 7, 3), dtype=np.uint16)
     tifffile.imwrite(buf, deep, photometric="rgb")
     cases["RGB;16"] = (buf.getvalue(), (5, 7, 3), np.uint16)
+    cases["PNG RGB;16"] = (png16(deep), (5, 7, 3), np.uint16)
+    cases["PNG RGBA;16"] = (png16(np.dstack([deep, deep[..., :1]])), (5, 7, 4), np.uint16)
     for mode, (data, shape, dtype) in cases.items():
         d = dec.decode(data)
-        assert (d.pixels.shape, d.pixels.dtype, d.meta.mode) == (shape, dtype, mode), mode
+        assert (d.pixels.shape, d.pixels.dtype, d.meta.mode) == (shape, dtype, mode.split()[-1]), mode
         assert d.pixels.dtype.isnative
-    assert np.array_equal(dec.decode(cases["RGB;16"][0]).pixels, deep)  # 16 bits kept, not cut to 8
+    for mode in ("RGB;16", "PNG RGB;16"):
+        assert np.array_equal(dec.decode(cases[mode][0]).pixels, deep), mode  # 16 bits kept, not cut to 8
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP", "TIFF"])
+def test_animated_images_are_refused_not_cut_to_one_frame(fmt):
+    with pytest.raises(dec.AnimatedImage, match="with 3 (frames|full-size pages): not supported"):
+        dec.decode(animated(fmt))
+    one = dec.decode(animated(fmt, frames=1))  # a single frame saved as an animation is an ordinary image
+    assert one.pixels.shape[:2] == (8, 10)
 
 
 def _save(im: Image.Image, fmt: str, **kw) -> bytes:
@@ -169,18 +181,18 @@ def test_encode_keeps_pixels_exif_and_icc_in_lossless_formats():
     ex[0x010F] = "cam"
     for fmt in ("PNG", "TIFF"):
         for arr in arrays:
-            if fmt == "PNG" and arr.dtype == np.uint16 and arr.ndim == 3:
-                continue  # Pillow has no 16-bit colour PNG: reduced to 8 bits (below)
             colour = arr.ndim == 3 and arr.shape[2] >= 3
             meta = dec.Meta(format=fmt, mode="?", exif=ex.tobytes(), icc=icc if colour else None)
             back = dec.decode(enc.encode(arr, meta, fmt))
             assert np.array_equal(back.pixels, arr), (fmt, arr.shape, arr.dtype)
             if colour:
                 assert back.meta.icc == icc
-            if arr.dtype == np.uint8:
+            if arr.dtype == np.uint8 or fmt == "PNG":
                 assert Image.open(io.BytesIO(enc.encode(arr, meta, fmt))).getexif()[0x010F] == "cam"
-    reduced = dec.decode(enc.encode(arrays[5], dec.Meta("PNG", "?"), "PNG")).pixels
-    assert reduced.dtype == np.uint8 and np.abs(reduced.astype(int) - arrays[5] // 257).max() <= 1
+    deep = enc.encode(arrays[5], dec.Meta("PNG", "?"), "PNG")  # 16-bit colour PNG: Pillow reads its high bytes
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(deep))), (arrays[5] >> 8).astype(np.uint8))
+    float_rgb = enc.encode(arrays[5].astype(np.float32) / 65535, dec.Meta("PNG", "?"), "PNG")
+    assert np.array_equal(dec.decode(float_rgb).pixels, arrays[5])
 
 
 @pytest.mark.parametrize("fmt,shape,dtype,mode", [
@@ -448,3 +460,18 @@ def test_a_failing_image_fails_alone_and_a_device_error_fails_the_bundle():
 
     with pytest.raises(RuntimeError, match="CUDA error"):
         LoadedModel(LostGPU(), "x").restore([_item(good, 0), _item(good, 1)], {"denoise": 1.0})
+
+
+def test_cuda_is_checked_on_the_launcher_only_where_the_job_runs():
+    from pipeline import job
+
+    assert job.runs_here(options.beam_args([]))
+    assert job.runs_here(["--runner", "PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"])
+    assert not job.runs_here(["--runner=DataflowRunner", "--project=p"])
+    assert not job.runs_here(["--runner=FlinkRunner", "--environment_type=EXTERNAL"])
+    job.check_device("cuda", ["--runner=DataflowRunner"])  # the workers have the GPUs, not the launcher
+    job.check_device("cpu", options.beam_args([]))
+    import torch
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available on this machine"):
+            job.check_device("cuda:0", options.beam_args([]))
