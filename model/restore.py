@@ -299,15 +299,26 @@ class Restorer:
                         p, b = jobs[j].planes, jobs[j].border
                         yield j, r, c, p.read(rows[j], _reflect(np.arange(x0 - b, x1 - b), p.width), self.device)
 
+    def restore_one(self, image: "ImageLike", tasks: dict[str, float] | None = None,
+                    jpeg: bool | None = None) -> Restored:
+        """One image: a NumPy array (HxW or HxWxC), a PIL image or a path (its JPEG-ness read from the file)."""
+        return self.restore([image], tasks, None if jpeg is None else [jpeg])[0]
+
     @torch.inference_mode()
-    def restore(self, images: list[np.ndarray], tasks: dict[str, float] | None = None,
+    def restore(self, images: "list[ImageLike]", tasks: dict[str, float] | None = None,
                 jpeg: list[bool] | None = None) -> list[Restored]:
-        """tasks maps task -> strength (0 switches a task off); default: every task at full strength.
-        jpeg: which images were decoded from JPEG files (what the pixels alone tell less surely)."""
+        """A list of images (arrays, PIL images or paths; for one, `restore_one`). tasks maps task ->
+        strength (0 switches a task off); default: every task at full strength. jpeg: which images
+        were decoded from JPEG files (what the pixels alone tell less surely); by default read from
+        the files and PIL images, False for arrays."""
         tasks = {t: 1.0 for t in TASKS} if tasks is None else tasks
         unknown = set(tasks) - set(TASKS)
         if unknown:
             raise ValueError(f"unknown task(s) {sorted(unknown)}; choose from {TASKS}")
+        if is_one_image(images):
+            raise TypeError("restore() takes a list of images; for one image use restore_one(image)")
+        read = [as_array(x) for x in images]
+        images, jpeg = [a for a, _ in read], jpeg if jpeg is not None else [j for _, j in read]
         planes = [_Planes.of(a) for a in images]
         if not planes:
             return []
@@ -376,6 +387,34 @@ class Restorer:
         self.cfg = replace(self.cfg, pixel_budget=max(1, self.cfg.pixel_budget // 2))
         h = len(y) // 2
         return torch.cat([self._local(y[:h], cond[:h], sharpen), self._local(y[h:], cond[h:], sharpen)])
+
+
+ImageLike = np.ndarray | str | Path  # or a PIL image
+
+
+def is_one_image(x) -> bool:
+    """An array, a PIL image, a path or a tensor where a list of images belongs (iterating an HxWx3
+    array would restore each of its rows as an image)."""
+    return isinstance(x, np.ndarray | str | Path | torch.Tensor) or hasattr(x, "getexif")
+
+
+def as_array(image) -> tuple[np.ndarray, bool]:
+    """Pixels of an array, a PIL image or an image file, and whether they came from a JPEG."""
+    if isinstance(image, np.ndarray):
+        return image, False
+    if isinstance(image, torch.Tensor):
+        raise TypeError("a torch tensor is not taken as an image: pass an HxWxC NumPy array (tensor.permute(1, 2, "
+                        "0).numpy() for a CHW one)")
+    from PIL import Image, ImageOps
+
+    if isinstance(image, str | Path):
+        with Image.open(image) as img:
+            return as_array(ImageOps.exif_transpose(img) if img.getexif() else img.copy())[0], img.format == "JPEG"
+    if not hasattr(image, "getexif"):
+        raise TypeError(f"not an image: {type(image).__name__} (pass a NumPy array, a PIL image or a path)")
+    if image.mode not in ("L", "LA", "RGB", "RGBA", "I;16"):
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    return np.asarray(image), image.format == "JPEG"
 
 
 def needs(sev: dict[str, float], cfg: RestoreConfig, grey: bool = False) -> dict[str, bool]:
