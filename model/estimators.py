@@ -403,7 +403,8 @@ def main(args: argparse.Namespace) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", action="append", required=True, help="folder of clean validation photos (repeatable)")
-    p.add_argument("--out", default="docs/ESTIMATORS.md", help="the Markdown file; figures go beside it")
+    p.add_argument("--out", default="out/ESTIMATORS.md", help="the Markdown file; figures go beside it (the "
+                   "project's own is made with --out docs/ESTIMATORS.md)")
     p.add_argument("--weights", help="weights file (default: the shipped weights)")
     p.add_argument("--no-model", action="store_true", help="only the weight-free measures")
     p.add_argument("--limit", type=int, help="only the first N photos of each folder")

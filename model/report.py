@@ -298,7 +298,16 @@ def chart_columns(s: dict, dataset: str, given: dict[str, str]) -> list[tuple[st
 
 # ---------------------------------------------------------------- the command
 
+def check_extra() -> None:
+    """The charts need matplotlib (the `report` extra): say so before hours of scoring, not after."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise SystemExit("imagemend report draws charts with matplotlib: pip install -e '.[report]' -c constraints.txt")
+
+
 def run(args: argparse.Namespace) -> str:
+    check_extra()
     code = commit()  # now: the checkout may move during a run of hours
     torch.set_num_threads(args.threads)
     cases = suite(args.suite, args.cases.split(",") if args.cases else None)
@@ -422,7 +431,8 @@ def document(args, r: Restorer, weights_name: str, cases: tuple[Case, ...], s: d
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", action="append", required=True,
                    help="folder of clean photos (repeatable; the first one decides the verdicts)")
-    p.add_argument("--out", default="docs", help="folder for QUALITY.md; charts and sheets go to <out>/quality/")
+    p.add_argument("--out", default="out/report", help="folder for QUALITY.md; charts and sheets go to <out>/quality/ "
+                   "(the project's own docs/QUALITY.md is made with --out docs)")
     p.add_argument("--suite", default="standard")
     p.add_argument("--cases", help="comma-separated subset of the suite's cases")
     p.add_argument("--limit", type=int, help="only the first N photos of each folder")

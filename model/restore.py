@@ -452,7 +452,9 @@ def severities(est: dict[str, torch.Tensor], i: int) -> dict[str, float]:
     return {
         "noise_sigma": float(est["noise_sigma_read"][i]), "blur": float(est["blur"][i]),
         "edge_blur": float(est["edge_blur"][i]), "edge_anisotropy": float(est["edge_anisotropy"][i]),
-        **({"noise_sigma_cap": float(est["noise_sigma_cap"][i])} if "noise_sigma_cap" in est else {}),
+        # the flat patches' bound only where it was read (not in a JPEG, nor outside the readings it can change)
+        **({"noise_sigma_cap": float(est["noise_sigma_cap"][i])}
+           if "noise_sigma_cap" in est and math.isfinite(float(est["noise_sigma_cap"][i])) else {}),
         **{k: float(est[k][i]) for k in est  # a brightness bin with no patch has no level: left out
            if (k.startswith("noise_level_") or k == "noise_rms") and not math.isnan(float(est[k][i]))},
         "cast": float(g.abs().max()), "cast_r": float(g[0]), "cast_g": float(g[1]), "cast_b": float(g[2]),

@@ -110,8 +110,27 @@ def _eval(args: argparse.Namespace) -> None:
         sys.exit(3)
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("imagemend")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _schema(args: argparse.Namespace) -> None:
+    from . import schema
+
+    tables = [("metrics/*.parquet", schema.EVAL_METRICS_SCHEMA if args.eval else schema.METRICS_SCHEMA),
+              ("errors/*.parquet", schema.ERRORS_SCHEMA)]
+    for where, s in tables:
+        print(f"## {where}\n\n{schema.markdown(s)}\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="imagemend", description="Clean large photo archives.")
+    parser.add_argument("--version", action="version", version=f"imagemend {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     from model import estimators as estimators_mod
@@ -145,6 +164,10 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("estimators", help="write docs/ESTIMATORS.md: do the no-reference estimates track the damage?")
     estimators_mod.add_arguments(p)
     p.set_defaults(func=estimators_mod.main)
+
+    p = sub.add_parser("schema", help="the columns of the metrics and errors Parquet tables, with what each means")
+    p.add_argument("--eval", action="store_true", help="also the columns `imagemend eval` adds")
+    p.set_defaults(func=_schema)
 
     args, extra = parser.parse_known_args(argv)
     if args.command in BEAM_COMMANDS:

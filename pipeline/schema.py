@@ -72,9 +72,9 @@ METRICS_SCHEMA = pa.schema([
     _f("estimates_before", pa.map_(pa.string(), pa.float64()),
        "every severity the model estimated on the input (noise_sigma, noise_sigma_cap, noise_rms, noise_level_0..3, "
        "blur, edge_blur, edge_anisotropy, cast, cast_r/g/b, exposure_ev, contrast, gamma, contrast_curve); "
-       "noise_sigma_cap is infinite where it was not read (a JPEG, or a noise reading under the denoise threshold "
-       "or 15 and up); noise_rms is the camera-noise reader's RMS (8-bit) and noise_level_0..3 its level in each "
-       "quarter of the brightness range (left out where no patch is that bright)", False),
+       "noise_sigma_cap only where it was read (not in a JPEG, nor for a noise reading under the denoise "
+       "threshold or of 15 and up); noise_rms is the camera-noise reader's RMS (8-bit) and noise_level_0..3 "
+       "its level in each quarter of the brightness range (left out where no patch is that bright)", False),
     _f("estimates_after", pa.map_(pa.string(), pa.float64()), "the same estimates on the output; edge_blur and "
        "edge_anisotropy only where deblur ran (the dearest reading, left out elsewhere)", False),
     _f("bytes_in", pa.int64(), "size of the input image", False),

@@ -364,7 +364,7 @@ def _check_run(archive: Archive, output: str, summary: dict, image_format: str =
         assert 0 <= r["exposure_measure_after"] <= 1 and r["contrast_measure_after"] >= 0
         assert set(dict(r["estimates_before"])) >= {"noise_sigma", "blur", "cast", "exposure_ev", "contrast_curve"}
         if r["format"] in ("JPEG", "MPO"):  # the job tells the model: a JPEG's flat patches bound nothing
-            assert dict(r["estimates_before"])["noise_sigma_cap"] == np.inf, r["key"]
+            assert "noise_sigma_cap" not in dict(r["estimates_before"]), r["key"]
         # an output's edges are re-read only where deblur ran (an unchanged image keeps its input's readings)
         reread = r["status"] == "unchanged" or r["deblur_applied"]
         assert ("edge_blur" in dict(r["estimates_after"])) == reread, r["key"]

@@ -232,6 +232,13 @@ def test_cli_exit_codes(tmp_path, local_store, make_archive, capsys):
               "--strength", "denoise=0.5"])
     printed = capsys.readouterr().out
     assert "records: 9 = " in printed and "metrics:" in printed and "errors:" in printed
+    # docs/RUNNING.md's snippet for reading the outputs runs as written (pyarrow only)
+    running = (Path(__file__).parent.parent / "docs" / "RUNNING.md").read_text()
+    snippet = running[running.index("import pyarrow.dataset as ds"):].split("```")[0]
+    scope: dict = {}
+    exec(snippet.replace('"restored/', f'"{tmp_path / "ok"}/'), scope)
+    assert scope["metrics"].num_rows + scope["errors"].num_rows == 9
+    assert "denoise_applied" in scope["metrics"].column_names
 
 
 def test_unknown_flags_exit_2_naming_them_and_beam_flags_pass(tmp_path, local_store, make_archive, capsys):
@@ -298,3 +305,17 @@ def test_ctrl_c_says_one_line_exits_130_and_a_rerun_finishes(tmp_path, local_sto
     assert done < shards, "the run should have been interrupted midway"
     resumed = run_job(src, str(out))
     assert resumed["counts"]["shards_skipped"] == done and resumed["counts"]["records"] == 3 * shards
+
+
+def test_version_and_schema_commands(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"imagemend {metadata.version('imagemend')}"
+    cli.main(["schema"])
+    out = capsys.readouterr().out
+    assert "## metrics/*.parquet" in out and "## errors/*.parquet" in out
+    assert "| `estimates_before` | map<string, double> |" in out and "noise_rms" in out
+    cli.main(["schema", "--eval"])
+    assert "psnr" in capsys.readouterr().out
