@@ -37,6 +37,11 @@ class Restored:
     estimates: dict[str, float]  # severities the global branch saw in the input
     applied: dict[str, bool]  # which tasks ran (a negligible severity leaves a task off)
     strengths: dict[str, float]
+    reasons: dict[str, str]  # why each task ran or not (REASONS)
+
+
+# why a task ran or not, as the metrics' <task>_reason columns say it
+REASONS = ("applied", "told by --assume", "not requested", "disabled by weights", "below threshold", "grey image")
 
 
 @dataclass
@@ -191,6 +196,7 @@ class Restorer:
         # weights carry the thresholds calibrated for their own estimator (model/calibrate.py),
         # set above every clean training photo's reading; a task the caller vouches for keeps cfg's
         assume = set(assume)
+        self.assumed = frozenset(assume)
         if assume - set(TASKS):
             raise ValueError(f"unknown task(s) {sorted(assume - set(TASKS))} to assume; choose from {TASKS}")
         calibration = self.meta["info"].get("calibration", {})
@@ -268,7 +274,7 @@ class Restorer:
         est = self._estimate([_Planes.of(a) for a in images], edges, jpeg)
         return [severities(est, i) for i in range(len(images))]
 
-    def _decide(self, sev: dict[str, float], tasks: dict[str, float], grey: bool) -> tuple[dict, dict]:
+    def _decide(self, sev: dict[str, float], tasks: dict[str, float], grey: bool) -> tuple[dict, dict, dict]:
         big = needs(sev, self.cfg, grey)
         applied = {t: bool(big[t] and tasks.get(t, 0.0) > 0) for t in TASKS}
         strength = {t: float(tasks.get(t, 0.0)) if applied[t] else 0.0 for t in TASKS}
@@ -278,7 +284,16 @@ class Restorer:
             t = self.cfg.min_noise_sigma
             strength["denoise"] *= min(1.0, (sev["noise_sigma"] - t) / (self.cfg.denoise_onset * t))
             applied["denoise"] = strength["denoise"] > 0  # at the threshold itself: nothing to do
-        return applied, strength
+        return applied, strength, {t: self._reason(t, applied[t], tasks, grey) for t in TASKS}
+
+    def _reason(self, task: str, applied: bool, tasks: dict[str, float], grey: bool) -> str:
+        if applied:
+            return "told by --assume" if task in self.assumed else "applied"
+        if tasks.get(task, 0.0) <= 0:
+            return "not requested"
+        if math.isinf(getattr(self.cfg, THRESHOLD[task])) and task not in self.assumed:
+            return "disabled by weights"
+        return "grey image" if task == "cast" and grey else "below threshold"
 
     def _tiles(self, jobs: list[_Job]) -> Iterator[tuple[int, int, int, torch.Tensor]]:
         """Tiles in an order that batches well: images of one size advance tile by tile together,
@@ -326,9 +341,9 @@ class Restorer:
         jobs, results = [], []
         for i, p in enumerate(planes):
             sev = severities(est, i)
-            applied, strength = self._decide(sev, tasks, p.grey)
+            applied, strength, reasons = self._decide(sev, tasks, p.grey)
             out = images[i].copy()
-            results.append(Restored(out, sev, applied, strength))
+            results.append(Restored(out, sev, applied, strength, reasons))
             if not any(applied.values()):
                 continue  # nothing to repair: the photo comes back exactly as it came
             b = self.cfg.border

@@ -66,9 +66,21 @@ def _metadata(f: BinaryIO) -> dict:
 def recorded_digest(path: str | Path) -> str:
     """The sha256 a weights file records, from its header alone: it names the weights without
     loading them (load_weights checks that the tensors still match it)."""
+    return _header(path)["sha256"]
+
+
+def recorded_info(path: str | Path) -> dict:
+    """The info a weights file records (calibration, stages), from its header alone."""
+    return json.loads(_header(path).get("info", "{}"))
+
+
+def _header(path: str | Path) -> dict:
     try:
         with fsspec.open(str(path), "rb") as f:
-            return _metadata(f)["sha256"]
+            meta = _metadata(f)
+        if "sha256" not in meta:  # every imagemend weights file records one
+            raise KeyError("sha256")
+        return meta
     except Exception as e:
         raise WeightsError(f"{path} is not a readable imagemend weights file ({type(e).__name__}: {e})") from e
 

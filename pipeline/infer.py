@@ -129,7 +129,8 @@ class LoadedModel:
             after_of = estimates_after(self.restorer, results)
         seconds, total = time.perf_counter() - t, sum(it.pixels for it in items)
         for i, (it, r) in enumerate(zip(items, results)):
-            it.out, it.estimates, it.applied, it.strengths = r.image, r.estimates, r.applied, r.strengths
+            it.out, it.estimates, it.applied, it.strengths, it.reasons = (r.image, r.estimates, r.applied,
+                                                                          r.strengths, r.reasons)
             it.status = "restored" if i in after_of else "unchanged"
             it.estimates_after = after_of.get(i, r.estimates)
             it.timings["restore_s"] = seconds * it.pixels / total

@@ -17,7 +17,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
-from model.weights import DEFAULT_WEIGHTS, recorded_digest
+from model.weights import DEFAULT_WEIGHTS, recorded_digest, recorded_info
 
 from . import graph
 from .infer import model_name
@@ -28,6 +28,7 @@ from .sinks import (
     forget_finished,
     keep_settings,
     read_json,
+    write_json,
     write_manifest,
 )
 from .sources import NoInput, list_shards
@@ -99,6 +100,16 @@ def check_device(device: str, beam_argv: list[str]) -> None:
         raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
+def warn_disabled(opts: RunOptions) -> None:
+    """A task asked for that the weights keep off, said before the job rather than found in the metrics."""
+    calibration = recorded_info(opts.weights or DEFAULT_WEIGHTS).get("calibration", {})
+    off = [t for t in calibration.get("disabled", []) if opts.strengths.get(t, 0) > 0 and t not in opts.assume]
+    if off:
+        LOG.warning("imagemend: these weights keep %s off (%s): those photos' %s columns will say "
+                    "'disabled by weights'", ", ".join(off), calibration.get("reason", "no reason recorded"),
+                    ", ".join(f"{t}_reason" for t in off))
+
+
 def beam_counters(result) -> dict[str, int]:
     """The imagemend counters the runner collected (committed where supported, else attempted)."""
     try:
@@ -138,6 +149,7 @@ def run(opts: RunOptions, beam_argv: list[str]) -> dict:
                                                                     if skipped else ""))
     # the weights by their recorded digest, not their path: a file replaced in place changes it
     settings = {**opts.settings(), "weights_sha256": recorded_digest(opts.weights or DEFAULT_WEIGHTS)}
+    warn_disabled(opts)
     with _launch_step(f"cannot write the output {opts.output}"):
         fs, root, done, manifest = _prepare_output(opts, shards, settings)
     paths = OutputPaths(root)
@@ -170,6 +182,8 @@ def run(opts: RunOptions, beam_argv: list[str]) -> dict:
     if summary is None:
         raise JobFailed("pipeline finished without writing its summary")
     summary["beam_counters"] = beam_counters(result)
+    write_json(fs, paths.summary(opts.run_id), summary)  # with the counters the runner collected
+    write_json(fs, paths.summary(), summary)
     return summary
 
 
@@ -192,6 +206,10 @@ def report(summary: dict) -> str:
         + (f", {rate:.2f} images/s)" if rate else ")"),
         *([f"skipped:         {_skipped_text(summary['layout'], summary['files_skipped_by_extension'])}"]
           if summary.get("files_skipped") else []),
+        *[f"{t + ':':16} " + ", ".join(f"{n} {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+          for t, reasons in summary.get("tasks", {}).items()],
+        *[f"failed at {stage + ':':7} " + ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+          for stage, kinds in summary.get("failures", {}).items()],
         f"restored images: {summary['images']}",
         f"metrics:         {summary['metrics']}",
         f"errors:          {summary['errors']}",

@@ -8,6 +8,7 @@ weight-free measure (pipeline/measures.py), each before and after restoration.
 import pyarrow as pa
 
 from model.config import TASKS
+from model.restore import REASONS
 
 # task -> (model estimate key, measure key, unit of the estimate, what the measure is)
 TASK_COLUMNS = {
@@ -34,6 +35,7 @@ def _task_fields() -> list[pa.Field]:
         fields += [
             _f(f"{t}_applied", pa.bool_(), f"whether {t} ran (it is skipped when not asked for or when the "
                "estimated severity is below its threshold)", False),
+            _f(f"{t}_reason", pa.string(), f"why {t} ran or not: {', '.join(REASONS)}", False),
             _f(f"{t}_strength", pa.float64(), f"strength {t} ran at (0 when not applied)", False),
             _f(f"{t}_estimate_before", pa.float64(), f"model estimate `{est}` of the input: {est_unit}", False),
             _f(f"{t}_estimate_after", pa.float64(), f"model estimate `{est}` of the output", False),

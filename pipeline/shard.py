@@ -52,6 +52,7 @@ class Item:
     estimates_after: dict = field(default_factory=dict)
     applied: dict = field(default_factory=dict)
     strengths: dict = field(default_factory=dict)
+    reasons: dict = field(default_factory=dict)
     status: str = ""
     after: dict = field(default_factory=dict)
     reference: dict = field(default_factory=dict)  # imagemend eval: scores against the clean photo
@@ -161,7 +162,7 @@ def metrics_row(it: Item, uri: str, run_id: str, model) -> dict:
     for t in TASKS:
         est, meas, *_ = TASK_COLUMNS[t]
         row.update({
-            f"{t}_applied": bool(it.applied[t]), f"{t}_strength": float(it.strengths[t]),
+            f"{t}_applied": bool(it.applied[t]), f"{t}_reason": it.reasons[t], f"{t}_strength": float(it.strengths[t]),
             f"{t}_estimate_before": it.estimates[est], f"{t}_estimate_after": it.estimates_after[est],
             f"{t}_measure_before": it.before[meas], f"{t}_measure_after": it.after[meas],
         })
@@ -174,6 +175,14 @@ def metrics_row(it: Item, uri: str, run_id: str, model) -> dict:
         "worker": worker_id(), **it.reference,
     })
     return row
+
+
+def tally(keys: list[str]) -> dict[str, int]:
+    """Counts per key: flat, so that the shards' counts add up key by key (graph.SumCounts)."""
+    out: dict[str, int] = {}
+    for k in keys:
+        out[k] = out.get(k, 0) + 1
+    return out
 
 
 def error_row(f: Failure, run_id: str) -> dict:
@@ -291,6 +300,8 @@ def process_shard(shard: Shard, opts: RunOptions, model, pool: Executor,
         "unchanged": sum(r["status"] == "unchanged" for r in rows),
         "pixels": sum(r["width"] * r["height"] for r in rows),
         "bytes_in": sum(r["bytes_in"] for r in rows), "bytes_out": sum(r["bytes_out"] for r in rows),
+        **tally([f"task:{t}:{r[f'{t}_reason']}" for r in rows for t in TASKS]),
+        **tally([f"failed:{e['stage']}:{e['error_type']}" for e in errors]),
     }
     write_json(fs_out, paths.marker(shard.id), {
         "shard": shard.id, "layout": shard.layout, "fingerprint": shard.fingerprint, "run_id": opts.run_id,

@@ -226,7 +226,9 @@ def write_summary(counts: dict, storage_options: dict, output: str, plan: dict) 
     """The run's counts beside its plan, as summary.json (latest run) and _runs/<run_id>/summary.json."""
     fs, root = filesystem(output, storage_options)
     paths = OutputPaths(root)
-    summary = {**plan, "counts": {k: counts.get(k, 0) for k in sorted(set(counts) | set(COUNT_KEYS))},
+    flat = {k: v for k, v in counts.items() if ":" not in k}
+    summary = {**plan, "counts": {k: flat.get(k, 0) for k in sorted(set(flat) | set(COUNT_KEYS))},
+               "tasks": nest(counts, "task"), "failures": nest(counts, "failed"),
                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     summary["elapsed_s"] = round(time.time() - plan["started_unix"], 3)
     processed = counts.get("images_processed", 0)
@@ -237,6 +239,17 @@ def write_summary(counts: dict, storage_options: dict, output: str, plan: dict) 
     write_json(fs, paths.summary(plan["run_id"]), summary)
     write_json(fs, paths.summary(), summary)
     return summary
+
+
+def nest(counts: dict[str, int], prefix: str) -> dict[str, dict[str, int]]:
+    """`prefix:a:b` counts as {a: {b: n}}: tasks by reason, failures by stage and error type."""
+    out: dict[str, dict[str, int]] = {}
+    for k, n in sorted(counts.items()):
+        head, _, rest = k.partition(":")
+        if head == prefix and rest:
+            a, _, b = rest.partition(":")
+            out.setdefault(a, {})[b] = n
+    return out
 
 
 COUNT_KEYS = ("shards", "shards_processed", "shards_skipped", "records", "restored", "unchanged", "failed",

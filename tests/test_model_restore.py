@@ -149,7 +149,7 @@ def test_denoise_strength_rises_from_the_threshold():
              "contrast_curve": 0.0}
     every = {t: 1.0 for t in TASKS}
     for sigma, want in ((1.9, 0.0), (3.0, 0.5), (4.0, 1.0), (9.0, 1.0)):
-        applied, strength = r._decide({**quiet, "noise_sigma": sigma}, every, grey=False)
+        applied, strength, _ = r._decide({**quiet, "noise_sigma": sigma}, every, grey=False)
         assert applied["denoise"] == (sigma >= 2.0) and strength["denoise"] == pytest.approx(want)
     assert r._decide({**quiet, "noise_sigma": 3.0}, {**every, "denoise": 0.5}, False)[1]["denoise"] == 0.25
     r.cfg = RestoreConfig(min_noise_sigma=2.0, denoise_onset=0.0)  # the hard switch

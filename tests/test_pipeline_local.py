@@ -319,3 +319,24 @@ def test_version_and_schema_commands(capsys):
     assert "| `estimates_before` | map<string, double> |" in out and "noise_rms" in out
     cli.main(["schema", "--eval"])
     assert "psnr" in capsys.readouterr().out
+
+
+def test_every_decision_has_its_reason_and_the_summary_counts_them(tmp_path, local_store, make_archive, run_job,
+                                                                    read_rows, caplog):
+    """Per record and task: applied, not requested, disabled by weights or below threshold; the same counts
+    per task, the failures by stage and the Beam counters in summary.json; a warning at launch for a task
+    asked for that the weights keep off (the shipped weights disable cast)."""
+    archive = make_archive(local_store, "files")
+    out = str(tmp_path / "o")
+    with caplog.at_level(logging.WARNING, logger="imagemend"):
+        summary = run_job(archive.input, out, strengths={"denoise": 1.0, "cast": 1.0})
+    assert any("keep cast off" in r.getMessage() for r in caplog.records)
+    rows = read_rows(local_store, out, "metrics")
+    assert {r["cast_reason"] for r in rows} <= {"disabled by weights", "grey image"}
+    assert {r["deblur_reason"] for r in rows} == {"not requested"}
+    assert {r["denoise_reason"] for r in rows} <= {"applied", "below threshold"}
+    assert all(r["denoise_applied"] == (r["denoise_reason"] == "applied") for r in rows)
+    saved = json.loads(local_store.fs.cat_file(local_store.fs._strip_protocol(out) + "/summary.json"))
+    assert sum(saved["tasks"]["deblur"].values()) == len(rows) == saved["counts"]["records"] - saved["counts"]["failed"]
+    assert sum(n for kinds in saved["failures"].values() for n in kinds.values()) == saved["counts"]["failed"]
+    assert saved["beam_counters"]["images"] == summary["beam_counters"]["images"] > 0
