@@ -18,10 +18,13 @@ BEAM_COMMANDS = ("run", "demo", "eval")
 _INTERRUPTED = threading.Event()
 
 
-def _logging() -> None:
+def _logging(verbose: bool = False) -> None:
     # force: importing Beam has already configured the root logger
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", force=True)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s",
+                        force=True)
     logging.getLogger("imagemend").setLevel(logging.INFO)
+    if not verbose:  # Beam's own warnings and its harness chatter are for --verbose
+        logging.getLogger("apache_beam").setLevel(logging.ERROR)
 
 
 def _on_sigint(signum, frame) -> None:
@@ -71,7 +74,7 @@ def _job(make_options, args: argparse.Namespace) -> tuple:
     """Run the Beam job and print its report."""
     from . import job, options
 
-    _logging()
+    _logging(args.verbose)
     with _exit_statuses():
         opts = make_options()
         summary = job.run(opts, options.beam_args(args.beam_argv, opts.workers))
@@ -88,7 +91,7 @@ def _run(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from . import demo
 
-    _logging()
+    _logging(args.verbose)
     with _exit_statuses():
         demo.main(args)
 
@@ -129,6 +132,8 @@ def _schema(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    if "--verbose" not in (sys.argv[1:] if argv is None else argv):  # Beam warns as it is imported (apitools)
+        logging.getLogger().setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(prog="imagemend", description="Clean large photo archives.")
     parser.add_argument("--version", action="version", version=f"imagemend {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +161,10 @@ def main(argv: list[str] | None = None) -> None:
                        "the `run` job and add full-reference columns (other flags are Beam pipeline options)")
     reference.add_arguments(p)
     p.set_defaults(func=_eval)
+
+    for name in BEAM_COMMANDS:
+        sub.choices[name].add_argument("--verbose", action="store_true",
+                                       help="Beam's own warnings and worker logs too (default: imagemend's alone)")
 
     p = sub.add_parser("report", help="write docs/QUALITY.md: imagemend against classical and single-task methods")
     report_mod.add_arguments(p)

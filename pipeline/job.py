@@ -19,7 +19,7 @@ from apache_beam.runners.runner import PipelineState
 
 from model.weights import DEFAULT_WEIGHTS, recorded_digest, recorded_info
 
-from . import graph
+from . import graph, progress
 from .infer import model_name
 from .options import RunOptions
 from .sinks import (
@@ -85,6 +85,14 @@ def runs_here(beam_argv: list[str]) -> bool:
     return (runner or "").lower() in LOCAL_RUNNERS or options.view_as(PortableOptions).environment_type == "LOOPBACK"
 
 
+def in_this_process(beam_argv: list[str]) -> bool:
+    """Whether the workers are this process's own threads (not worker processes): a bar can count them."""
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    mode = PipelineOptions(beam_argv).view_as(DirectOptions).direct_running_mode
+    return runs_here(beam_argv) and mode in (None, "in_memory")
+
+
 def check_device(device: str, beam_argv: list[str]) -> None:
     """A CUDA device the job cannot have, refused before listing: otherwise every worker fails inside Beam.
     Only where the job runs in this process; a cluster's workers have their own GPUs."""
@@ -101,7 +109,10 @@ def check_device(device: str, beam_argv: list[str]) -> None:
 
 
 def warn_disabled(opts: RunOptions) -> None:
-    """A task asked for that the weights keep off, said before the job rather than found in the metrics."""
+    """A task asked for by name (--tasks) that the weights keep off, said before the job rather than found
+    in the metrics; the default, every task, does not warn."""
+    if opts.strengths == RunOptions().strengths:
+        return
     calibration = recorded_info(opts.weights or DEFAULT_WEIGHTS).get("calibration", {})
     off = [t for t in calibration.get("disabled", []) if opts.strengths.get(t, 0) > 0 and t not in opts.assume]
     if off:
@@ -170,9 +181,11 @@ def run(opts: RunOptions, beam_argv: list[str]) -> dict:
     options = PipelineOptions(beam_argv)
     p = beam.Pipeline(options=options)
     graph.build(p, opts, manifest, plan)
+    todo_records = sum(len(s.items) for s in shards if s.id not in done) if layout == "files" else None
     try:
-        result = p.run()
-        state = result.wait_until_finish()
+        with progress.bar(todo_records, opts.progress and in_this_process(beam_argv)):
+            result = p.run()
+            state = result.wait_until_finish()
     except Exception as e:
         raise JobFailed(f"pipeline failed: {type(e).__name__}: {e}") from e
     if state not in (PipelineState.DONE, None):

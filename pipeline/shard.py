@@ -231,7 +231,7 @@ class _Run:
         else:  # a container shard that cannot be written fails the bundle, and Beam retries it
             uri = self.sink.add(it.rec, it.name, it.data)
         self.rows.append(metrics_row(it, uri, self.opts.run_id, self.model))
-        self.progress.tick(images=1)
+        self.progress.tick(images=1, pixels=it.width * it.height)
 
     def stream(self, records: Iterable[Record | Failure], pool: Executor) -> None:
         """Batches go to the model's restore threads as they fill; outputs are written in input order."""

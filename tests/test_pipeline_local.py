@@ -230,8 +230,11 @@ def test_cli_exit_codes(tmp_path, local_store, make_archive, capsys):
 
     cli.main(["run", "--input", archive.input, "--output", str(tmp_path / "ok"), "--tasks", "denoise,cast",
               "--strength", "denoise=0.5"])
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "records: 9 = " in printed and "metrics:" in printed and "errors:" in printed
+    # the bar counts every record (tar shards: no total before they are read), failures included
+    assert "restoring: 9img" in captured.err and "failed=4" in captured.err
     # docs/RUNNING.md's snippet for reading the outputs runs as written (pyarrow only)
     running = (Path(__file__).parent.parent / "docs" / "RUNNING.md").read_text()
     snippet = running[running.index("import pyarrow.dataset as ds"):].split("```")[0]
@@ -322,7 +325,7 @@ def test_version_and_schema_commands(capsys):
 
 
 def test_every_decision_has_its_reason_and_the_summary_counts_them(tmp_path, local_store, make_archive, run_job,
-                                                                    read_rows, caplog):
+                                                                    read_rows, caplog, capsys):
     """Per record and task: applied, not requested, disabled by weights or below threshold; the same counts
     per task, the failures by stage and the Beam counters in summary.json; a warning at launch for a task
     asked for that the weights keep off (the shipped weights disable cast)."""
@@ -340,3 +343,5 @@ def test_every_decision_has_its_reason_and_the_summary_counts_them(tmp_path, loc
     assert sum(saved["tasks"]["deblur"].values()) == len(rows) == saved["counts"]["records"] - saved["counts"]["failed"]
     assert sum(n for kinds in saved["failures"].values() for n in kinds.values()) == saved["counts"]["failed"]
     assert saved["beam_counters"]["images"] == summary["beam_counters"]["images"] > 0
+    err = capsys.readouterr().err  # loose files are counted when listed: the bar has a total
+    assert "restoring: 100%" in err and f"{saved['records_listed']}/{saved['records_listed']}" in err
