@@ -17,6 +17,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
+from model.config import TASKS
 from model.weights import DEFAULT_WEIGHTS, recorded_digest, recorded_info
 
 from . import graph, progress
@@ -111,7 +112,7 @@ def check_device(device: str, beam_argv: list[str]) -> None:
 def warn_disabled(opts: RunOptions) -> None:
     """A task asked for by name (--tasks) that the weights keep off, said before the job rather than found
     in the metrics; the default, every task, does not warn."""
-    if opts.strengths == RunOptions().strengths:
+    if opts.strengths == {t: 1.0 for t in TASKS}:
         return
     calibration = recorded_info(opts.weights or DEFAULT_WEIGHTS).get("calibration", {})
     off = [t for t in calibration.get("disabled", []) if opts.strengths.get(t, 0) > 0 and t not in opts.assume]
