@@ -5,6 +5,10 @@ converted to sRGB through its ICC profile when it has one, 16-bit greyscale stay
 16-bit colour TIFFs and PNGs (which Pillow would cut to 8 bits) keep their 16 bits. EXIF orientation
 is applied to the pixels, so the written copy is upright with its orientation tag reset to 1. An
 animated image (or a TIFF of several full-size pages) is refused: one frame of it is not the image.
+
+Nothing is decoded beyond its budget: the declared size is checked against --max-pixels from the
+header alone, a JPEG whose header claims more blocks than its data can code is refused before
+decoding, and data that ends before the last row is an error, never rows padded grey.
 """
 
 from dataclasses import dataclass, field
@@ -12,9 +16,10 @@ import io
 import struct
 
 import numpy as np
-from PIL import Image, ImageCms, JpegImagePlugin
+from PIL import Image, ImageCms, ImageFile, JpegImagePlugin
 
 Image.MAX_IMAGE_PIXELS = None  # the size limit is RunOptions.max_pixels, checked before decoding
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # data that ends early raises instead of padding the missing rows
 
 ORIENT = {  # EXIF orientation -> transform that makes the pixels upright
     2: np.fliplr, 3: lambda a: np.rot90(a, 2), 4: np.flipud, 5: lambda a: np.swapaxes(a, 0, 1),
@@ -36,6 +41,15 @@ class ImageTooLarge(ValueError):
 
 class AnimatedImage(ValueError):
     """Several frames (GIF, APNG, WebP) or full-size TIFF pages: restoring the first alone would drop the rest."""
+
+
+class ImageTruncated(ValueError):
+    """The data ends before the image's last row (cut short, or a header that claims more than the data holds)."""
+
+
+# frame markers of Huffman-coded JPEGs (baseline, extended, progressive, lossless, hierarchical); SOF9-15 are
+# arithmetic-coded, whose symbols can take less than a bit each
+HUFFMAN_FRAMES = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7}
 
 
 @dataclass
@@ -164,6 +178,46 @@ def _to_array(im: Image.Image, meta: Meta) -> np.ndarray:
     return arr
 
 
+def jpeg_frame(data: bytes) -> tuple[int, int] | None:
+    """(SOF marker, offset of the data after the header) of a JPEG, walking its segments; None when the header
+    does not parse."""
+    pos, marker = 2, None
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        code = data[pos + 1]
+        if code == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if 0xC0 <= code <= 0xCF and code not in (0xC4, 0xC8, 0xCC):
+            marker = code
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+        if code == 0xDA:
+            return (marker, pos) if marker is not None else None
+    return None
+
+
+def check_jpeg_data(data: bytes, width: int, height: int) -> None:
+    """Refuse a Huffman JPEG whose header claims more 8x8 blocks than its data can code: each block costs at least
+    one bit, so a few KB claiming 12000x9000 is cut short or forged, and libjpeg would pad it grey, not fail."""
+    frame = jpeg_frame(data)
+    if frame is None or frame[0] not in HUFFMAN_FRAMES:
+        return
+    coded = len(data) - frame[1]
+    blocks = -(-width // 8) * -(-height // 8)
+    if blocks > 8 * coded:
+        raise ImageTruncated(f"JPEG header claims {width}x{height} ({blocks:,} blocks of 8x8, one bit each at "
+                             f"least) but holds {coded:,} bytes of image data: cut short or forged")
+
+
+def load(im: Image.Image) -> None:
+    """Decode the pixels; data that ends before the last row is ImageTruncated (Pillow says OSError)."""
+    try:
+        im.load()
+    except OSError as e:
+        if "truncated" in str(e):
+            raise ImageTruncated(f"the data ends before the last row ({e})") from e
+        raise
+
+
 def decode(data: bytes, max_pixels: int = 120_000_000) -> Decoded:
     """Pixels and metadata of a single image; raises on anything that is not one readable image."""
     if not data:
@@ -176,6 +230,8 @@ def decode(data: bytes, max_pixels: int = 120_000_000) -> Decoded:
         what = f"TIFF with {frames} full-size pages" if im.format == "TIFF" else \
             f"animated {im.format} with {frames} frames"
         raise AnimatedImage(f"{what}: not supported (restoring the first alone would drop the rest)")
+    if im.format in ("JPEG", "MPO"):
+        check_jpeg_data(data, im.width, im.height)
     im.seek(0)
     deep = _deep_colour(im, data)  # first: reading a PNG's EXIF can load it and forget its raw mode
     meta = Meta(format=im.format or "PNG", mode=im.mode, icc=im.info.get("icc_profile"))
@@ -190,7 +246,7 @@ def decode(data: bytes, max_pixels: int = 120_000_000) -> Decoded:
     if im.format in ("JPEG", "MPO"):
         meta.jpeg = {"qtables": im.quantization, "subsampling": JpegImagePlugin.get_sampling(im)}
     if deep is None:
-        im.load()
+        load(im)
         arr = _to_array(im, meta)
     else:
         arr, meta.mode = deep, im.mode + ";16"

@@ -43,6 +43,7 @@ class RunOptions:
     parquet_image_column: str = "jpg"
     parquet_key_column: str = "key"
     max_pixels: int = 120_000_000  # larger images go to errors instead of exhausting memory
+    max_bytes: int = 512 * 2**20  # larger files, tar members or Parquet cells go to errors unread
     threads: int = 2  # decode/encode threads per shard, overlapping inference
     torch_threads: int | None = None  # intra-op threads per restore; None: the cores split (pipeline/infer.py)
     restores: int = 0  # restore calls at once per process; 0: 1 on CUDA, else the cores split (pipeline/infer.py)
@@ -74,6 +75,8 @@ class RunOptions:
             raise ValueError("quality must be in 1..100")
         if self.restores < 0 or self.workers < 0 or (self.torch_threads is not None and self.torch_threads < 1):
             raise ValueError("restores and workers must be >= 0, torch threads >= 1")
+        if self.max_bytes < 1 or self.max_pixels < 1:
+            raise ValueError("--max-bytes and --max-pixels must be >= 1")
         if self.suite or self.cases:
             from model.suites import suite
 
@@ -174,6 +177,8 @@ def add_processing_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parquet-image-column", default=d.parquet_image_column)
     p.add_argument("--parquet-key-column", default=d.parquet_key_column)
     p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="larger images are reported as errors")
+    p.add_argument("--max-bytes", type=int, default=d.max_bytes, help="larger files, tar members or Parquet "
+                   "cells are reported as errors without being read (default 512 MiB)")
     p.add_argument("--threads", type=int, default=d.threads, help="decode/encode threads per worker")
     p.add_argument("--torch-threads", type=int, help="intra-op threads per restore (default: this process's "
                    "share of the cores, split between --restores)")
@@ -200,7 +205,8 @@ def from_args(args: argparse.Namespace, **overrides) -> RunOptions:
         weights=args.weights, tile=args.tile, pixel_budget=args.pixel_budget, batch_images=args.batch_images,
         files_per_shard=args.files_per_shard, exclude=tuple(args.exclude), include_hidden=args.include_hidden,
         parquet_image_column=args.parquet_image_column,
-        parquet_key_column=args.parquet_key_column, max_pixels=args.max_pixels, threads=args.threads,
+        parquet_key_column=args.parquet_key_column, max_pixels=args.max_pixels, max_bytes=args.max_bytes,
+        threads=args.threads,
         torch_threads=args.torch_threads, restores=args.restores, workers=args.workers, overwrite=args.overwrite,
         progress=args.progress,
         storage_options=args.storage_options,

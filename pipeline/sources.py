@@ -7,16 +7,19 @@ travels beside it (a WebDataset sample's sidecars, a Parquet row's other columns
 cannot be read becomes a Failure in the stream instead of an exception, so it is reported once.
 """
 
+import bz2
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 import fnmatch
+import gzip
 import hashlib
 import json
+import lzma
 import posixpath
 import re
 import tarfile
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from fsspec import AbstractFileSystem
 
@@ -28,6 +31,7 @@ SHARD_SUFFIX = {"tar": ".tar", "parquet": ".parquet"}
 HIDDEN = ".*"  # .DS_Store, ._IMG_0001.JPG, a writer's .partial temporaries: excluded unless --include-hidden
 MAX_NAME = 255  # bytes of a file name on common filesystems (ext4, APFS, NTFS in UTF-16 units)
 MAX_ID_NAME = 240  # bytes of one name in a shard id: metrics/<id>.parquet must stay within MAX_NAME
+MAX_TAR_HEADER = 2**20  # bytes of a pax header or GNU long name, which tarfile reads whole: real ones take a few KB
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,14 @@ class Failure:
     def of(cls, rec: "Record", stage: str, exc: BaseException) -> "Failure":
         return cls(rec.shard, rec.index, rec.key, rec.uri, stage, type(exc).__name__, message(exc),
                    len(rec.data) if rec.data is not None else None, rec.raw_key)
+
+
+class RecordTooLarge(ValueError):
+    """A record over --max-bytes: refused from its declared size, before its bytes are read."""
+
+
+def too_large(what: str, size: int, limit: int, unread: str = "") -> RecordTooLarge:
+    return RecordTooLarge(f"{what} is {size:,} bytes, over --max-bytes {limit:,}{unread}")
 
 
 def message(exc: BaseException) -> str:
@@ -235,11 +247,26 @@ def _read_files(shard: Shard, fs: AbstractFileSystem, opts: RunOptions) -> Itera
         key, raw_key, uri = escape_name(item), name_bytes(item), escape_name(shard.uri(item))
         try:
             key = safe_key(key)
-            data = fs.cat_file(_path(fs, shard, safe_key(item)))
-        except Exception as e:  # a file that vanished or cannot be read is one record's failure
+            data = _read_file(fs, _path(fs, shard, safe_key(item)), shard.sizes[i], opts.max_bytes)
+        except Exception as e:  # a file that vanished, cannot be read or is too large is one record's failure
             yield Failure(shard.id, i, key, uri, "read", type(e).__name__, message(e), raw_key=raw_key)
             continue
         yield Record(shard.id, i, key, uri, data, key, raw_key=raw_key)
+
+
+def _read_file(fs: AbstractFileSystem, path: str, listed: int, limit: int) -> bytes:
+    """The file's bytes; over the budget by its listed size it is never read, and a file that grew since the
+    listing is read no further than the budget."""
+    if listed > limit:
+        raise too_large("file", listed, limit, " (size from the listing): not read")
+    if listed:
+        data = fs.cat_file(path, start=0, end=limit + 1)
+    else:  # object stores refuse a range on an empty object; a file whose listing had no size reads up to the budget
+        with fs.open(path, "rb") as f:
+            data = f.read(limit + 1)
+    if len(data) > limit:
+        raise too_large("file", len(data), limit, " (grew since the listing)")
+    return data
 
 
 def sample_key(name: str) -> tuple[str, str]:
@@ -257,8 +284,17 @@ class TarStopped(tarfile.ReadError):
     """The tar's headers stop before the end of the file: the members after that point cannot be read."""
 
 
+_WHOLE_HEADERS = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                  tarfile.SOLARIS_XHDTYPE)  # headers tarfile reads whole into memory
+
+
+class HeaderTooLarge(tarfile.InvalidHeaderError):
+    """A pax header or GNU long name over MAX_TAR_HEADER: tarfile would read it whole into memory."""
+
+
 class _Header(tarfile.TarInfo):
-    """Remembers why tarfile stopped: at a garbage header it ends quietly, where GNU tar reports an error."""
+    """Remembers why tarfile stopped: at a garbage header it ends quietly, where GNU tar reports an error.
+    Refuses the headers tarfile reads whole (pax, GNU long names) when they are larger than any real one."""
 
     @classmethod
     def fromtarfile(cls, tar: tarfile.TarFile) -> tarfile.TarInfo:
@@ -268,6 +304,11 @@ class _Header(tarfile.TarInfo):
             tar.stopped_by = e
             raise
 
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _WHOLE_HEADERS and self.size > MAX_TAR_HEADER:
+            raise HeaderTooLarge(f"{self.size:,}-byte extended header, over {MAX_TAR_HEADER:,}")
+        return super()._proc_member(tar)
+
 
 def _check_end(tar: tarfile.TarFile) -> None:
     """Raise TarStopped unless reading ended at the end of the archive (a zero block, or the file's end)."""
@@ -276,11 +317,14 @@ def _check_end(tar: tarfile.TarFile) -> None:
         raise TarStopped(f"no valid tar header at byte {tar.offset} ({type(e).__name__}: {e})")
 
 
-def _tar_sample(shard: Shard, index: int, raw_key: str, members: list, seen: set[str]) -> Record | Failure:
-    """One WebDataset sample; unsafe, special, repeated members or a missing image make it a failure."""
+def _tar_sample(shard: Shard, index: int, raw_key: str, members: list, seen: set[str],
+                limit: int) -> Record | Failure:
+    """One WebDataset sample; unsafe, special, repeated or unread (too large) members or a missing image make it
+    a failure."""
     key = escape_name(raw_key)
     uri = escape_name(shard.uri(shard.items[0])) + "#" + key
     names = [m.name for m, _ in members]
+    unread = [m.name for m, d in members if d is None]
     try:
         for m, _ in members:
             safe_key(m.name)
@@ -288,37 +332,61 @@ def _tar_sample(shard: Shard, index: int, raw_key: str, members: list, seen: set
                 raise UnsafeKey(f"member {m.name!r} is a link or special file")
             if m.name in seen:
                 raise DuplicateMember(f"member {m.name!r} appears earlier in the shard")
+        if unread:
+            raise too_large("sample", sum(m.size for m, _ in members), limit, f" (member {unread[0]!r} not read)")
         image = next((j for j, n in enumerate(names) if n.lower().endswith(IMAGE_SUFFIXES)), None)
         if image is None:
             raise LookupError(f"sample has no image member among {names}")
-    except (UnsafeKey, DuplicateMember, LookupError) as e:
+    except (UnsafeKey, DuplicateMember, RecordTooLarge, LookupError) as e:
         return Failure(shard.id, index, key, uri, "read", type(e).__name__, message(e),
-                       sum(len(d) for _, d in members), name_bytes(raw_key))
+                       None if unread else sum(len(d) for _, d in members), name_bytes(raw_key))
     return Record(shard.id, index, key, uri, members[image][1], names[image],
                   {"members": members, "image": image}, name_bytes(raw_key))
+
+
+def _decompressed(f: BinaryIO) -> BinaryIO:
+    """The tar inside a gzip, bzip2 or xz file, decompressed as it is read. These readers inflate no more than
+    they are asked for, where tarfile's own stream mode inflates each block whole (a few KB of bzip2 can hold
+    gigabytes), so skipping a large member streams through it in bounded memory."""
+    head = f.read(6)
+    f.seek(0)
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=f, mode="rb")
+    if head.startswith(b"BZh"):
+        return bz2.BZ2File(f)
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(f)
+    return f
+
+
+def _member_data(tar: tarfile.TarFile, m: tarfile.TarInfo, budget: int) -> bytes | None:
+    """A member's bytes, or None when its header size is over what is left of the sample's budget: it is then
+    never read (the next header is reached by streaming past it)."""
+    if not m.isfile():
+        return b""
+    return tar.extractfile(m).read() if m.size <= budget else None
 
 
 def _read_tar(shard: Shard, fs: AbstractFileSystem, opts: RunOptions) -> Iterator[Record | Failure]:
     """Samples in order; member names escaped (as the output tar will hold them), a repeated name starts a
     new sample (which fails), and a tar whose headers stop early ends with a Failure for the rest."""
     uri = escape_name(shard.uri(shard.items[0]))
-    index, key, members, seen = 0, None, [], set()
+    index, key, members, seen, limit = 0, None, [], set(), opts.max_bytes
     try:
         with (fs.open(_path(fs, shard, shard.items[0]), "rb") as f,
-              tarfile.open(fileobj=f, mode="r|*", tarinfo=_Header) as tar):
+              tarfile.open(fileobj=_decompressed(f), mode="r|", tarinfo=_Header) as tar):
             for m in tar:
                 if m.isdir():
                     continue
-                data = tar.extractfile(m).read() if m.isfile() else b""
                 k, m.name = sample_key(m.name)[0], escape_name(m.name)
                 if members and (k != key or any(m.name == n.name for n, _ in members)):
-                    yield _tar_sample(shard, index, key, members, seen)
+                    yield _tar_sample(shard, index, key, members, seen, limit)
                     seen.update(n.name for n, _ in members)
                     index, members = index + 1, []
                 key = k
-                members.append((m, data))
+                members.append((m, _member_data(tar, m, limit - sum(len(d or b"") for _, d in members))))
             if members:
-                yield _tar_sample(shard, index, key, members, seen)
+                yield _tar_sample(shard, index, key, members, seen, limit)
                 index, members = index + 1, []
             _check_end(tar)
     except Exception as e:  # truncated or corrupt tar: the sample in hand and the rest are lost
@@ -341,15 +409,18 @@ def _read_parquet(shard: Shard, fs: AbstractFileSystem, opts: RunOptions) -> Ite
             for batch in pf.iter_batches(batch_size=16):
                 for row in batch.to_pylist():
                     key = str(row[key_col]) if row.get(key_col) is not None else str(index)
-                    yield _parquet_record(shard, index, key, f"{uri}#{key}", row, col, pf.schema_arrow)
+                    yield _parquet_record(shard, index, key, f"{uri}#{key}", row, col, pf.schema_arrow,
+                                          opts.max_bytes)
                     index += 1
     except Exception as e:
         yield Failure(shard.id, None, None, uri, "read", type(e).__name__,
                       f"shard unreadable from record {index} on: {message(e)}")
 
 
-def _parquet_record(shard: Shard, index: int, key: str, uri: str, row: dict, col: str, schema) -> Record | Failure:
-    """A row with image bytes is a record; a null image or a column of another type is that row's failure."""
+def _parquet_record(shard: Shard, index: int, key: str, uri: str, row: dict, col: str, schema,
+                    limit: int) -> Record | Failure:
+    """A row with image bytes is a record; a null image, a column of another type or a cell over the budget is
+    that row's failure."""
     data = row[col]
     if data is None:
         why = row.get("error_message") or row.get("status") or "image column is null"
@@ -357,4 +428,7 @@ def _parquet_record(shard: Shard, index: int, key: str, uri: str, row: dict, col
     if not isinstance(data, bytes):
         return Failure(shard.id, index, key, uri, "read", "TypeError",
                        f"image column {col!r} is {schema.field(col).type}, not binary: {type(data).__name__} value")
+    if len(data) > limit:
+        e = too_large(f"image cell {col!r}", len(data), limit)
+        return Failure(shard.id, index, key, uri, "read", type(e).__name__, message(e))
     return Record(shard.id, index, key, uri, data, key, {"row": row, "schema": schema})
