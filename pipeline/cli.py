@@ -122,6 +122,12 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def _preview(args: argparse.Namespace) -> None:
+    from . import preview
+
+    preview.main(args)
+
+
 def _schema(args: argparse.Namespace) -> None:
     from . import schema
 
@@ -143,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     from model import train as train_mod
 
     from . import demo, options, reference
+    from .preview import add_arguments as preview_add_arguments
 
     p = sub.add_parser("train", help="train the multitask network on clean photos")
     train_mod.add_arguments(p)
@@ -173,6 +180,10 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("estimators", help="write docs/ESTIMATORS.md: do the no-reference estimates track the damage?")
     estimators_mod.add_arguments(p)
     p.set_defaults(func=estimators_mod.main)
+
+    p = sub.add_parser("preview", help="a before/after page of a run's output (static HTML, from the outputs alone)")
+    preview_add_arguments(p)
+    p.set_defaults(func=_preview)
 
     p = sub.add_parser("schema", help="the columns of the metrics and errors Parquet tables, with what each means")
     p.add_argument("--eval", action="store_true", help="also the columns `imagemend eval` adds")
