@@ -10,7 +10,9 @@ the runner reports that the pipeline itself failed.
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 import logging
+import random
 import time
 
 import apache_beam as beam
@@ -32,7 +34,7 @@ from .sinks import (
     write_json,
     write_manifest,
 )
-from .sources import NoInput, list_shards
+from .sources import NoInput, Shard, list_shards
 from .storage import clean_partials, filesystem, to_uri
 
 LOG = logging.getLogger("imagemend")
@@ -109,6 +111,22 @@ def check_device(device: str, beam_argv: list[str]) -> None:
         raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
+def sample(shards: list[Shard], n: int, seed: int) -> list[Shard]:
+    """A seeded sample: n loose files (their shards keep only those, so a shard's fingerprint changes and a
+    later full run redoes it whole), or n whole tar/Parquet shards (their records are not counted yet)."""
+    rng = random.Random(seed)
+    if shards[0].layout != "files":
+        return sorted(rng.sample(shards, min(n, len(shards))), key=lambda s: s.id)
+    every = [(i, j) for i, s in enumerate(shards) for j in range(len(s.items))]
+    chosen = sorted(rng.sample(every, min(n, len(every))))
+    out = []
+    for i, s in enumerate(shards):
+        keep = [j for k, j in chosen if k == i]
+        if keep:
+            out.append(replace(s, items=tuple(s.items[j] for j in keep), sizes=tuple(s.sizes[j] for j in keep)))
+    return out
+
+
 def warn_disabled(opts: RunOptions) -> None:
     """A task asked for by name (--tasks) that the weights keep off, said before the job rather than found
     in the metrics; the default, every task, does not warn."""
@@ -159,6 +177,8 @@ def run(opts: RunOptions, beam_argv: list[str]) -> dict:
     if not shards:
         raise NoInput(f"no {layout} input found at {opts.input}" + (f"; {_skipped_text(layout, skipped)}"
                                                                     if skipped else ""))
+    if opts.sample:
+        shards = sample(shards, opts.sample, opts.seed)
     # the weights by their recorded digest, not their path: a file replaced in place changes it
     settings = {**opts.settings(), "weights_sha256": recorded_digest(opts.weights or DEFAULT_WEIGHTS)}
     warn_disabled(opts)
@@ -170,7 +190,7 @@ def run(opts: RunOptions, beam_argv: list[str]) -> dict:
         "run_id": opts.run_id, "input": opts.input, "output": to_uri(fs, root), "layout": layout,
         "shards_listed": len(shards), "shards_finished_before": len(shards) - todo, "shards_to_do": todo,
         "records_listed": sum(len(s.items) for s in shards) if layout == "files" else None,
-        "files_skipped": sum(skipped.values()), "files_skipped_by_extension": skipped,
+        "sample": opts.sample or None, "files_skipped": sum(skipped.values()), "files_skipped_by_extension": skipped,
         "tasks": opts.strengths, "assumed": list(opts.assume) or None, "image_format": opts.image_format,
         "model": model_name(opts.weights),
         "suite": opts.suite or None, "cases": list(opts.cases) or None,

@@ -50,6 +50,8 @@ class RunOptions:
     workers: int = 0  # local worker processes (FnApiRunner multi-processing) sharing this machine's cores
     overwrite: bool = False
     progress: bool = True  # a bar on the terminal where the job runs in this process
+    sample: int = 0  # restore a seeded sample: this many loose files, or this many tar/Parquet shards (0: all)
+    seed: int = 0  # of the sample
     storage_options: dict = field(default_factory=dict)  # for input and output
     input_storage_options: dict = field(default_factory=dict)  # override for input only
     output_storage_options: dict = field(default_factory=dict)  # override for output only
@@ -185,6 +187,10 @@ def add_processing_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restores", type=int, default=0, help="restore calls at once per process (default: 1 on CUDA "
                    "or with --torch-threads; else one single-thread restore per core, at most 4)")
     p.add_argument("--overwrite", action="store_true", help="forget finished shards and redo everything")
+    p.add_argument("--sample", type=int, default=0, metavar="N",
+                   help="restore a seeded sample to try settings: N loose files, or N tar/Parquet shards "
+                        "(a later full run to the same output redoes those shards whole)")
+    p.add_argument("--seed", type=int, default=0, help="which sample --sample draws")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (it shows where the job runs in this process: the default runner)")
     p.add_argument("--storage-options", type=_json, default={}, help="JSON fsspec options for input and output")
@@ -208,7 +214,7 @@ def from_args(args: argparse.Namespace, **overrides) -> RunOptions:
         parquet_key_column=args.parquet_key_column, max_pixels=args.max_pixels, max_bytes=args.max_bytes,
         threads=args.threads,
         torch_threads=args.torch_threads, restores=args.restores, workers=args.workers, overwrite=args.overwrite,
-        progress=args.progress,
+        progress=args.progress, sample=args.sample, seed=args.seed,
         storage_options=args.storage_options,
         input_storage_options=args.input_storage_options, output_storage_options=args.output_storage_options,
         run_id=args.run_id,

@@ -346,3 +346,23 @@ def test_every_decision_has_its_reason_and_the_summary_counts_them(tmp_path, loc
     assert saved["beam_counters"]["images"] == summary["beam_counters"]["images"] > 0
     err = capsys.readouterr().err  # loose files are counted when listed: the bar has a total
     assert "restoring: 100%" in err and f"{saved['records_listed']}/{saved['records_listed']}" in err
+
+
+def test_a_seeded_sample_tries_settings_and_a_full_run_after_it_does_every_record_once(tmp_path, local_store,
+                                                                                      run_job, read_rows):
+    from PIL import Image as PILImage
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(12):
+        PILImage.fromarray(np.full((24, 32, 3), 10 * i, np.uint8)).save(src / f"p{i:02d}.png")
+    out = str(tmp_path / "o")
+    first = run_job(str(src), out, sample=4, seed=3, files_per_shard=5)
+    again = run_job(str(src), str(tmp_path / "o2"), sample=4, seed=3, files_per_shard=5)
+    keys = sorted(r["key"] for r in read_rows(local_store, out, "metrics"))
+    assert first["counts"]["records"] == 4 and len(keys) == 4 and first["sample"] == 4
+    assert keys == sorted(r["key"] for r in read_rows(local_store, str(tmp_path / "o2"), "metrics"))  # seeded
+    assert again["counts"]["records"] == 4
+    full = run_job(str(src), out, files_per_shard=5)  # the sampled shards are redone whole
+    rows = read_rows(local_store, out, "metrics")
+    assert sorted(r["key"] for r in rows) == [f"p{i:02d}.png" for i in range(12)] and full["sample"] is None
