@@ -188,8 +188,8 @@ def add_processing_arguments(p: argparse.ArgumentParser) -> None:
                    "or with --torch-threads; else one single-thread restore per core, at most 4)")
     p.add_argument("--overwrite", action="store_true", help="forget finished shards and redo everything")
     p.add_argument("--sample", type=int, default=0, metavar="N",
-                   help="restore a seeded sample to try settings: N loose files, or N tar/Parquet shards "
-                        "(a later full run to the same output redoes those shards whole)")
+                   help="restore a seeded sample to try settings: N loose files, or N whole tar/Parquet shards "
+                        "(a later full run to the same output finishes the rest, no record twice)")
     p.add_argument("--seed", type=int, default=0, help="which sample --sample draws")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (it shows where the job runs in this process: the default runner)")
