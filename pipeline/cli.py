@@ -15,6 +15,10 @@ import sys
 import threading
 
 BEAM_COMMANDS = ("run", "demo", "eval")
+BEAM_EPILOG = ("Every other flag is an Apache Beam pipeline option, passed to the runner: --runner (default: "
+               "the in-process FnApiRunner), --direct_num_workers, --job_endpoint, --environment_type, Dataflow's "
+               "--project/--region/--temp_location, ...; a flag neither imagemend nor Beam knows exits 2, and "
+               "flags after a bare -- go to the runner unchecked. docs/RUNNING.md has the cluster commands.")
 _INTERRUPTED = threading.Event()
 
 
@@ -156,7 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=train_mod.main)
 
     p = sub.add_parser("run", allow_abbrev=False, help="restore an archive with an Apache Beam batch job "
-                       "(other flags are Beam pipeline options)")
+                       "(other flags are Beam pipeline options)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=BEAM_EPILOG)
     options.add_arguments(p)
     p.set_defaults(func=_run)
 
@@ -165,13 +170,14 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("eval", allow_abbrev=False, help="damage clean photos with a named suite, restore them with "
-                       "the `run` job and add full-reference columns (other flags are Beam pipeline options)")
+                       "the `run` job and add full-reference columns (other flags are Beam pipeline options)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=BEAM_EPILOG)
     reference.add_arguments(p)
     p.set_defaults(func=_eval)
 
     for name in BEAM_COMMANDS:
         sub.choices[name].add_argument("--verbose", action="store_true",
-                                       help="Beam's own warnings and worker logs too (default: imagemend's alone)")
+                                       help="Beam's own warnings and worker logs too, not imagemend's alone")
 
     p = sub.add_parser("report", help="write docs/QUALITY.md: imagemend against classical and single-task methods")
     report_mod.add_arguments(p)

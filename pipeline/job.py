@@ -127,6 +127,17 @@ def sample(shards: list[Shard], n: int, seed: int) -> list[Shard]:
     return out
 
 
+def pipeline_for(beam_argv: list[str]) -> beam.Pipeline:
+    """The Beam pipeline with its runner made: a runner whose package is missing (DataflowRunner without the
+    `dataflow` extra) is a one-line launch failure."""
+    try:
+        return beam.Pipeline(options=PipelineOptions(beam_argv))
+    except ImportError as e:
+        hint = (" (the Dataflow runner comes with the `dataflow` extra: pip install -e \".[dataflow]\" -c "
+                "constraints.txt)") if "dataflow" in str(e).lower() else ""
+        raise LaunchFailed(f"the runner cannot start: {e}{hint}") from e
+
+
 def warn_disabled(opts: RunOptions) -> None:
     """A task asked for by name (--tasks) that the weights keep off, said before the job rather than found
     in the metrics; the default, every task, does not warn."""
@@ -182,6 +193,7 @@ def run(opts: RunOptions, beam_argv: list[str]) -> dict:
     # the weights by their recorded digest, not their path: a file replaced in place changes it
     settings = {**opts.settings(), "weights_sha256": recorded_digest(opts.weights or DEFAULT_WEIGHTS)}
     warn_disabled(opts)
+    p = pipeline_for(beam_argv)  # before the output is touched: a runner that cannot start leaves nothing
     with _launch_step(f"cannot write the output {opts.output}"):
         fs, root, done, manifest = _prepare_output(opts, shards, settings)
     paths = OutputPaths(root)
@@ -199,8 +211,6 @@ def run(opts: RunOptions, beam_argv: list[str]) -> dict:
     }
     LOG.info("imagemend run %s: %d %s shards listed, %d finished earlier, %d to do; output %s",
              opts.run_id, len(shards), layout, len(shards) - todo, todo, plan["output"])
-    options = PipelineOptions(beam_argv)
-    p = beam.Pipeline(options=options)
     graph.build(p, opts, manifest, plan)
     todo_records = sum(len(s.items) for s in shards if s.id not in done) if layout == "files" else None
     try:

@@ -33,3 +33,12 @@ def test_images_pin_the_same_beam_python_and_torch_as_the_project():
         assert "apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}" in text, path.name
         assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in text, path.name
         assert re.search(r"pip install \"?\.\[", text), f"{path.name} must install the project itself"
+
+
+def test_images_install_the_dataflow_extra_with_the_constraints():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras["dataflow"] == [f"apache-beam[gcp]=={pinned('apache-beam')}"]
+    for path in DOCKERFILES:
+        text = path.read_text()
+        assert "COPY pyproject.toml README.md constraints.txt ./" in text, path.name
+        assert 'pip install ".[dataflow,s3,gcs]" -c constraints.txt' in text, path.name

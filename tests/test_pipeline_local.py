@@ -366,3 +366,15 @@ def test_a_seeded_sample_tries_settings_and_a_full_run_after_it_does_every_recor
     full = run_job(str(src), out, files_per_shard=5)  # the sampled shards are redone whole
     rows = read_rows(local_store, out, "metrics")
     assert sorted(r["key"] for r in rows) == [f"p{i:02d}.png" for i in range(12)] and full["sample"] is None
+
+
+def test_a_runner_that_cannot_start_leaves_nothing_in_the_output(tmp_path, local_store, make_archive, capsys):
+    """As DataflowRunner without its extra once did: the runner is made before the output is touched."""
+    archive = make_archive(local_store, "tar")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", "--input", archive.input, "--output", str(tmp_path / "out"),
+                  "--runner", "imagemend_missing_runner_package.Runner"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("imagemend: error: the runner cannot start:") and "imagemend_missing" in err[-1]
+    assert not (tmp_path / "out").exists()
