@@ -49,6 +49,7 @@ class RunOptions:
     restores: int = 0  # restore calls at once per process; 0: 1 on CUDA, else the cores split (pipeline/infer.py)
     workers: int = 0  # local worker processes (FnApiRunner multi-processing) sharing this machine's cores
     overwrite: bool = False
+    prune: bool = False  # remove the outputs of finished shards the listing no longer has (else the run stops)
     progress: bool = True  # a bar on the terminal where the job runs in this process
     storage_options: dict = field(default_factory=dict)  # for input and output
     input_storage_options: dict = field(default_factory=dict)  # override for input only
@@ -185,6 +186,9 @@ def add_processing_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restores", type=int, default=0, help="restore calls at once per process (default: 1 on CUDA "
                    "or with --torch-threads; else one single-thread restore per core, at most 4)")
     p.add_argument("--overwrite", action="store_true", help="forget finished shards and redo everything")
+    p.add_argument("--prune", action="store_true", help="remove the outputs (images, metrics, errors) of finished "
+                   "shards that the input no longer has (deleted or moved inputs, another --files-per-shard); "
+                   "without it such a rerun stops")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (it shows where the job runs in this process: the default runner)")
     p.add_argument("--storage-options", type=_json, default={}, help="JSON fsspec options for input and output")
@@ -208,6 +212,7 @@ def from_args(args: argparse.Namespace, **overrides) -> RunOptions:
         parquet_key_column=args.parquet_key_column, max_pixels=args.max_pixels, max_bytes=args.max_bytes,
         threads=args.threads,
         torch_threads=args.torch_threads, restores=args.restores, workers=args.workers, overwrite=args.overwrite,
+        prune=args.prune,
         progress=args.progress,
         storage_options=args.storage_options,
         input_storage_options=args.input_storage_options, output_storage_options=args.output_storage_options,
