@@ -22,7 +22,7 @@ from apache_beam.runners.runner import PipelineState
 from model.config import TASKS
 from model.weights import DEFAULT_WEIGHTS, recorded_digest, recorded_info
 
-from . import graph, progress
+from . import graph, lease, progress, reconcile
 from .infer import model_name
 from .options import RunOptions
 from .sinks import (
@@ -123,7 +123,8 @@ def sample(shards: list[Shard], n: int, seed: int) -> list[Shard]:
     for i, s in enumerate(shards):
         keep = [j for k, j in chosen if k == i]
         if keep:
-            out.append(replace(s, items=tuple(s.items[j] for j in keep), sizes=tuple(s.sizes[j] for j in keep)))
+            out.append(replace(s, items=tuple(s.items[j] for j in keep), sizes=tuple(s.sizes[j] for j in keep),
+                               versions=tuple(s.versions[j] for j in keep) if s.versions else ()))
     return out
 
 
@@ -166,17 +167,26 @@ def beam_counters(result) -> dict[str, int]:
 
 
 def _prepare_output(opts: RunOptions, shards: list, settings: dict) -> tuple:
-    """Clean what an interrupted run left, check the output's settings, write the manifest."""
+    """With the output's lease held: clean what an interrupted run left, check the output's settings and the
+    finished shards against the listing, remove the outputs of changed (and, with --prune, unlisted) shards,
+    write the manifest. Every check that can refuse comes before the first removal."""
     fs, root = filesystem(opts.output, opts.out_storage)
     paths = OutputPaths(root)
-    if opts.overwrite:
-        forget_finished(fs, paths)
-    stale = clean_partials(fs, root)
+    finished = finished_shards(fs, paths)
+    old = reconcile.outdated(fs, paths, shards, finished)
+    reconcile.refuse_unlisted(old, root, opts.prune)
+    kept = set() if opts.overwrite else finished - set(old.changed) - set(old.unlisted)
+    keep_settings(fs, paths, settings, kept)
+    stale = clean_partials(fs, root)  # no other live run writes here: this run holds the lease
     if stale:
         LOG.info("imagemend: removed %d temporary files an interrupted run left in %s", stale, root)
-    done = finished_shards(fs, paths)
-    keep_settings(fs, paths, settings, done)
-    return fs, root, done, write_manifest(fs, paths, opts.run_id, shards)
+    reconcile.remove(fs, paths, old.changed + old.unlisted)
+    if old.changed or old.unlisted:
+        LOG.info("imagemend: removed the outputs of %d shards whose inputs changed (redone now) and %d shards "
+                 "no longer in the input", len(old.changed), len(old.unlisted))
+    if opts.overwrite:
+        forget_finished(fs, paths)
+    return fs, root, kept, write_manifest(fs, paths, opts.run_id, shards)
 
 
 def run(opts: RunOptions, beam_argv: list[str]) -> dict:
@@ -194,6 +204,25 @@ def run(opts: RunOptions, beam_argv: list[str]) -> dict:
     settings = {**opts.settings(), "weights_sha256": recorded_digest(opts.weights or DEFAULT_WEIGHTS)}
     warn_disabled(opts)
     p = pipeline_for(beam_argv)  # before the output is touched: a runner that cannot start leaves nothing
+    out_fs, out_root = filesystem(opts.output, opts.out_storage)
+    owner = lease.Owner.this(opts.run_id)
+    with _launch_step(f"cannot write the output {opts.output}"):
+        held = _acquire(out_fs, out_root, owner)
+    with lease.kept(out_fs, held, owner):
+        return _launch(opts, p, beam_argv, shards, layout, skipped, settings, started)
+
+
+def _acquire(fs, root: str, owner: lease.Owner) -> str:
+    """The output's lease; another live run's is a launch failure (exit status 1), never cleaned up."""
+    try:
+        return lease.acquire(fs, root, owner)
+    except lease.OutputInUse as e:
+        raise LaunchFailed(str(e)) from e
+
+
+def _launch(opts: RunOptions, p: beam.Pipeline, beam_argv: list[str], shards: list, layout: str, skipped: dict,
+            settings: dict, started: float) -> dict:
+    """Prepare the output, run the graph and return the summary: all while this run holds the output's lease."""
     with _launch_step(f"cannot write the output {opts.output}"):
         fs, root, done, manifest = _prepare_output(opts, shards, settings)
     paths = OutputPaths(root)

@@ -49,6 +49,7 @@ class RunOptions:
     restores: int = 0  # restore calls at once per process; 0: 1 on CUDA, else the cores split (pipeline/infer.py)
     workers: int = 0  # local worker processes (FnApiRunner multi-processing) sharing this machine's cores
     overwrite: bool = False
+    prune: bool = False  # remove the outputs of finished shards the listing no longer has (else the run stops)
     progress: bool = True  # a bar on the terminal where the job runs in this process
     sample: int = 0  # restore a seeded sample: this many loose files, or this many tar/Parquet shards (0: all)
     seed: int = 0  # of the sample
@@ -191,6 +192,9 @@ def add_processing_arguments(p: argparse.ArgumentParser) -> None:
                    help="restore a seeded sample to try settings: N loose files, or N whole tar/Parquet shards "
                         "(a later full run to the same output finishes the rest, no record twice)")
     p.add_argument("--seed", type=int, default=0, help="which sample --sample draws")
+    p.add_argument("--prune", action="store_true", help="remove the outputs (images, metrics, errors) of finished "
+                   "shards that the input no longer has (deleted or moved inputs, another --files-per-shard); "
+                   "without it such a rerun stops")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (it shows where the job runs in this process: the default runner)")
     p.add_argument("--storage-options", type=_json, default={}, help="JSON fsspec options for input and output")
@@ -214,6 +218,7 @@ def from_args(args: argparse.Namespace, **overrides) -> RunOptions:
         parquet_key_column=args.parquet_key_column, max_pixels=args.max_pixels, max_bytes=args.max_bytes,
         threads=args.threads,
         torch_threads=args.torch_threads, restores=args.restores, workers=args.workers, overwrite=args.overwrite,
+        prune=args.prune,
         progress=args.progress, sample=args.sample, seed=args.seed,
         storage_options=args.storage_options,
         input_storage_options=args.input_storage_options, output_storage_options=args.output_storage_options,

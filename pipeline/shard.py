@@ -304,7 +304,8 @@ def process_shard(shard: Shard, opts: RunOptions, model, pool: Executor,
         **tally([f"failed:{e['stage']}:{e['error_type']}" for e in errors]),
     }
     write_json(fs_out, paths.marker(shard.id), {
-        "shard": shard.id, "layout": shard.layout, "fingerprint": shard.fingerprint, "run_id": opts.run_id,
+        "shard": shard.id, "layout": shard.layout, "input": shard.base, "fingerprint": shard.fingerprint,
+        "run_id": opts.run_id,
         "counts": counts, "metrics": metrics_uri, "errors": errors_uri, "outputs": outputs[:1000],
         "seconds": round(time.time() - started, 3), "worker": worker_id(),
     })

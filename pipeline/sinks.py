@@ -7,6 +7,7 @@ Layout under --output:
     errors/<shard>.parquet          one row per failed record (schema.ERRORS_SCHEMA)
     _done/<shard>.json              written last: the shard is finished and is skipped on a rerun
     _runs/<run_id>/shards.jsonl     the shard list of a run;  summary.json  the counts of the last run
+    _lease.json                     the run that holds the output while it runs (pipeline/lease.py)
 Every file is written atomically (storage.atomic_open), so a killed run leaves whole files or none.
 Container shards are streamed: a 1 GB tar never sits in memory, and is not visible until complete.
 """
@@ -55,6 +56,9 @@ class OutputPaths:
 
     def settings(self) -> str:
         return join(self.root, "_settings.json")
+
+    def lease(self) -> str:
+        return join(self.root, "_lease.json")
 
     def summary(self, run_id: str | None = None) -> str:
         return join(self.root, "_runs", safe_key(run_id), "summary.json") if run_id else join(self.root, "summary.json")

@@ -24,7 +24,7 @@ from typing import BinaryIO, NamedTuple
 from fsspec import AbstractFileSystem
 
 from .options import RunOptions
-from .storage import UnsafeKey, escape_name, filesystem, inside, name_bytes, safe_key, to_uri
+from .storage import UnsafeKey, escape_name, filesystem, inside, name_bytes, real_path, safe_key, to_uri
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
 SHARD_SUFFIX = {"tar": ".tar", "parquet": ".parquet"}
@@ -41,11 +41,13 @@ class Shard:
     base: str  # URI of the input prefix that items are relative to
     items: tuple[str, ...]  # relative keys: one tar/parquet file, or the loose files of a virtual shard
     sizes: tuple[int, ...]
+    versions: tuple[str, ...] = ()  # per item: ETag or modification time (file_version), from the listing
 
     @property
     def fingerprint(self) -> str:
-        """Changes when the shard's members or their sizes change: a stale done-marker is then ignored."""
-        h = hashlib.sha256(json.dumps([self.layout, self.items, self.sizes]).encode())
+        """Changes when the input prefix, the shard's members, their sizes or their versions change: a photo
+        replaced by another of the same name and size makes its shard's done-marker stale, and the shard is redone."""
+        h = hashlib.sha256(json.dumps([self.layout, self.base, self.items, self.sizes, self.versions]).encode())
         return h.hexdigest()[:20]
 
     def uri(self, item: str) -> str:
@@ -65,7 +67,7 @@ class Shard:
     @classmethod
     def from_json(cls, line: str) -> "Shard":
         d = json.loads(line)
-        return cls(d["id"], d["layout"], d["base"], tuple(d["items"]), tuple(d["sizes"]))
+        return cls(d["id"], d["layout"], d["base"], tuple(d["items"]), tuple(d["sizes"]), tuple(d.get("versions", ())))
 
 
 @dataclass
@@ -127,10 +129,32 @@ def excluded(rel: str, globs: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(n, g) for g in globs for n in names)
 
 
+class Listed(NamedTuple):
+    """A listed file: its size, and what changes when it is replaced (file_version)."""
+    size: int
+    version: str
+
+
+# the first group a listing entry has: an object store's ETag, else local modification time and inode, else
+# the object's update time (object stores without ETags) or creation time (fsspec's memory filesystem)
+VERSION_FIELDS = (("ETag",), ("etag",), ("mtime", "ino"), ("LastModified",), ("updated",), ("created",))
+
+
+def file_version(info: dict) -> str:
+    """What changes when a file is replaced by another of the same name and size, read from its listing entry
+    (no extra request per file): 'ETag="..."', 'mtime=...;ino=...'; '' where the filesystem tells nothing."""
+    for group in VERSION_FIELDS:
+        if any(info.get(k) is not None for k in group):
+            return ";".join(f"{k}={info[k]}" for k in group if info.get(k) is not None)
+    return ""
+
+
 def list_files(url: str, storage_options: dict, exclude: str | None = None,
-               globs: Iterable[str] = (HIDDEN,)) -> tuple[str, dict[str, int]]:
-    """(base URI, {relative key: size}) for a prefix, a glob or one file: every file but those under `exclude`
-    (a URI prefix: the output) and those `globs` match; `_MG_1234.JPG` and `_selects/` are photos like any other."""
+               globs: Iterable[str] = (HIDDEN,)) -> tuple[str, dict[str, Listed]]:
+    """(base URI, {relative key: Listed}) for a prefix, a glob or one file: every file but those under `exclude`
+    (a URI prefix, its symlinks resolved: the output) and those `globs` match; `_MG_1234.JPG` and `_selects/` are
+    photos like any other. A local file is tested against `exclude` by its real path, so an output reached through
+    a symlink inside the input is never read back as input."""
     fs, path = filesystem(url, storage_options)
     fs.invalidate_cache()
     if _has_magic(path):
@@ -148,11 +172,11 @@ def list_files(url: str, storage_options: dict, exclude: str | None = None,
     for p, info in found.items():
         if info.get("type", "file") != "file":
             continue
-        if exclude and to_uri(fs, p).startswith(exclude.rstrip("/") + "/"):
+        if exclude and to_uri(fs, real_path(fs, p)).startswith(exclude.rstrip("/") + "/"):
             continue
         rel = p[len(base):].lstrip("/") if base else p
         if rel and not excluded(rel, globs):
-            files[rel] = int(info.get("size") or 0)
+            files[rel] = Listed(int(info.get("size") or 0), file_version(info))
     return to_uri(fs, base), files
 
 
@@ -184,7 +208,7 @@ def _stem(key: str) -> str:
     return posixpath.join(d, name.split(".", 1)[0])
 
 
-def group_files(files: dict[str, int], base: str, per_shard: int) -> list[Shard]:
+def group_files(files: dict[str, Listed], base: str, per_shard: int) -> list[Shard]:
     """Stable virtual shards: per directory, in name order, a stem's files kept together."""
     by_dir: dict[str, list[str]] = {}
     for k in files:
@@ -201,7 +225,8 @@ def group_files(files: dict[str, int], base: str, per_shard: int) -> list[Shard]
         chunks.append(cur)
         for i, chunk in enumerate(chunks):
             sid = shard_id(f"{d}/part-{i:05d}" if d else f"part-{i:05d}")
-            shards.append(Shard(sid, "files", base, tuple(chunk), tuple(files[k] for k in chunk)))
+            shards.append(Shard(sid, "files", base, tuple(chunk), tuple(files[k].size for k in chunk),
+                                tuple(files[k].version for k in chunk)))
     return shards
 
 
@@ -214,20 +239,22 @@ class Listing(NamedTuple):
 def list_shards(opts: RunOptions) -> Listing:
     """The layout, every shard of the input and the files skipped, listed once at the start of a run."""
     out_fs, out_root = filesystem(opts.output, opts.out_storage)
+    out_real = real_path(out_fs, out_root)
     globs = (*opts.exclude, *(() if opts.include_hidden else (HIDDEN,)))
-    base, files = list_files(opts.input, opts.in_storage, exclude=to_uri(out_fs, out_root), globs=globs)
+    base, files = list_files(opts.input, opts.in_storage, exclude=to_uri(out_fs, out_real), globs=globs)
     in_fs, in_base = filesystem(base, opts.in_storage)
-    if type(in_fs) is type(out_fs) and (in_base == out_root or inside(out_root, in_base)):
+    in_real = real_path(in_fs, in_base)
+    if type(in_fs) is type(out_fs) and (in_real == out_real or inside(out_real, in_real)):
         raise ValueError(f"input {opts.input} lies inside output {opts.output}")
     layout = detect_layout(files) if opts.layout == "auto" else opts.layout
     suffixes = IMAGE_SUFFIXES if layout == "files" else (SHARD_SUFFIX[layout],)
-    inputs = {k: n for k, n in files.items() if k.lower().endswith(suffixes)}
+    inputs = {k: f for k, f in files.items() if k.lower().endswith(suffixes)}
     skipped = dict(sorted(Counter(posixpath.splitext(k)[1].lower() for k in files if k not in inputs).items()))
     if layout == "files":
         return Listing(layout, group_files(inputs, base, opts.files_per_shard), skipped)
     suffix = SHARD_SUFFIX[layout]
-    return Listing(layout, [Shard(shard_id(k[: -len(suffix)]), layout, base, (k,), (n,))
-                            for k, n in sorted(inputs.items())], skipped)
+    return Listing(layout, [Shard(shard_id(k[: -len(suffix)]), layout, base, (k,), (f.size,), (f.version,))
+                            for k, f in sorted(inputs.items())], skipped)
 
 
 # ---------------------------------------------------------------- reading

@@ -9,12 +9,14 @@ final name and renamed, so a killed worker never leaves a half-written output.
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 import logging
+import os
 import posixpath
 import re
 import uuid
 
 import fsspec
 from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
 
 LOG = logging.getLogger("imagemend")
 OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "oci", "oss", "r2", "memory"}
@@ -65,6 +67,12 @@ def safe_key(name: str) -> str:
 def inside(root: str, path: str) -> bool:
     root = root.rstrip("/") + "/"
     return posixpath.normpath(path).startswith(root) and ".." not in path.split("/")
+
+
+def real_path(fs: AbstractFileSystem, path: str) -> str:
+    """A local path with its symlinks resolved (other filesystems have none), so that whether the output lies
+    inside the input, or the input inside the output, is decided on the real folders."""
+    return os.path.realpath(path) if isinstance(fs, LocalFileSystem) else path
 
 
 def is_object_store(fs: AbstractFileSystem) -> bool:
