@@ -3,7 +3,8 @@
 `run`, `demo` and `eval` take imagemend's own flags; every other flag is a Beam pipeline option and
 is passed through (--runner, --job_endpoint, --environment_type, --project, ...); a flag neither
 knows exits 2 naming it. `eval` exits 3 when any damaged photo has no scores (a failure, never a
-silent gap in the means). Ctrl-C exits 130 with one line: a rerun finishes what is left.
+silent gap in the means). Records that the store, the network or the disk failed after retries exit 75 with
+one line, and Ctrl-C exits 130 with one line: a rerun finishes what is left.
 """
 
 import argparse
@@ -83,6 +84,10 @@ def _job(make_options, args: argparse.Namespace) -> tuple:
         opts = make_options()
         summary = job.run(opts, options.beam_args(args.beam_argv, opts.workers))
     print(job.report(summary))
+    left = job.left_behind(summary)
+    if left:
+        print(f"imagemend: {left}", file=sys.stderr)
+        sys.exit(job.EX_TEMPFAIL)
     return opts, summary
 
 

@@ -5,7 +5,8 @@ the plan (shards found, finished earlier, to do) is printed up front. What can f
 starts fails here, in one line: a device the launching machine lacks when the job runs on it, an
 input that cannot be listed, an output that cannot be written (LaunchFailed). Record-level failures never
 fail the job: they are rows in errors/. The job fails, and the command exits non-zero, only when
-the runner reports that the pipeline itself failed.
+the runner reports that the pipeline itself failed. Records that the store, the network or the disk failed
+after retries are left for a rerun (`left` in the summary): the command then exits 75 (EX_TEMPFAIL).
 """
 
 from collections.abc import Iterator
@@ -48,7 +49,8 @@ class LaunchFailed(RuntimeError):
     """The input could not be listed or the output prepared, before the job started (exit status 1)."""
 
 
-__all__ = ["JobFailed", "LaunchFailed", "NoInput", "report", "run"]
+__all__ = ["EX_TEMPFAIL", "JobFailed", "LaunchFailed", "NoInput", "left_behind", "report", "run"]
+EX_TEMPFAIL = 75  # sysexits.h: a temporary failure, the same command will finish the work
 LOCAL_RUNNERS = {"fnapirunner", "directrunner", "bundlebaseddirectrunner", "switchingdirectrunner"}
 
 
@@ -175,15 +177,17 @@ def _prepare_output(opts: RunOptions, shards: list, settings: dict) -> tuple:
     finished = finished_shards(fs, paths)
     old = reconcile.outdated(fs, paths, shards, finished)
     reconcile.refuse_unlisted(old, root, opts.prune)
-    kept = set() if opts.overwrite else finished - set(old.changed) - set(old.unlisted)
+    redo = old.changed + old.unfinished + old.unlisted
+    kept = set() if opts.overwrite else finished - set(redo)
     keep_settings(fs, paths, settings, kept)
     stale = clean_partials(fs, root)  # no other live run writes here: this run holds the lease
     if stale:
         LOG.info("imagemend: removed %d temporary files an interrupted run left in %s", stale, root)
-    reconcile.remove(fs, paths, old.changed + old.unlisted)
-    if old.changed or old.unlisted:
-        LOG.info("imagemend: removed the outputs of %d shards whose inputs changed (redone now) and %d shards "
-                 "no longer in the input", len(old.changed), len(old.unlisted))
+    reconcile.remove(fs, paths, redo)
+    if redo:
+        LOG.info("imagemend: removed the outputs of %d shards whose inputs changed and %d shards with records "
+                 "left by an earlier run (both redone now), and of %d shards no longer in the input",
+                 len(old.changed), len(old.unfinished), len(old.unlisted))
     if opts.overwrite:
         forget_finished(fs, paths)
     return fs, root, kept, write_manifest(fs, paths, opts.run_id, shards)
@@ -267,6 +271,15 @@ def _skipped_text(layout: str, skipped: dict[str, int]) -> str:
     return f"{sum(skipped.values())} files that are not {what} ({by_ext})"
 
 
+def left_behind(summary: dict) -> str | None:
+    """The line for records left for a rerun (exit status 75), or None when every record was done."""
+    left = summary["counts"].get("left", 0)
+    if not left:
+        return None
+    return (f"{left} records could not be read or written (store, network or disk): rerun the same command "
+            "to finish them")
+
+
 def report(summary: dict) -> str:
     """A few lines for the terminal: where things went and how many."""
     c = summary["counts"]
@@ -283,6 +296,8 @@ def report(summary: dict) -> str:
           for t, reasons in summary.get("tasks", {}).items()],
         *[f"failed at {stage + ':':7} " + ", ".join(f"{n} {kind}" for kind, n in kinds.items())
           for stage, kinds in summary.get("failures", {}).items()],
+        *([f"left for a rerun: {c['left']} of the failed (retryable: the store, the network or the disk)"]
+          if c.get("left") else []),
         f"restored images: {summary['images']}",
         f"metrics:         {summary['metrics']}",
         f"errors:          {summary['errors']}",

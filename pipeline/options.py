@@ -45,6 +45,10 @@ class RunOptions:
     max_pixels: int = 120_000_000  # larger images go to errors instead of exhausting memory
     max_bytes: int = 512 * 2**20  # larger files, tar members or Parquet cells go to errors unread
     threads: int = 2  # decode/encode threads per shard, overlapping inference
+    # a read or write failing for the store, the network or the disk is retried this many times, waiting
+    # retry_wait_s, then twice that, ...: 7 tries after 0.5 s ride out about a minute (pipeline/retry.py)
+    retries: int = 7
+    retry_wait_s: float = 0.5
     torch_threads: int | None = None  # intra-op threads per restore; None: the cores split (pipeline/infer.py)
     restores: int = 0  # restore calls at once per process; 0: 1 on CUDA, else the cores split (pipeline/infer.py)
     workers: int = 0  # local worker processes (FnApiRunner multi-processing) sharing this machine's cores
@@ -80,6 +84,8 @@ class RunOptions:
             raise ValueError("restores and workers must be >= 0, torch threads >= 1")
         if self.max_bytes < 1 or self.max_pixels < 1:
             raise ValueError("--max-bytes and --max-pixels must be >= 1")
+        if self.retries < 0 or self.retry_wait_s < 0:
+            raise ValueError("--retries and --retry-wait must be >= 0")
         if self.suite or self.cases:
             from model.suites import suite
 
@@ -183,6 +189,11 @@ def add_processing_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-bytes", type=int, default=d.max_bytes, help="larger files, tar members or Parquet "
                    "cells are reported as errors without being read (default 512 MiB)")
     p.add_argument("--threads", type=int, default=d.threads, help="decode/encode threads per worker")
+    p.add_argument("--retries", type=int, default=d.retries, help="retries of a read or write that failed for the "
+                   "store, the network or the disk, with exponential backoff; what still fails is left for a rerun "
+                   "(exit status 75)")
+    p.add_argument("--retry-wait", dest="retry_wait_s", type=float, default=d.retry_wait_s, metavar="SECONDS",
+                   help="wait before the first retry; it doubles with each")
     p.add_argument("--torch-threads", type=int, help="intra-op threads per restore (default: this process's "
                    "share of the cores, split between --restores)")
     p.add_argument("--restores", type=int, default=0, help="restore calls at once per process (default: 1 on CUDA "
@@ -216,7 +227,7 @@ def from_args(args: argparse.Namespace, **overrides) -> RunOptions:
         files_per_shard=args.files_per_shard, exclude=tuple(args.exclude), include_hidden=args.include_hidden,
         parquet_image_column=args.parquet_image_column,
         parquet_key_column=args.parquet_key_column, max_pixels=args.max_pixels, max_bytes=args.max_bytes,
-        threads=args.threads,
+        threads=args.threads, retries=args.retries, retry_wait_s=args.retry_wait_s,
         torch_threads=args.torch_threads, restores=args.restores, workers=args.workers, overwrite=args.overwrite,
         prune=args.prune,
         progress=args.progress, sample=args.sample, seed=args.seed,

@@ -2,11 +2,13 @@
 before the job starts, so that no key is written twice and nothing stale survives a rerun.
 
 A finished shard is one with a done-marker. Against the new listing it is either current (same id, same
-fingerprint: skipped), changed (same id, other fingerprint: a photo replaced, added or deleted; its old outputs
-are removed and it is redone) or unlisted (its id is not in the listing: inputs deleted or moved, or the files
-re-grouped by another --files-per-shard). Unlisted outputs are removed only with --prune: a mistyped, narrower
-input must not empty an output. Removal takes the images a shard's metrics rows point at, then its metrics and
-errors files, and its done-marker last, so that an interrupted removal is finished by the next launch.
+fingerprint: skipped), unfinished (its marker left records for a rerun, which the store, the network or the
+disk failed: its outputs are removed and it is redone whole), changed (same id, other fingerprint: a photo
+replaced, added or deleted; its old outputs are removed and it is redone) or unlisted (its id is not in the
+listing: inputs deleted or moved, or the files re-grouped by another --files-per-shard). Unlisted outputs are
+removed only with --prune: a mistyped, narrower input must not empty an output. Removal takes the images a
+shard's metrics rows point at, then its metrics and errors files, and its done-marker last, so that an
+interrupted removal is finished by the next launch.
 """
 
 from contextlib import suppress
@@ -17,6 +19,7 @@ from fsspec import AbstractFileSystem
 import pyarrow.parquet as pq
 
 from .sinks import OutputPaths
+from .sinks import finished as done
 from .sources import Shard
 from .storage import inside, join
 
@@ -26,6 +29,7 @@ EXAMPLES = 5  # shard ids named in the refusal
 class Outdated(NamedTuple):
     changed: list[str]  # listed shards whose inputs changed since they were finished: redone by this run
     unlisted: list[str]  # finished shards that the listing no longer has
+    unfinished: list[str]  # listed shards whose marker left records for a rerun: redone by this run
 
 
 class UnlistedShards(ValueError):
@@ -53,7 +57,8 @@ def outdated(fs: AbstractFileSystem, paths: OutputPaths, shards: list[Shard], fi
     unlisted = sorted(finished - set(listed))
     found = markers(fs, paths, finished & set(listed))
     changed = sorted(i for i, m in found.items() if not m or m.get("fingerprint") != listed[i].fingerprint)
-    return Outdated(changed, unlisted)
+    unfinished = sorted(i for i, m in found.items() if i not in changed and not done(m))
+    return Outdated(changed, unlisted, unfinished)
 
 
 def refuse_unlisted(old: Outdated, root: str, prune: bool) -> None:

@@ -124,6 +124,9 @@ ERRORS_SCHEMA = pa.schema([
        "photo, e.g. a wrongly sized output)", False),
     _f("error_type", pa.string(), "exception class (UnsafeKey, EmptyImage, UnidentifiedImageError, ...)", False),
     _f("message", pa.string(), "exception message", False),
+    _f("retryable", pa.bool_(), "the store, the network or the disk failed, not the record (a read or write "
+       "that still failed after --retries, or a permission): its shard is left unfinished and a rerun of the same "
+       "command redoes it; false for a record's own failure, which a rerun would repeat", False),
     _f("bytes_in", pa.int64(), "size of the record's data, when it was read"),
     _f("worker", pa.string(), "host:pid of the worker process", False),
 ])

@@ -30,8 +30,9 @@ from .decode import Decoded, decode
 from .encode import EXTENSIONS, FORMATS, encode, output_format, output_name, same_format
 from .options import RunOptions
 from .progress import Progress, worker_id
+from .retry import Backoff
 from .schema import ERRORS_SCHEMA, EVAL_METRICS_SCHEMA, METRICS_SCHEMA, TASK_COLUMNS, table
-from .sinks import FilesSink, OutputPaths, ParquetSink, TarSink, read_json, write_json, write_parquet
+from .sinks import FilesSink, OutputPaths, ParquetSink, TarSink, finished, read_json, write_json, write_parquet
 from .sources import Failure, Record, Shard, read_records
 from .storage import filesystem
 
@@ -188,8 +189,8 @@ def tally(keys: list[str]) -> dict[str, int]:
 def error_row(f: Failure, run_id: str) -> dict:
     return {"run_id": run_id, "shard": f.shard, "index": f.index, "key": f.key, "key_bytes": f.raw_key,
             "source_uri": f.uri,
-            "stage": f.stage, "error_type": f.error_type, "message": f.message, "bytes_in": f.bytes_in,
-            "worker": worker_id()}
+            "stage": f.stage, "error_type": f.error_type, "message": f.message, "retryable": f.retryable,
+            "bytes_in": f.bytes_in, "worker": worker_id()}
 
 
 def _sink(shard: Shard, opts: RunOptions, fs: AbstractFileSystem, paths: OutputPaths):
@@ -213,6 +214,7 @@ class _Run:
         self.rows: list[dict] = []
         self.failures: list[Failure] = []
         self.names: set[str] = set()
+        self.backoff = Backoff(opts.retries, opts.retry_wait_s)  # the output's store, for this shard's images
 
     def write(self, it: Item | Failure) -> None:
         if isinstance(it, Failure):
@@ -223,9 +225,10 @@ class _Run:
             try:
                 if it.name in self.names:
                     raise FileExistsError(f"output key {it.name!r} collides with another record's")
-                uri = self.sink.add(it.rec, it.name, it.data)
+                uri = self.backoff(self.sink.add, it.rec, it.name, it.data)
             except Exception as e:
                 self.failures.append(Failure.of(it.rec, "write", e))
+                self.progress.tick(failed=1)
                 return
             self.names.add(it.name)
         else:  # a container shard that cannot be written fails the bundle, and Beam retries it
@@ -275,7 +278,7 @@ def process_shard(shard: Shard, opts: RunOptions, model, pool: Executor,
     fs_out, root = filesystem(opts.output, opts.out_storage)
     paths = OutputPaths(root)
     marker = None if opts.overwrite else read_json(fs_out, paths.marker(shard.id))
-    if marker and marker.get("fingerprint") == shard.fingerprint:
+    if finished(marker) and marker.get("fingerprint") == shard.fingerprint:
         return {**marker["counts"], "shards": 1, "shards_skipped": 1}
     fs_in, _ = filesystem(shard.base, opts.in_storage)
     started = time.time()
@@ -292,10 +295,11 @@ def process_shard(shard: Shard, opts: RunOptions, model, pool: Executor,
     errors = sorted((error_row(f, opts.run_id) for f in run.failures),
                     key=lambda r: (r["index"] is None, r["index"] or 0))
     schema = EVAL_METRICS_SCHEMA if opts.suite else METRICS_SCHEMA
-    metrics_uri = write_parquet(fs_out, paths.metrics(shard.id), table(rows, schema))
-    errors_uri = write_parquet(fs_out, paths.errors(shard.id), table(errors, ERRORS_SCHEMA))
+    backoff = Backoff(opts.retries, opts.retry_wait_s)  # its own: these must be tried even if the images' gave up
+    metrics_uri = backoff(write_parquet, fs_out, paths.metrics(shard.id), table(rows, schema))
+    errors_uri = backoff(write_parquet, fs_out, paths.errors(shard.id), table(errors, ERRORS_SCHEMA))
     counts = {
-        "records": len(rows) + len(errors), "failed": len(errors),
+        "records": len(rows) + len(errors), "failed": len(errors), "left": sum(e["retryable"] for e in errors),
         "restored": sum(r["status"] == "restored" for r in rows),
         "unchanged": sum(r["status"] == "unchanged" for r in rows),
         "pixels": sum(r["width"] * r["height"] for r in rows),
@@ -303,7 +307,8 @@ def process_shard(shard: Shard, opts: RunOptions, model, pool: Executor,
         **tally([f"task:{t}:{r[f'{t}_reason']}" for r in rows for t in TASKS]),
         **tally([f"failed:{e['stage']}:{e['error_type']}" for e in errors]),
     }
-    write_json(fs_out, paths.marker(shard.id), {
+    # the marker, last; with records left for a rerun (counts.left) it does not finish the shard (sinks.finished)
+    backoff(write_json, fs_out, paths.marker(shard.id), {
         "shard": shard.id, "layout": shard.layout, "input": shard.base, "fingerprint": shard.fingerprint,
         "run_id": opts.run_id,
         "counts": counts, "metrics": metrics_uri, "errors": errors_uri, "outputs": outputs[:1000],

@@ -183,8 +183,14 @@ def read_json(fs: AbstractFileSystem, path: str) -> dict | None:
         return None
 
 
+def finished(marker: dict | None) -> bool:
+    """Whether a done-marker finishes its shard: not when records were left for a rerun (the store, the network
+    or the disk failed them), which redoes the shard."""
+    return bool(marker) and not marker.get("counts", {}).get("left")
+
+
 def finished_shards(fs: AbstractFileSystem, paths: OutputPaths) -> set[str]:
-    """Ids of shards with a done-marker: one listing, for the plan printed at the start."""
+    """Ids of shards with a done-marker (finished, or with records left): one listing, for the plan."""
     done = join(paths.root, "_done")
     fs.invalidate_cache()
     if not fs.exists(done):
@@ -256,5 +262,5 @@ def nest(counts: dict[str, int], prefix: str) -> dict[str, dict[str, int]]:
     return out
 
 
-COUNT_KEYS = ("shards", "shards_processed", "shards_skipped", "records", "restored", "unchanged", "failed",
+COUNT_KEYS = ("shards", "shards_processed", "shards_skipped", "records", "restored", "unchanged", "failed", "left",
               "images_processed", "pixels", "bytes_in", "bytes_out")

@@ -24,6 +24,7 @@ from typing import BinaryIO, NamedTuple
 from fsspec import AbstractFileSystem
 
 from .options import RunOptions
+from .retry import Backoff, retryable
 from .storage import UnsafeKey, escape_name, filesystem, inside, name_bytes, real_path, safe_key, to_uri
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
@@ -93,11 +94,16 @@ class Failure:
     message: str
     bytes_in: int | None = None
     raw_key: bytes | None = None
+    retryable: bool = False  # the store, the network or the disk failed, not the record: a rerun redoes it
 
     @classmethod
     def of(cls, rec: "Record", stage: str, exc: BaseException) -> "Failure":
         return cls(rec.shard, rec.index, rec.key, rec.uri, stage, type(exc).__name__, message(exc),
-                   len(rec.data) if rec.data is not None else None, rec.raw_key)
+                   len(rec.data) if rec.data is not None else None, rec.raw_key,
+                   stage in RETRY_STAGES and retryable(exc))
+
+
+RETRY_STAGES = ("read", "write")  # decode failures stay final whatever their type (Pillow raises OSError too)
 
 
 class RecordTooLarge(ValueError):
@@ -270,13 +276,15 @@ def _path(fs: AbstractFileSystem, shard: Shard, item: str) -> str:
 
 
 def _read_files(shard: Shard, fs: AbstractFileSystem, opts: RunOptions) -> Iterator[Record | Failure]:
+    backoff = Backoff(opts.retries, opts.retry_wait_s)
     for i, item in enumerate(shard.items):
         key, raw_key, uri = escape_name(item), name_bytes(item), escape_name(shard.uri(item))
         try:
             key = safe_key(key)
-            data = _read_file(fs, _path(fs, shard, safe_key(item)), shard.sizes[i], opts.max_bytes)
+            data = backoff(_read_file, fs, _path(fs, shard, safe_key(item)), shard.sizes[i], opts.max_bytes)
         except Exception as e:  # a file that vanished, cannot be read or is too large is one record's failure
-            yield Failure(shard.id, i, key, uri, "read", type(e).__name__, message(e), raw_key=raw_key)
+            yield Failure(shard.id, i, key, uri, "read", type(e).__name__, message(e), raw_key=raw_key,
+                          retryable=retryable(e))
             continue
         yield Record(shard.id, i, key, uri, data, key, raw_key=raw_key)
 
@@ -416,10 +424,10 @@ def _read_tar(shard: Shard, fs: AbstractFileSystem, opts: RunOptions) -> Iterato
                 yield _tar_sample(shard, index, key, members, seen, limit)
                 index, members = index + 1, []
             _check_end(tar)
-    except Exception as e:  # truncated or corrupt tar: the sample in hand and the rest are lost
+    except Exception as e:  # truncated or corrupt tar, or the store failed: the sample in hand and the rest are lost
         yield Failure(shard.id, index if members else None, escape_name(key) if members else None, uri, "read",
                       type(e).__name__, f"shard unreadable from record {index} on: {message(e)}",
-                      raw_key=name_bytes(key) if members else None)
+                      raw_key=name_bytes(key) if members else None, retryable=retryable(e))
 
 
 def _read_parquet(shard: Shard, fs: AbstractFileSystem, opts: RunOptions) -> Iterator[Record | Failure]:
@@ -441,7 +449,7 @@ def _read_parquet(shard: Shard, fs: AbstractFileSystem, opts: RunOptions) -> Ite
                     index += 1
     except Exception as e:
         yield Failure(shard.id, None, None, uri, "read", type(e).__name__,
-                      f"shard unreadable from record {index} on: {message(e)}")
+                      f"shard unreadable from record {index} on: {message(e)}", retryable=retryable(e))
 
 
 def _parquet_record(shard: Shard, index: int, key: str, uri: str, row: dict, col: str, schema,

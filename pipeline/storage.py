@@ -114,14 +114,16 @@ def atomic_open(fs: AbstractFileSystem, path: str) -> Iterator:
     f = fs.open(tmp, "wb")
     try:
         yield f
+        f.close()  # inside: a close that fails (a full disk flushing the last bytes) removes the temporary too
     except BaseException:
         if direct:
             _discard(f)
         else:
-            f.close()
-            fs.rm(tmp)
+            with suppress(OSError):  # the file is closed even when its last flush fails
+                f.close()
+            with suppress(FileNotFoundError):
+                fs.rm(tmp)
         raise
-    f.close()
     if not direct:
         fs.mv(tmp, path)
 
