@@ -43,8 +43,9 @@ def read_record(uri: str, storage_options: dict) -> bytes:
     with fs.open(path, "rb") as f:
         if ".tar" in posixpath.basename(path):
             with tarfile.open(fileobj=f, mode="r|*") as tar:
-                for m in tar:  # escaped names (not UTF-8) are matched as the run wrote them: by sample key
-                    if m.isfile() and m.name.lower().endswith(IMAGE_SUFFIXES) and sample_key(m.name)[0] == key:
+                for m in tar:  # an input names the sample by its key, an output by its member name
+                    named = key in (m.name, sample_key(m.name)[0])
+                    if named and m.isfile() and m.name.lower().endswith(IMAGE_SUFFIXES):
                         return tar.extractfile(m).read()
             raise KeyError(f"no image member for {key!r} in {base}")
         for row in ds.dataset(f, format="parquet").to_table().to_pylist():

@@ -66,3 +66,24 @@ def test_a_headless_browser_shows_both_images_from_the_folder_without_a_server(p
         assert max(thumb.shape) <= THUMB
         patch = thumb[60:120, 120:200]
         assert match_template(screen, patch).max() > 0.95, side
+
+
+def test_tar_shards_are_previewed_from_their_members(tmp_path):
+    """Inputs name a sample (shard#key), outputs a member (shard#key.jpg): both are read back."""
+    import io
+    import tarfile
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "in").mkdir()
+    with tarfile.open(tmp_path / "in" / "shard-0000.tar", "w") as t:
+        for i, img in enumerate([data.astronaut()[::2, ::2], data.coffee()[::2, ::2]]):
+            buf = io.BytesIO()
+            Image.fromarray(np.clip(img + rng.normal(0, 25, img.shape), 0, 255).astype(np.uint8)).save(buf, "JPEG")
+            for name, payload in ((f"{i:06d}.jpg", buf.getvalue()), (f"{i:06d}.json", b"{}")):
+                info = tarfile.TarInfo(name)
+                info.size = len(payload)
+                t.addfile(info, io.BytesIO(payload))
+    cli.main(["run", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--no-progress"])
+    cli.main(["preview", str(tmp_path / "out")])
+    order = json.loads((tmp_path / "out" / "preview" / "preview.json").read_text())
+    assert sorted(o["key"] for o in order) == ["000000", "000001"] and all(o["change"] > 1 for o in order)
