@@ -18,6 +18,7 @@ import fsspec
 import numpy as np
 from PIL import Image, ImageOps
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from model.config import TASKS
 
@@ -48,7 +49,7 @@ def read_record(uri: str, storage_options: dict) -> bytes:
                     if named and m.isfile() and m.name.lower().endswith(IMAGE_SUFFIXES):
                         return tar.extractfile(m).read()
             raise KeyError(f"no image member for {key!r} in {base}")
-        for row in ds.dataset(f, format="parquet").to_table().to_pylist():
+        for row in pq.read_table(f).to_pylist():
             if key in (row.get("key"), str(row.get("key"))):
                 return next(v for v in row.values() if isinstance(v, bytes) and v)
     raise KeyError(f"no row {key!r} in {base}")

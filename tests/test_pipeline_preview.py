@@ -87,3 +87,23 @@ def test_tar_shards_are_previewed_from_their_members(tmp_path):
     cli.main(["preview", str(tmp_path / "out")])
     order = json.loads((tmp_path / "out" / "preview" / "preview.json").read_text())
     assert sorted(o["key"] for o in order) == ["000000", "000001"] and all(o["change"] > 1 for o in order)
+
+
+def test_parquet_shards_are_previewed_from_their_cells(tmp_path):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(2)
+    rows = []
+    for i, img in enumerate([data.astronaut()[::2, ::2], data.coffee()[::2, ::2]]):
+        buf = io.BytesIO()
+        Image.fromarray(np.clip(img + rng.normal(0, 25, img.shape), 0, 255).astype(np.uint8)).save(buf, "JPEG")
+        rows.append({"key": f"{i:06d}", "jpg": buf.getvalue()})
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in" / "00000.parquet")
+    cli.main(["run", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--no-progress"])
+    cli.main(["preview", str(tmp_path / "out")])
+    order = json.loads((tmp_path / "out" / "preview" / "preview.json").read_text())
+    assert sorted(o["key"] for o in order) == ["000000", "000001"] and all(o["change"] > 1 for o in order)
