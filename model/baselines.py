@@ -17,6 +17,7 @@ from skimage.restoration import denoise_nl_means
 import torch
 
 from .color import LUMA, linear_to_srgb, srgb_to_linear
+from .pixels import to_uint8
 from .suites import Case
 
 RL_ITERATIONS = 30  # chosen on scikit-image sample photos, not on evaluation data
@@ -27,7 +28,7 @@ def _lin(img: np.ndarray) -> np.ndarray:
 
 
 def _srgb8(lin: np.ndarray) -> np.ndarray:
-    return (linear_to_srgb(torch.from_numpy(np.clip(lin, 0, 1))).numpy() * 255 + 0.5).astype(np.uint8)
+    return to_uint8(linear_to_srgb(torch.from_numpy(np.clip(lin, 0, 1))).numpy())
 
 
 def nl_means(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -35,24 +36,20 @@ def nl_means(img: np.ndarray, sigma: float) -> np.ndarray:
     s = sigma / 255
     out = denoise_nl_means(img.astype(np.float32) / 255, h=0.8 * s, sigma=s, fast_mode=True,
                            patch_size=5, patch_distance=6, channel_axis=-1)
-    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return to_uint8(out)
 
 
 def unsharp(img: np.ndarray, radius: float = 1.5, amount: float = 2.0) -> np.ndarray:
     # channel_axis=-1 and float32 input both give garbage in scikit-image 0.26: use axis 2, float64
     out = unsharp_mask(img / 255.0, radius=radius, amount=amount, channel_axis=2)
-    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
-def _to8(x: np.ndarray) -> np.ndarray:
-    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return to_uint8(out)
 
 
 def bm3d(img: np.ndarray, sigma: float) -> np.ndarray:
     """CBM3D (the `bm3d` package) given the true noise sigma in 8-bit units."""
     import bm3d as bm3d_package
 
-    return _to8(bm3d_package.bm3d_rgb(img.astype(np.float64) / 255, sigma / 255))
+    return to_uint8(bm3d_package.bm3d_rgb(img.astype(np.float64) / 255, sigma / 255))
 
 
 def richardson_lucy(img: np.ndarray, psf: np.ndarray, iterations: int = RL_ITERATIONS) -> np.ndarray:
@@ -63,7 +60,7 @@ def richardson_lucy(img: np.ndarray, psf: np.ndarray, iterations: int = RL_ITERA
     p = psf.shape[0]
     x = np.pad(img.astype(np.float64) / 255, ((p, p), (p, p), (0, 0)), mode="reflect")
     out = np.stack([rl(x[:, :, c], psf, num_iter=iterations, clip=True) for c in range(3)], -1)
-    return _to8(out[p:-p, p:-p])
+    return to_uint8(out[p:-p, p:-p])
 
 
 def _balance(lin: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -90,7 +87,7 @@ def clahe(img: np.ndarray, clip_limit: float = 0.01) -> np.ndarray:
     """Contrast-limited adaptive histogram equalisation of the value channel (scikit-image's defaults)."""
     from skimage.exposure import equalize_adapthist
 
-    return _to8(equalize_adapthist(img, clip_limit=clip_limit))
+    return to_uint8(equalize_adapthist(img, clip_limit=clip_limit))
 
 
 def auto_exposure(img: np.ndarray, target: float = 0.5) -> np.ndarray:
@@ -105,7 +102,7 @@ def auto_levels(img: np.ndarray, lo: float = 1.0, hi: float = 99.0) -> np.ndarra
     x = img.astype(np.float32) / 255
     y = x @ np.asarray(LUMA, dtype=np.float32)
     a, b = np.percentile(y, [lo, hi])
-    return (np.clip((x - a) / max(b - a, 1e-3), 0, 1) * 255 + 0.5).astype(np.uint8)
+    return to_uint8((x - a) / max(b - a, 1e-3))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from .color import linear_to_srgb, srgb_to_linear
 from .config import CameraConfig
+from .pixels import to_uint8
 
 # XYZ -> camera matrices of four cameras (as published with the unprocessing paper)
 XYZ2CAM = torch.tensor([
@@ -183,7 +184,7 @@ def sharpen(x: torch.Tensor, amount: float, radius: float) -> torch.Tensor:
 
 def jpeg_bytes(x: torch.Tensor, quality: int) -> bytes:
     """One (3, H, W) image saved as JPEG with 4:2:0 chroma subsampling, as cameras save."""
-    arr = (x.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    arr = to_uint8(x.permute(1, 2, 0).cpu().numpy())
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", quality=int(quality), subsampling=2)
     return buf.getvalue()

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image, ImageOps
 import torch
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from .pixels import IMAGE_SUFFIXES
 
 
 def list_images(url: str) -> list[str]:

@@ -11,3 +11,12 @@ def white_level(dtype: np.dtype) -> float:
     if native not in WHITE:
         raise ValueError(f"unsupported pixel type {dtype}; use uint8, uint16 or float")
     return WHITE[native]
+
+
+# the file endings read as images, by the job's listing and by training's
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Floats in [0, 1] (clipped) to 8-bit, rounded half up: the one rounding every 8-bit output uses."""
+    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)

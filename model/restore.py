@@ -25,7 +25,7 @@ from .net import ImagemendNet, correct_tone, identity_curve
 from .noise_floor import noise_cap
 from .pixels import white_level
 from .stats import grid_stats
-from .weights import DEFAULT_WEIGHTS, load_weights
+from .weights import DEFAULT_WEIGHTS, load_weights, pick_device
 
 CPU = torch.device("cpu")
 SEVERITY_KEYS = ("noise_sigma", "blur", "cast", "exposure_ev", "contrast", "gamma")
@@ -186,11 +186,7 @@ class Restorer:
             self.net, self.meta = weights, {"sha256": "in-memory", "info": {}}
         else:
             self.net, self.meta = load_weights(weights)
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} was asked for but CUDA is not available")
-        self.device = torch.device(device)
+        self.device = pick_device(device)
         self.net = self.net.to(self.device).eval()
         self.amp = self.device.type == "cuda" if amp is None else amp
         # weights carry the thresholds calibrated for their own estimator (model/calibrate.py),

@@ -32,7 +32,7 @@ from .color import LUMA, normalise_gains, srgb_to_linear
 from .config import TONE_TASKS, DegradationConfig
 from .data import load_photos, to_tensor
 from .degrade import degrade, sample_params
-from .pixels import white_level
+from .pixels import to_uint8, white_level
 
 TABLE = Path(__file__).with_name("weights") / "tone_cues.json"
 VIEW = 256  # long side of the view the cues are read on
@@ -190,7 +190,7 @@ def _damaged_copies(a: np.ndarray, per_photo: int, seed: int, noisy: bool) -> li
              "exposure": d.params["exposure_ev"][:, None], "contrast": d.params["contrast"][:, None]}
     out = []
     for j in range(per_photo):
-        v = rgb_view((d.image[j].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+        v = rgb_view(to_uint8(d.image[j].permute(1, 2, 0).numpy()))
         out.append({"on": {t for t in TONE_TASKS if p["on_" + t][j]}, "cues": {t: CUES[t](v) for t in TONE_TASKS},
                     "truth": {t: truth[t][j].numpy() for t in TONE_TASKS}})
     return out

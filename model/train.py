@@ -30,18 +30,10 @@ from .loss import Weighting, task_losses
 from .net import ImagemendNet, correct_tone
 from .stats import tensor_stats
 from .validate import validate
-from .weights import load_local, load_weights, save_weights
+from .weights import load_local, load_weights, pick_device, save_weights
 
 CAMERA_READ_ERROR = 0.2  # log-normal spread of the conditioning around a camera sample's true noise
 TASK_DAMAGE = {"denoise": "noise", "deblur": "blur", "cast": "cast", "exposure": "exposure", "contrast": "contrast"}
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name} asked for, but no CUDA device is available")
-    return torch.device(name)
 
 
 def damage_for(tasks: tuple[str, ...], cfg: DegradationConfig = DegradationConfig()) -> DegradationConfig:
@@ -116,7 +108,10 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
     stage "joint" trains everything; "global" only the global branch (the U-Net frozen, taken
     from init_local), on the ideal local output; "local" only the U-Net, under the global branch
     of init."""
-    dev = pick_device(device)
+    try:
+        dev = pick_device(device)
+    except ValueError as e:
+        raise SystemExit(str(e)) from e
     amp = dev.type == "cuda" if amp is None else amp
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)

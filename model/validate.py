@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 
+from . import pixels
 from .data import to_tensor
 from .degrade import degrade, fixed_params, sample_params
 
@@ -13,7 +14,8 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
-    return (x.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    """A (3, H, W) tensor in [0, 1] as an HxWx3 8-bit photo."""
+    return pixels.to_uint8(x.permute(1, 2, 0).cpu().numpy())
 
 
 def damaged(images: list[np.ndarray], params: dict | None, seed: int) -> list[np.ndarray]:

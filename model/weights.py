@@ -104,6 +104,15 @@ def load_local(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("local."): v for k, v in _read(path)[0].items() if k.startswith("local.")}
 
 
+def pick_device(name: str | None) -> torch.device:
+    """"auto" (or None): CUDA where there is one, else the CPU; a CUDA device asked for without CUDA is refused."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for but CUDA is not available")
+    return torch.device(name)
+
+
 def load_weights(path: str | Path = DEFAULT_WEIGHTS) -> tuple[ImagemendNet, dict]:
     """The network and its metadata (config, sha256, info); rejects pickles and altered files."""
     tensors, meta = _read(path)

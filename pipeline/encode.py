@@ -15,6 +15,8 @@ import zlib
 import numpy as np
 from PIL import Image
 
+from model.pixels import to_uint8
+
 from .decode import Meta
 
 FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF"}
@@ -60,7 +62,7 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
         return arr
     if arr.dtype == np.uint16:
         return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    return np.floor(np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return to_uint8(arr)
 
 
 def _to_uint16(arr: np.ndarray) -> np.ndarray:

@@ -17,22 +17,17 @@ import tarfile
 import fsspec
 import numpy as np
 from PIL import Image, ImageOps
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from model.config import TASKS
+from model.pixels import IMAGE_SUFFIXES
 
 from .options import _json
-from .sources import IMAGE_SUFFIXES, sample_key
+from .sinks import read_tables
+from .sources import sample_key
 
 THUMB = 320
 READINGS = ("noise_sigma", "noise_rms", "blur", "edge_blur", "exposure_ev", "cast", "contrast_curve")
-
-
-def metrics_rows(fs, root: str) -> list[dict]:
-    """Every metrics row under the output (one Parquet file per shard, in nested folders)."""
-    files = [f for f in fs.find(posixpath.join(root, "metrics")) if f.endswith(".parquet")]
-    return ds.dataset(files, filesystem=fs, format="parquet").to_table().to_pylist() if files else []
 
 
 def read_record(uri: str, storage_options: dict) -> bytes:
@@ -104,7 +99,7 @@ def write(output: str, storage_options: dict | None = None, input_storage_option
     """Write <output>/preview/index.html and its thumbnails; returns the page's URI."""
     fs, root = fsspec.core.url_to_fs(output, **(storage_options or {}))
     root = root.rstrip("/")
-    rows = [r for r in metrics_rows(fs, root) if r["status"] in ("restored", "unchanged")]
+    rows = [r for r in read_tables(fs, root, "metrics") if r["status"] in ("restored", "unchanged")]
     cards, skipped = [], 0
     for i, row in enumerate(rows):
         try:

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from model import metrics
+from model.pixels import to_uint8
 from model.suites import Case, suite
 
 from . import options
@@ -57,7 +58,7 @@ def rgb8(pixels: np.ndarray) -> np.ndarray:
     if pixels.dtype == np.uint16:
         pixels = ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     elif pixels.dtype != np.uint8:
-        pixels = (np.clip(pixels, 0, 1) * 255 + 0.5).astype(np.uint8)
+        pixels = to_uint8(pixels)
     p = pixels[:, :, None] if pixels.ndim == 2 else pixels
     p = p[:, :, :3] if p.shape[2] >= 3 else p[:, :, :1]
     return np.ascontiguousarray(np.broadcast_to(p, (*p.shape[:2], 3)))
@@ -123,24 +124,10 @@ def check_output(opts: options.RunOptions) -> None:
 
 # ---------------------------------------------------------------- reading an evaluation back
 
-def _tables(fs, root: str, kind: str) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    folder = join(root, kind)
-    if not fs.exists(folder):
-        return []
-    rows = []
-    for path in sorted(fs.find(folder)):
-        if path.endswith(".parquet"):
-            with fs.open(path, "rb") as f:
-                rows += pq.read_table(f).to_pylist()
-    return rows
-
-
 def summarise(output: str, storage_options: dict | None = None) -> dict:
     """Per case: photos scored, failures (error rows, and photos with neither a metrics nor an error
     row, e.g. in a shard that never finished), means and worst of the scores; written to eval.json."""
-    from .sinks import read_manifest, write_json
+    from .sinks import read_manifest, read_tables, write_json
 
     fs, root = filesystem(output, storage_options)
     fs.invalidate_cache()
@@ -149,7 +136,7 @@ def summarise(output: str, storage_options: dict | None = None) -> dict:
     if not run or not run.get("suite"):
         raise ValueError(f"{output} holds no `imagemend eval` output (summary.json without a suite)")
     cases = [c.name for c in suite(run["suite"], run.get("cases"))]
-    rows, errors = _tables(fs, root, "metrics"), _tables(fs, root, "errors")
+    rows, errors = read_tables(fs, root, "metrics"), read_tables(fs, root, "errors")
     seen = {(r["key"].split("/", 1)[0], r["key"].split("/", 1)[1]) for r in rows + errors if r["key"]}
     clean_keys = {k for _, k in seen}
     unfinished = []

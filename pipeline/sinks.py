@@ -165,6 +165,20 @@ class ParquetSink(_ContainerSink):
         self.rows, self.size = [], 0
 
 
+def read_tables(fs: AbstractFileSystem, root: str, kind: str) -> list[dict]:
+    """Every row of an output's metrics or errors (one Parquet file per shard, in nested folders), in
+    the files' order."""
+    folder = join(root, kind)
+    if not fs.exists(folder):
+        return []
+    rows = []
+    for path in sorted(fs.find(folder)):
+        if path.endswith(".parquet"):
+            with fs.open(path, "rb") as f:
+                rows += pq.read_table(f).to_pylist()
+    return rows
+
+
 def write_parquet(fs: AbstractFileSystem, path: str, table: pa.Table) -> str:
     with atomic_open(fs, path) as f:
         pq.write_table(table, f)

@@ -23,11 +23,12 @@ from typing import BinaryIO, NamedTuple
 
 from fsspec import AbstractFileSystem
 
+from model.pixels import IMAGE_SUFFIXES
+
 from .options import RunOptions
 from .retry import Backoff, retryable
 from .storage import UnsafeKey, escape_name, filesystem, inside, name_bytes, real_path, safe_key, to_uri
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
 SHARD_SUFFIX = {"tar": ".tar", "parquet": ".parquet"}
 HIDDEN = ".*"  # .DS_Store, ._IMG_0001.JPG, a writer's .partial temporaries: excluded unless --include-hidden
 MAX_NAME = 255  # bytes of a file name on common filesystems (ext4, APFS, NTFS in UTF-16 units)

@@ -304,14 +304,9 @@ def make_archive():
 # ---------------------------------------------------------------- reading a run back
 
 def read_tables(store: Store, output: str, kind: str) -> list[dict]:
-    fs = store.fs
-    root = fs._strip_protocol(output).rstrip("/") + "/" + kind
-    rows = []
-    for path in sorted(fs.find(root)):
-        if path.endswith(".parquet"):
-            with fs.open(path, "rb") as f:
-                rows += pq.read_table(f).to_pylist()
-    return rows
+    from pipeline.sinks import read_tables as read
+
+    return read(store.fs, store.fs._strip_protocol(output).rstrip("/"), kind)
 
 
 @pytest.fixture

@@ -109,7 +109,7 @@ def test_bad_requests_fail_clearly(active_net):
     with pytest.raises(ValueError, match="unsupported image shape"):
         r.restore([np.zeros((4, 4, 5), np.uint8)])
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
+        with pytest.raises(ValueError, match="CUDA is not available"):
             Restorer(active_net, device="cuda")
 
 
