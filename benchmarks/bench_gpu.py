@@ -10,13 +10,13 @@ import multiprocessing
 import os
 import time
 
-from bench_model import best_of, photo, restorer
+from common import best_of, photo, restorer
 import torch
 
 from model.config import RestoreConfig
 from model.deblur import edge_blur
 from model.noise_floor import noise_cap
-from model.restore import _Planes
+from model.restore import row_reader
 
 HALO = RestoreConfig().halo
 
@@ -89,10 +89,11 @@ def batching(device: str, megapixels: float, photos: int, tile: int, batches: li
 def readings(device: str, megapixels: float, repeats: int) -> list[dict]:
     """The per-photo readings besides the network (the edge blur, the flat-patch noise bound), on
     the restore's device: on the host they bounded a GPU process's restores."""
-    planes, dev = _Planes.of(photo(megapixels)), torch.device(device)
+    img, dev = photo(megapixels), torch.device(device)
+    read_rows, height, width = row_reader(img, dev)
     rows = []
-    for name, fn in (("edge_blur", lambda: edge_blur(planes.rows(dev), planes.height, planes.width)),
-                     ("noise_cap", lambda: noise_cap(planes.array, dev))):
+    for name, fn in (("edge_blur", lambda: edge_blur(read_rows, height, width)),
+                     ("noise_cap", lambda: noise_cap(img, dev))):
         rows.append({"part": "readings", "reading": name, "megapixels": megapixels, "seconds": _timed(fn, repeats)})
         print(rows[-1], flush=True)
     return rows

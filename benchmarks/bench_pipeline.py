@@ -37,7 +37,7 @@ from pathlib import Path
 import tempfile
 import time
 
-from bench_model import photo
+from common import photo
 import numpy as np
 from PIL import Image
 

@@ -12,7 +12,7 @@ import cProfile
 import io
 import pstats
 
-from bench_model import photo, restorer
+from common import photo, restorer
 import torch
 from torch.profiler import ProfilerActivity, profile
 

@@ -101,6 +101,13 @@ class _Planes:
         out[r0:r0 + v.shape[0], :, :n] = v.cpu().numpy().astype(out.dtype, copy=False)
 
 
+def row_reader(pixels: np.ndarray, device: torch.device = CPU) -> tuple[Callable[[int, int], torch.Tensor], int, int]:
+    """Whole rows [a, b) of an image as (1, 3, rows, W) floats on `device`, as the per-photo readings
+    (grid statistics, edge blur) take them, and the image's height and width."""
+    planes = _Planes.of(pixels)
+    return planes.rows(device), planes.height, planes.width
+
+
 def _to_device(px: np.ndarray, device: torch.device) -> torch.Tensor:
     """An (h, w, c) box of pixels as a tensor on `device`, 8-bit as bytes. For CUDA it is copied
     once into pinned memory and sent without blocking, so the host reads the next tile while this
