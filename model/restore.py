@@ -255,7 +255,10 @@ class Restorer:
             readings = [noise_level.read(self.net.noise_reader, p.array, self.device) for p in planes]
             for key in readings[0] if readings else ():
                 est[key] = torch.tensor([r[key] for r in readings], dtype=torch.float32)
-            seen = est["noise_rms"] >= self.cfg.min_camera_noise
+            # it decides for JPEGs only, where the flat patches cannot bound the head: elsewhere fine texture
+            # reads as noise to it (Set14's baboon 10.9) and the flat-patch bound keeps the head honest
+            from_jpeg = torch.tensor(jpeg or [False] * len(planes))
+            seen = (est["noise_rms"] >= self.cfg.min_camera_noise) & from_jpeg
             est["noise_sigma_read"] = torch.where(seen, torch.maximum(est["noise_sigma_read"], est["noise_rms"]),
                                                   est["noise_sigma_read"])
         for i, p in enumerate(planes if self.told else []):  # vouched for: how strong, from the statistics
@@ -281,8 +284,8 @@ class Restorer:
         big = needs(sev, self.cfg, grey)
         applied = {t: bool(big[t] and tasks.get(t, 0.0) > 0) for t in TASKS}
         strength = {t: float(tasks.get(t, 0.0)) if applied[t] else 0.0 for t in TASKS}
-        # a soft onset (RestoreConfig.denoise_onset), except for camera noise: that reading has its own threshold
-        camera = sev.get("noise_rms", 0.0) >= self.cfg.min_camera_noise
+        # a soft onset (RestoreConfig.denoise_onset), except where the camera-noise reader decided (its own threshold)
+        camera = sev.get("noise_rms", 0.0) >= self.cfg.min_camera_noise and sev["noise_sigma"] == sev["noise_rms"]
         if applied["denoise"] and self.cfg.denoise_onset > 0 and not camera:
             t = self.cfg.min_noise_sigma
             strength["denoise"] *= min(1.0, (sev["noise_sigma"] - t) / (self.cfg.denoise_onset * t))
