@@ -195,7 +195,9 @@ def main(argv: list[str] | None = None) -> None:
     r = Restorer(a.weights, device="cpu")
     pairs = load_pairs(a.pairs)
     name = Path(a.pairs.rstrip("/")).name
-    version = fingerprint("imagemend", r.weights_sha256, str(r.cfg))
+    from .report import model_version  # here, not at the top: the report imports this module
+
+    version = model_version("imagemend", r)
     chosen = methods(r, version, all(map(is_jpeg, pairs)), a.baselines.split(",") if a.baselines else None)
     scores = score_pairs(pairs, chosen, name, ScoreCache(a.cache) if a.cache else None)
     out = Path(a.out)
