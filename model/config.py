@@ -132,7 +132,7 @@ class RestoreConfig:
     # Wiener deconvolution from the edges' blur reading (model/deblur.py), set above every clean
     # photo we have: CBSD432 and CBSD68 read at most 0.67 px, Set14 0.76, CSun_Hays80 1.03, and
     # scikit-image's chelsea, a soft photo, 1.20. Gaussian blur reads isotropic (anisotropy about
-    # 1.2), motion blur not (4 to 10). `python -m model.deblur --data train/CBSD432`
+    # 1.2), motion blur not (4 to 10). `python -m model.tools.edge_blur_readings --data train/CBSD432`
     min_edge_blur: float = 1.3  # px
     max_anisotropy: float = 2.0
     min_cast: float = 0.03  # max |log gain|

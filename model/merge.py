@@ -42,7 +42,7 @@ def merge(local: str | list[str], glob: str, base: str | None, out: str, name: s
     net.local.load_state_dict({k: sum(s[k].double() for s in states) / len(states) if v.is_floating_point() else v
                                for k, v in states[0].items()})
     reader_info = gmeta["info"].get("noise_reader")
-    if noise_reader:  # a reader fitted apart (model/fit_noise_reader.py); else the global file's, if any
+    if noise_reader:  # a reader fitted apart (model/tools/fit_noise_reader.py); else the global file's, if any
         net.noise_reader, reader_info = load_reader(noise_reader), reader_fit_info(noise_reader)
     stages = history(load_weights(base)[1]["info"]) if base else []
     for path, meta in [*zip(locals_, (m for _, m in runs)), (glob, gmeta)]:
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--base", help="weights both runs started from: their stages open the history")
     p.add_argument("--out", required=True)
     p.add_argument("--commit", help="commit the runs were trained at, for the history")
-    p.add_argument("--noise-reader", help="camera-noise reader weights (python -m model.fit_noise_reader)")
+    p.add_argument("--noise-reader", help="camera-noise reader weights (python -m model.tools.fit_noise_reader)")
     a = p.parse_args(argv)
     print(merge(a.local, a.glob, a.base, a.out, commit=a.commit, noise_reader=a.noise_reader))
 

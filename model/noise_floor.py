@@ -17,10 +17,9 @@ Heavy noise clips in bright and dark flat areas, which then read low (sigma 50 o
 capped at 23), and texture never reads that high (at most 9.3 on CBSD68), so readings from
 `RestoreConfig.noise_cap_below` up are left as the head gave them.
 
-    python -m model.noise_floor --data ../shared/data/train/CBSD432   # the knots
+    python -m model.tools.noise_floor_knots --data ../shared/data/train/CBSD432   # the knots
 """
 
-import argparse
 import math
 import statistics
 
@@ -34,7 +33,7 @@ POSITIONS = 40_000  # patches sampled (on a regular grid) per photo
 FLAT_SHARE = 0.005  # the flattest 0.5 % of them
 MAX_CLIPPED = 0.25  # patches with more clipped pixels than this say nothing about noise
 # (sigma, reading) where 2 % of the first 96 CBSD432 photos with Gaussian noise of that sigma read
-# lower; `python -m model.noise_floor --data train/CBSD432`
+# lower; `python -m model.tools.noise_floor_knots --data train/CBSD432`
 CAP_KNOTS = ((0.0, 0.0), (5.0, 2.16), (10.0, 4.12), (15.0, 5.78), (25.0, 9.02), (35.0, 12.45), (50.0, 16.96))
 LATTICE_COEFFICIENTS = ((0, 1), (1, 0), (1, 1), (0, 2), (2, 0))  # low frequencies: coarse steps, many non-zero
 LATTICE_STEPS = range(2, 24)
@@ -113,22 +112,3 @@ def noise_cap(pixels: np.ndarray, device: torch.device | str = "cpu") -> float:
         return math.inf
     sigma, read = zip(*CAP_KNOTS)
     return float(np.interp(r, read, sigma)) if r <= read[-1] else sigma[-1] * r / read[-1]
-
-
-def main(argv: list[str] | None = None) -> None:
-    from . import suites
-    from .data import load_photos
-
-    ap = argparse.ArgumentParser(description="Flat-patch readings per Gaussian noise sigma: CAP_KNOTS.")
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--limit", type=int, default=96)
-    args = ap.parse_args(argv)
-    photos = load_photos(args.data, args.limit)
-    for case in suites.suite("estimators", ["clean", "noise5", "noise10", "noise15", "noise25", "noise35", "noise50"]):
-        v = [r for k, a in photos.items() if (r := flat_noise(case.apply(a, k))) is not None]
-        q = np.percentile(v, [2, 50, 98])
-        print(f"sigma {case.truth['noise_sigma']:4.1f}: reading p2 {q[0]:.2f} median {q[1]:.2f} p98 {q[2]:.2f}")
-
-
-if __name__ == "__main__":
-    main()

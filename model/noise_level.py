@@ -10,7 +10,7 @@ reading is the median of them, so a few textured patches that read as noisy do n
 Patches are binned by their mean brightness for a level per intensity (`levels`), which is what
 a camera's signal-dependent noise looks like.
 
-    python -m model.fit_noise_reader --data ../shared/data/train/CBSD432 --out reader.safetensors
+    python -m model.tools.fit_noise_reader --data ../shared/data/train/CBSD432 --out reader.safetensors
     python -m model.merge ... --noise-reader reader.safetensors   # into the shipped weights
 """
 
@@ -94,14 +94,14 @@ def grid_patches(pixels: np.ndarray, limit: int = MAX_PATCHES) -> tuple[torch.Te
 
 
 def load_reader(path: str | Path) -> NoiseReader:
-    """A reader as model/fit_noise_reader.py writes it (the shipped one lives in the main weights file)."""
+    """A reader as model/tools/fit_noise_reader.py writes it (the shipped one lives in the main weights file)."""
     net = NoiseReader()
     net.load_state_dict(load_file(str(path)))
     return net.eval()
 
 
 def reader_fit_info(path: str | Path) -> dict:
-    """What model/fit_noise_reader.py recorded about the fit (data, patches, held-out error)."""
+    """What model/tools/fit_noise_reader.py recorded about the fit (data, patches, held-out error)."""
     with safe_open(str(path), "pt") as f:
         return json.loads((f.metadata() or {}).get("info", "{}"))
 

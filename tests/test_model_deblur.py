@@ -13,6 +13,7 @@ from model import deblur
 from model.config import RestoreConfig
 from model.degrade import blur_kernel
 from model.restore import Restorer
+from model.tools import edge_blur_readings
 from model.validate import psnr
 
 ASTRONAUT = data.astronaut().astype(np.float32) / 255  # reads 0.66 px sharp: its own softness
@@ -96,6 +97,6 @@ def test_restore_deconvolves_gaussian_blur_and_tiles_stay_exact(active_net):
 def test_the_calibration_command_runs(tmp_path, capsys):
     for i, img in enumerate((data.astronaut()[:160, :200], data.coffee()[:160, :200])):
         Image.fromarray(img).save(tmp_path / f"{i}.png")
-    deblur.main(["--data", str(tmp_path), "--limit", "2"])
+    edge_blur_readings.main(["--data", str(tmp_path), "--limit", "2"])
     out = capsys.readouterr().out
     assert "2 photos" in out and "blur-gauss1.5" in out and "blur-motion9" in out

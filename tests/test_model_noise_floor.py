@@ -10,6 +10,7 @@ from skimage import data
 from model import noise_floor
 from model.config import RestoreConfig
 from model.restore import Restorer
+from model.tools import noise_floor_knots
 
 PHOTO = data.astronaut()
 
@@ -73,7 +74,7 @@ def test_heavy_noise_readings_keep_the_heads_value(active_net):
 def test_the_knots_command_runs(tmp_path, capsys):
     for i, img in enumerate((data.astronaut()[:160, :200], data.coffee()[:160, :200])):
         Image.fromarray(img).save(tmp_path / f"{i}.png")
-    noise_floor.main(["--data", str(tmp_path), "--limit", "2"])
+    noise_floor_knots.main(["--data", str(tmp_path), "--limit", "2"])
     assert "sigma 25.0" in capsys.readouterr().out
 
 

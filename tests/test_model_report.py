@@ -227,3 +227,16 @@ def test_report_scores_real_pairs_against_their_references_and_sheets_noisy_phot
         assert im.width > 200
     res = json.loads((tmp_path / "docs" / "quality" / "results.json").read_text())
     assert {r["method"] for r in res["real"] if r["dataset"] == "pairs"} >= {"input", "imagemend"}
+
+
+def test_restoring_never_imports_the_damage_evaluation_or_fitting_code():
+    """The restore path (what `imagemend run` loads on every worker) stands apart from the synthetic damage,
+    the evaluation suites and metrics, and the commands that fit the shipped tables (model/tools)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, model.restore; print(sorted(m for m in sys.modules if m in ('model.degrade', 'model.camera', "
+            "'model.suites', 'model.metrics', 'model.validate', 'model.data', 'model.train') "
+            "or m.startswith('model.tools')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

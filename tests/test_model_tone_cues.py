@@ -10,6 +10,7 @@ from skimage import data
 
 from model import tone_cues
 from model.degrade import fixed_params
+from model.tools import fit_tone_cues
 from model.validate import damaged
 
 PHOTO = (data.astronaut() * 0.8).astype(np.uint8)  # no clipped highlights: every cue moves exactly
@@ -72,7 +73,7 @@ def test_the_fit_command_writes_a_table_for_every_told_set(tmp_path):
     for name in ("chelsea", "coffee", "rocket"):
         Image.fromarray(getattr(data, name)()[::4, ::4]).save(photos / f"{name}.png")
     out = tmp_path / "table.json"
-    tone_cues.main(["--data", str(photos), "--per-photo", "48", "--out", str(out)])
+    fit_tone_cues.main(["--data", str(photos), "--per-photo", "48", "--out", str(out)])
     table = tone_cues.load_table(out)
     assert set(table) == {"cast", "exposure", "contrast", "cast,exposure", "cast,contrast", "exposure,contrast",
                           "cast,exposure,contrast"}
@@ -80,7 +81,7 @@ def test_the_fit_command_writes_a_table_for_every_told_set(tmp_path):
     read = tone_cues.read(PHOTO, ["contrast", "cast"], table)
     assert read["cast"].shape == (3,) and isinstance(read["contrast"], float) and 0 < read["mean_luma"] < 1
     with pytest.raises(ValueError, match="too few to fit"):
-        tone_cues.main(["--data", str(photos), "--per-photo", "2", "--out", str(out)])
+        fit_tone_cues.main(["--data", str(photos), "--per-photo", "2", "--out", str(out)])
 
 
 def test_the_shipped_table_is_fitted_on_the_training_photos():

@@ -15,10 +15,10 @@ import time
 from safetensors.torch import save_file
 import torch
 
-from .config import DegradationConfig
-from .data import list_images, load_rgb, random_crops
-from .degrade import degrade, sample_params
-from .noise_level import PATCH, NoiseReader, patch_features
+from ..config import DegradationConfig
+from ..data import list_images, load_rgb, random_crops
+from ..degrade import degrade, sample_params
+from ..noise_level import PATCH, NoiseReader, patch_features
 
 VIEW = 128  # side of the damaged view patches are cut from
 VIEWS_PER_DRAW = 32

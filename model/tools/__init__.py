@@ -1,0 +1,1 @@
+"""Commands that fit or calibrate what ships (readings' tables and knots). Restoring never imports them."""
