@@ -86,10 +86,11 @@ def score_pairs(pairs: dict[str, tuple[np.ndarray, np.ndarray]], chosen: list[Me
     return scores
 
 
-def best_fixed_nlm(summary: dict, dataset: str) -> str:
-    """The non-local means strength with the best mean PSNR over the set (chosen on the set itself)."""
+def best_fixed_nlm(summary: dict, dataset: str) -> str | None:
+    """The non-local means strength with the best mean PSNR over the set (chosen on the set itself);
+    None where non-local means did not run."""
     rows = {m: v for (d, c, m), v in summary.items() if d == dataset and m.startswith("nl-means-")}
-    return max(rows, key=lambda m: rows[m]["psnr_mean"] or -1)
+    return max(rows, key=lambda m: rows[m]["psnr_mean"] or -1) if rows else None
 
 
 def noisy_sheet(r: Restorer, url: str, path: Path, side: int = SHEET_SIDE) -> Path:
@@ -130,12 +131,13 @@ def section(scores: list[Score], summary: dict, dataset: str, url: str, sheets: 
     inp, model = _by_key(scores, dataset, "input"), _by_key(scores, dataset, "imagemend")
     refs = _by_key(scores, f"{dataset}-references", "imagemend")
     nlm = best_fixed_nlm(summary, dataset)
-    names = ["input", nlm, *(["bm3d-estimated"] if (dataset, REAL.name, "bm3d-estimated") in summary else []),
-             "imagemend"]
+    classical = [*([nlm] if nlm else []),
+                 *(["bm3d-estimated"] if (dataset, REAL.name, "bm3d-estimated") in summary else [])]
+    names = ["input", *classical, "imagemend"]
     lines = [f"## Real photos: {dataset} ({len(inp)} noisy captures from `{url}`)", "",
              "Each noisy capture against its reference (the mean of many captures of the same scene). "
-             f"`{nlm}` is non-local means at the best of the fixed strengths {', '.join(map(str, NLM_STRENGTHS))} "
-             "(8-bit sigma), chosen on these photos themselves; `bm3d-estimated` is BM3D told the sigma "
+             f"`nl-means-S` is non-local means at the best of the fixed strengths {', '.join(map(str, NLM_STRENGTHS))} "
+             "(8-bit sigma S), chosen on these photos themselves; `bm3d-estimated` is BM3D told the sigma "
              "scikit-image's wavelet estimator reads on each photo. \"worse\" counts photos more than 0.2 dB "
              "below their input.", "",
              "| method | PSNR mean | PSNR worst | worst change | worse | SSIM mean | CIEDE2000 mean |",
@@ -149,11 +151,11 @@ def section(scores: list[Score], summary: dict, dataset: str, url: str, sheets: 
                      f"{sum(d < -0.2 for d in delta.values())} | {v['ssim_mean']:.4f} | {v['ciede2000_mean']:.3f} |")
     gain = {k: model[k].psnr - inp[k].psnr for k in model}
     ref_worst = min(refs.values(), key=lambda s: s.psnr)
-    best = max((m for m in names if m not in ("input", "imagemend")), key=lambda m: summary[(dataset, REAL.name, m)][
-        "psnr_mean"])
     mean = {m: summary[(dataset, REAL.name, m)]["psnr_mean"] for m in names}
-    lines += ["", f"- imagemend against the input: **{mean['imagemend'] - mean['input']:+.2f} dB** mean; against the "
-              f"best classical method ({best}): **{mean['imagemend'] - mean[best]:+.2f} dB**",
+    best = max(classical, key=mean.get, default=None)
+    against = (f"; against the best classical method ({best}): **{mean['imagemend'] - mean[best]:+.2f} dB**"
+               if best else "")
+    lines += ["", f"- imagemend against the input: **{mean['imagemend'] - mean['input']:+.2f} dB** mean{against}",
               f"- worst photo: `{min(gain, key=gain.get)}`, {min(gain.values()):+.2f} dB against its input; "
               f"{sum(g > 0.2 for g in gain.values())} photos gain more than 0.2 dB, "
               f"{sum(abs(g) <= 0.2 for g in gain.values())} stay within 0.2 dB",

@@ -240,3 +240,17 @@ def test_restoring_never_imports_the_damage_evaluation_or_fitting_code():
             "or m.startswith('model.tools')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_the_real_photo_section_stands_without_classical_methods():
+    """`--baselines` may leave out non-local means and BM3D: the section then compares with the input alone."""
+    from model.real_photos import REAL, section
+    from model.scoring import Score
+
+    scores = [Score(d, REAL.name, m, k, 0.25, 0.1, p, 0.9, 1.0)
+              for k, base in (("a_real.png", 30.0), ("b_real.png", 34.0))
+              for d, m, p in (("set", "input", base), ("set", "imagemend", base + 1),
+                              ("set-references", "imagemend", 50.0))]
+    text = "\n".join(section(scores, summarise(scores), "set", "pairs/", []))
+    assert "| imagemend | 33.00 |" in text and "+1.00 dB** mean" in text and "best classical" not in text
+    assert "the 2 references run as inputs: mean 50.00 dB" in text
