@@ -105,18 +105,14 @@ def main(argv: list[str] | None = None) -> None:
         r.noise_curve = curve = noise_curve(r, photos)  # the denoise threshold is taken on the mapped scale
     found = {**thresholds(r.estimate(list(photos.values())), a.quantile, a.global_quantile), **kept}
     real = {}
-    for url in a.real:  # no real clean photo may read as damaged: every task at the maximum
+    # no real clean photo may read as damaged: every task at the maximum; noisy real photos, their tone
+    # as shot, raise the tone thresholds only
+    for url, tasks in [*((u, list(found)) for u in a.real), *((u, TONE) for u in a.real_tone)]:
         more = load_photos(url)
         real[url] = len(more)
         jpeg = [k.lower().endswith((".jpg", ".jpeg")) for k in more]
         extra = thresholds(r.estimate(list(more.values()), jpeg=jpeg), 1.0, 1.0)
-        found = {k: max(v, extra[k]) for k, v in found.items()}
-    for url in a.real_tone:  # noisy real photos, their tone as shot: they raise the tone thresholds only
-        more = load_photos(url)
-        real[url] = len(more)
-        jpeg = [k.lower().endswith((".jpg", ".jpeg")) for k in more]
-        extra = thresholds(r.estimate(list(more.values()), jpeg=jpeg), 1.0, 1.0)
-        found.update({k: max(found[k], extra[k]) for k in TONE})
+        found.update({k: max(found[k], extra[k]) for k in tasks})
     found.update({f"min_{t}": float("inf") for t in a.disable})
     before = meta["info"].get("calibration", {}) if a.raise_only else {}
     info = {**meta["info"], "thresholds": found, "noise_curve": curve,

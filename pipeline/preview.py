@@ -8,6 +8,7 @@ No model runs: judging a run costs seconds, not another pass.
 """
 
 import argparse
+import functools
 import html
 import io
 import json
@@ -33,21 +34,34 @@ READINGS = ("noise_sigma", "noise_rms", "blur", "edge_blur", "exposure_ev", "cas
 def read_record(uri: str, storage_options: dict) -> bytes:
     """The image bytes a metrics URI names: a file, or `shard#key` in a tar (its image member) or Parquet."""
     base, _, key = uri.partition("#")
-    fs, path = fsspec.core.url_to_fs(base, **storage_options)
     if not key:
+        fs, path = fsspec.core.url_to_fs(base, **storage_options)
         return fs.cat_file(path)
+    images = shard_images(base, json.dumps(storage_options, sort_keys=True))
+    if key not in images:
+        raise KeyError(f"no image for {key!r} in {base}")
+    return images[key]
+
+
+@functools.lru_cache(maxsize=2)  # the metrics rows come shard by shard: each shard is read once, not per record
+def shard_images(base: str, storage_options: str) -> dict[str, bytes]:
+    """A tar's image members by member name and by sample key (inputs name the sample, outputs the member),
+    or a Parquet shard's images by key."""
+    fs, path = fsspec.core.url_to_fs(base, **json.loads(storage_options))
+    out: dict[str, bytes] = {}
     with fs.open(path, "rb") as f:
         if ".tar" in posixpath.basename(path):
             with tarfile.open(fileobj=f, mode="r|*") as tar:
-                for m in tar:  # an input names the sample by its key, an output by its member name
-                    named = key in (m.name, sample_key(m.name)[0])
-                    if named and m.isfile() and m.name.lower().endswith(IMAGE_SUFFIXES):
-                        return tar.extractfile(m).read()
-            raise KeyError(f"no image member for {key!r} in {base}")
+                for m in tar:
+                    if m.isfile() and m.name.lower().endswith(IMAGE_SUFFIXES):
+                        out[m.name] = data = tar.extractfile(m).read()
+                        out.setdefault(sample_key(m.name)[0], data)
+            return out
         for row in pq.read_table(f).to_pylist():
-            if key in (row.get("key"), str(row.get("key"))):
-                return next(v for v in row.values() if isinstance(v, bytes) and v)
-    raise KeyError(f"no row {key!r} in {base}")
+            image = next((v for v in row.values() if isinstance(v, bytes) and v), None)
+            if image is not None:
+                out[str(row.get("key"))] = image
+    return out
 
 
 def thumbnail(data: bytes) -> Image.Image:
@@ -97,6 +111,7 @@ STYLE = ("body{font-family:sans-serif;margin:1em;background:#fafafa}.grid{displa
 def write(output: str, storage_options: dict | None = None, input_storage_options: dict | None = None,
           limit: int = 200) -> str:
     """Write <output>/preview/index.html and its thumbnails; returns the page's URI."""
+    shard_images.cache_clear()  # a run rewritten since an earlier preview in this process
     fs, root = fsspec.core.url_to_fs(output, **(storage_options or {}))
     root = root.rstrip("/")
     rows = [r for r in read_tables(fs, root, "metrics") if r["status"] in ("restored", "unchanged")]
