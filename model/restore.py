@@ -38,6 +38,9 @@ class Restored:
     applied: dict[str, bool]  # which tasks ran (a negligible severity leaves a task off)
     strengths: dict[str, float]
     reasons: dict[str, str]  # why each task ran or not (REASONS)
+    # restore(after=True): severities read in the output, the edge blur only where deblur ran (left out
+    # elsewhere, the dearest reading); an image nothing was applied to has its input's. Else None.
+    estimates_after: dict[str, float] | None = None
 
 
 # why a task ran or not, as the metrics' <task>_reason columns say it
@@ -327,11 +330,12 @@ class Restorer:
 
     @torch.inference_mode()
     def restore(self, images: "list[ImageLike]", tasks: dict[str, float] | None = None,
-                jpeg: list[bool] | None = None) -> list[Restored]:
+                jpeg: list[bool] | None = None, after: bool = False) -> list[Restored]:
         """A list of images (arrays, PIL images or paths; for one, `restore_one`). tasks maps task ->
         strength (0 switches a task off); default: every task at full strength. jpeg: which images
         were decoded from JPEG files (what the pixels alone tell less surely); by default read from
-        the files and PIL images, False for arrays."""
+        the files and PIL images, False for arrays. after: also read the outputs' severities, as
+        `estimate` would (Restored.estimates_after), in the same call."""
         tasks = {t: 1.0 for t in TASKS} if tasks is None else tasks
         unknown = set(tasks) - set(TASKS)
         if unknown:
@@ -359,20 +363,32 @@ class Restorer:
             kernel = wiener_kernel(sev["edge_blur"]).to(self.device) if wiener else None
             jobs.append(_Job(p, one, strength, out.reshape(p.array.shape), rows, cols, (ch, cw), b, kernel))
         self._run_tiles(jobs)
+        if after:
+            self._read_after(results)
         return results
 
+    def _read_after(self, results: list[Restored]) -> None:
+        """Restored.estimates_after: the outputs that changed are read again (edges only where deblur ran)."""
+        changed = [r for r in results if any(r.applied.values())]
+        est = self.estimate([r.image for r in changed], [r.applied["deblur"] for r in changed]) if changed else []
+        for r, e in zip(changed, est):
+            r.estimates_after = {k: v for k, v in e.items() if not math.isnan(v)}
+        for r in results:
+            r.estimates_after = r.estimates if r.estimates_after is None else r.estimates_after
+
     def _run_tiles(self, jobs: list[_Job]) -> None:
+        budget = [self.cfg.pixel_budget]  # this call's: halved on out-of-memory (_local), never the shared cfg
         batch: list[tuple[int, int, int, torch.Tensor]] = []
         for item in self._tiles(jobs):
             if batch and (item[3].shape != batch[0][3].shape
-                          or (len(batch) + 1) * item[3][0, 0].numel() > self.cfg.pixel_budget):
-                self._forward(jobs, batch)
+                          or (len(batch) + 1) * item[3][0, 0].numel() > budget[0]):
+                self._forward(jobs, batch, budget)
                 batch = []
             batch.append(item)
         if batch:
-            self._forward(jobs, batch)
+            self._forward(jobs, batch, budget)
 
-    def _forward(self, jobs: list[_Job], batch: list) -> None:
+    def _forward(self, jobs: list[_Job], batch: list, budget: list[int]) -> None:
         pick = [jobs[j] for j, *_ in batch]
         y = torch.cat([t for *_, t in batch])
         strengths = [[job.strength["denoise"], job.strength["deblur"] if job.kernel is None else 0.0] for job in pick]
@@ -380,7 +396,7 @@ class Restorer:
                           torch.cat([job.est["blur"] for job in pick])[:, None],
                           torch.tensor(strengths, device=self.device)], 1)
         sharpen = any(row[1] > 0 for row in strengths)  # else the U-Net skips its sharpen head
-        out = self._local(y, cond, sharpen) if any(v > 0 for row in strengths for v in row) else y
+        out = self._local(y, cond, sharpen, budget) if any(v > 0 for row in strengths for v in row) else y
         wiener = [i for i, job in enumerate(pick) if job.kernel is not None]
         if wiener:  # after denoising: noise came after blur
             sharp = deconvolve(out[wiener], torch.stack([pick[i].kernel for i in wiener]))
@@ -390,9 +406,10 @@ class Restorer:
         for (j, r, c, _), tile in zip(batch, out):
             jobs[j].add(r, c, tile, self.cfg.halo)
 
-    def _local(self, y: torch.Tensor, cond: torch.Tensor, sharpen: bool) -> torch.Tensor:
+    def _local(self, y: torch.Tensor, cond: torch.Tensor, sharpen: bool, budget: list[int]) -> torch.Tensor:
         """Denoise and sharpen a batch of tiles (on the device, where the tone correction and rounding
-        follow); on CUDA out-of-memory, halve the batch and go on. The halves run after the handler
+        follow); on CUDA out-of-memory, halve the batch and this call's budget (the restore's threads
+        share self.cfg, which never changes) and go on. The halves run after the handler
         has ended: until then the exception's traceback holds the failed pass's activations (on a
         GPU capped at 400 MiB, halving inside the handler ran out of memory down to one tile)."""
         try:
@@ -405,9 +422,10 @@ class Restorer:
             if len(y) == 1:
                 raise
         torch.cuda.empty_cache()
-        self.cfg = replace(self.cfg, pixel_budget=max(1, self.cfg.pixel_budget // 2))
+        budget[0] = max(1, budget[0] // 2)
         h = len(y) // 2
-        return torch.cat([self._local(y[:h], cond[:h], sharpen), self._local(y[h:], cond[h:], sharpen)])
+        return torch.cat([self._local(y[:h], cond[:h], sharpen, budget),
+                          self._local(y[h:], cond[h:], sharpen, budget)])
 
 
 ImageLike = np.ndarray | str | Path  # or a PIL image

@@ -1,4 +1,7 @@
-"""The `imagemend` command: one entry point, a subcommand per job.
+"""The `imagemend` command: one entry point, a table of subcommands (COMMANDS).
+
+Each subcommand is a module with `add_arguments(parser)` and `main(args)`, imported only when it is
+the one chosen: `imagemend run` never imports the training, report or evaluation code.
 
 `run`, `demo` and `eval` take imagemend's own flags; every other flag is a Beam pipeline option and
 is passed through (--runner, --job_endpoint, --environment_type, --project, ...); a flag neither
@@ -10,12 +13,13 @@ one line, and Ctrl-C exits 130 with one line: a rerun finishes what is left.
 import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+import importlib
 import logging
 import signal
 import sys
 import threading
 
-BEAM_COMMANDS = ("run", "demo", "eval")
 BEAM_EPILOG = ("Every other flag is an Apache Beam pipeline option, passed to the runner: --runner (default: "
                "the in-process FnApiRunner), --direct_num_workers, --job_endpoint, --environment_type, Dataflow's "
                "--project/--region/--temp_location, ...; a flag neither imagemend nor Beam knows exits 2, and "
@@ -75,51 +79,34 @@ def _exit_statuses() -> Iterator[None]:
         sys.exit(1)
 
 
-def _job(make_options, args: argparse.Namespace) -> tuple:
-    """Run the Beam job and print its report."""
-    from . import job, options
-
-    _logging(args.verbose)
-    with _exit_statuses():
-        opts = make_options()
-        summary = job.run(opts, options.beam_args(args.beam_argv, opts.workers))
-    print(job.report(summary))
-    left = job.left_behind(summary)
-    if left:
-        print(f"imagemend: {left}", file=sys.stderr)
-        sys.exit(job.EX_TEMPFAIL)
-    return opts, summary
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: the module that holds its add_arguments(parser) and main(args), imported only when chosen."""
+    module: str
+    help: str
+    beam: bool = False  # a Beam job: other flags are pipeline options, --verbose, exit statuses of a job
 
 
-def _run(args: argparse.Namespace) -> None:
-    from . import options
-
-    _job(lambda: options.from_args(args), args)
-
-
-def _demo(args: argparse.Namespace) -> None:
-    from . import demo
-
-    _logging(args.verbose)
-    with _exit_statuses():
-        demo.main(args)
-
-
-def _eval(args: argparse.Namespace) -> None:
-    from . import reference
-
-    def make_options():
-        opts = reference.options_from(args)
-        reference.check_output(opts)
-        return opts
-
-    opts, summary = _job(make_options, args)
-    result = reference.summarise(summary["output"], opts.out_storage)
-    print(reference.markdown(result))
-    if result["failed"]:
-        print(f"imagemend: the evaluation is incomplete: {result['failed']} damaged photos have no scores "
-              "(see the table and errors/)", file=sys.stderr)
-        sys.exit(3)
+COMMANDS = {
+    "train": Command("model.train", "train the multitask network on clean photos"),
+    "run": Command("pipeline.job", "restore an archive with an Apache Beam batch job (other flags are Beam "
+                   "pipeline options)", beam=True),
+    "demo": Command("pipeline.demo", "damage scikit-image's sample photos and restore them", beam=True),
+    "eval": Command("pipeline.evaluate", "damage clean photos with a named suite, restore them with the `run` job "
+                    "and add full-reference columns (other flags are Beam pipeline options)", beam=True),
+    "report": Command("model.report", "write docs/QUALITY.md: imagemend against classical and single-task methods"),
+    "estimators": Command("model.estimators", "write docs/ESTIMATORS.md: do the no-reference estimates track the "
+                          "damage?"),
+    "preview": Command("pipeline.preview", "a before/after page of a run's output (static HTML, from the outputs "
+                       "alone)"),
+    "schema": Command("pipeline.schema", "the columns of the metrics and errors Parquet tables, with what each means"),
+}
+# how the subcommands' own parsers differ from argparse's defaults
+PARSER_KWARGS = {
+    "run": dict(allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=BEAM_EPILOG),
+    "demo": dict(allow_abbrev=False),
+    "eval": dict(allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=BEAM_EPILOG),
+}
 
 
 def _version() -> str:
@@ -131,85 +118,49 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def _preview(args: argparse.Namespace) -> None:
-    from . import preview
-
-    preview.main(args)
-
-
-def _schema(args: argparse.Namespace) -> None:
-    from . import schema
-
-    tables = [("metrics/*.parquet", schema.EVAL_METRICS_SCHEMA if args.eval else schema.METRICS_SCHEMA),
-              ("errors/*.parquet", schema.ERRORS_SCHEMA)]
-    for where, s in tables:
-        print(f"## {where}\n\n{schema.markdown(s)}\n")
+def _chosen(argv: list[str]) -> str | None:
+    """The subcommand named on the command line: the first word that is not a flag (the top level has no
+    flag that takes a value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> None:
-    if "--verbose" not in (sys.argv[1:] if argv is None else argv):  # Beam warns as it is imported (apitools)
+    argv = sys.argv[1:] if argv is None else argv
+    if "--verbose" not in argv:  # Beam warns as it is imported (apitools)
         logging.getLogger().setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(prog="imagemend", description="Clean large photo archives.")
     parser.add_argument("--version", action="version", version=f"imagemend {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    from model import estimators as estimators_mod
-    from model import report as report_mod
-    from model import train as train_mod
-
-    from . import demo, options, reference
-    from .preview import add_arguments as preview_add_arguments
-
-    p = sub.add_parser("train", help="train the multitask network on clean photos")
-    train_mod.add_arguments(p)
-    p.set_defaults(func=train_mod.main)
-
-    p = sub.add_parser("run", allow_abbrev=False, help="restore an archive with an Apache Beam batch job "
-                       "(other flags are Beam pipeline options)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=BEAM_EPILOG)
-    options.add_arguments(p)
-    p.set_defaults(func=_run)
-
-    p = sub.add_parser("demo", allow_abbrev=False, help="damage scikit-image's sample photos and restore them")
-    demo.add_arguments(p)
-    p.set_defaults(func=_demo)
-
-    p = sub.add_parser("eval", allow_abbrev=False, help="damage clean photos with a named suite, restore them with "
-                       "the `run` job and add full-reference columns (other flags are Beam pipeline options)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=BEAM_EPILOG)
-    reference.add_arguments(p)
-    p.set_defaults(func=_eval)
-
-    for name in BEAM_COMMANDS:
-        sub.choices[name].add_argument("--verbose", action="store_true",
-                                       help="Beam's own warnings and worker logs too, not imagemend's alone")
-
-    p = sub.add_parser("report", help="write docs/QUALITY.md: imagemend against classical and single-task methods")
-    report_mod.add_arguments(p)
-    p.set_defaults(func=report_mod.main)
-
-    p = sub.add_parser("estimators", help="write docs/ESTIMATORS.md: do the no-reference estimates track the damage?")
-    estimators_mod.add_arguments(p)
-    p.set_defaults(func=estimators_mod.main)
-
-    p = sub.add_parser("preview", help="a before/after page of a run's output (static HTML, from the outputs alone)")
-    preview_add_arguments(p)
-    p.set_defaults(func=_preview)
-
-    p = sub.add_parser("schema", help="the columns of the metrics and errors Parquet tables, with what each means")
-    p.add_argument("--eval", action="store_true", help="also the columns `imagemend eval` adds")
-    p.set_defaults(func=_schema)
+    chosen = _chosen(argv)
+    module = None
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, **PARSER_KWARGS.get(name, {}))
+        if name != chosen:  # only the chosen command's module is imported (and only its flags are needed)
+            continue
+        module = importlib.import_module(command.module)
+        module.add_arguments(p)
+        if command.beam:
+            p.add_argument("--verbose", action="store_true",
+                           help="Beam's own warnings and worker logs too, not imagemend's alone")
 
     args, extra = parser.parse_known_args(argv)
-    if args.command in BEAM_COMMANDS:
+    beam = COMMANDS[args.command].beam
+    if beam:
+        from . import options
+
         args.beam_argv = options.check_beam_flags(extra, sub.choices[args.command])
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         with _interrupts():
-            args.func(args)
+            if beam:
+                _logging(args.verbose)
+                with _exit_statuses():
+                    module.main(args)
+            else:
+                module.main(args)
     except KeyboardInterrupt:
-        resume = ": rerun the same command to finish" if args.command in BEAM_COMMANDS else ""
+        resume = ": rerun the same command to finish" if beam else ""
         print(f"interrupted{resume}", file=sys.stderr)
         sys.exit(130)
 

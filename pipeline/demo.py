@@ -68,11 +68,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> dict:
     inputs, restored = join(args.output, "input"), join(args.output, "restored")
     opts = options.from_args(args, input=inputs, output=restored, overwrite=True)
-    written = write_inputs(inputs, opts.in_storage, args.max_side)
+    written = write_inputs(inputs, opts.input.storage, args.max_side)
     print(f"imagemend demo: {len(written)} damaged photos from scikit-image in {inputs}")
-    summary = job.run(opts, options.beam_args(args.beam_argv, opts.workers))
+    summary = job.run(opts, options.beam_args(args.beam_argv, opts.work.workers))
     print(job.report(summary))
-    print(per_image(restored, opts.out_storage))
+    print(per_image(restored, opts.output.storage))
     return summary
 
 

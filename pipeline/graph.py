@@ -13,6 +13,7 @@ import apache_beam as beam
 
 from .infer import RestoreShards
 from .options import RunOptions
+from .shard import Hooks
 from .sinks import read_manifest, write_summary
 
 
@@ -37,16 +38,18 @@ class SumCounts(beam.CombineFn):
         return acc
 
 
-def build(p: beam.Pipeline, opts: RunOptions, manifest_uri: str, plan: dict) -> beam.PCollection:
+def build(p: beam.Pipeline, opts: RunOptions, manifest_uri: str, plan: dict,
+          hooks: Hooks | None = None) -> beam.PCollection:
+    out = opts.output
     shards = (
         p
         | "Manifest" >> beam.Create([manifest_uri])
-        | "ListShards" >> beam.FlatMap(read_manifest, opts.out_storage)
+        | "ListShards" >> beam.FlatMap(read_manifest, out.storage)
         | "Distribute" >> beam.Reshuffle()
     )
-    counts = shards | "RestoreShards" >> beam.ParDo(RestoreShards(opts))
+    counts = shards | "RestoreShards" >> beam.ParDo(RestoreShards(opts, hooks))
     return (
         counts
         | "Summarize" >> beam.CombineGlobally(SumCounts())
-        | "WriteSummary" >> beam.Map(write_summary, opts.out_storage, opts.output, plan)
+        | "WriteSummary" >> beam.Map(write_summary, out.storage, out.url, plan)
     )

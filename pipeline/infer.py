@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 import logging
-import math
 import os
 import posixpath
 import threading
@@ -23,15 +22,15 @@ import time
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
+import numpy as np
 
 from model import Restorer
-from model.restore import Restored
 from model.weights import DEFAULT_WEIGHTS
 
-from .options import RunOptions
+from .options import ModelOptions, RunOptions
 from .progress import Progress
-from .shard import Item, process_shard
-from .sources import Failure, Shard
+from .shard import Hooks, process_shard
+from .sources import Shard
 
 LOG = logging.getLogger("imagemend")
 NAMESPACE = "imagemend"
@@ -60,6 +59,22 @@ class Slots:
                 self._free.release()
 
 
+@dataclass(frozen=True)
+class Restoration:
+    """What the model made of one image of a batch."""
+    image: np.ndarray  # the restored pixels; the input's own (a copy) when nothing applied
+    estimates: dict[str, float]  # severities read in the input
+    estimates_after: dict[str, float]  # read in the output (edge blur only where deblur ran); unchanged: estimates
+    applied: dict[str, bool]
+    strengths: dict[str, float]
+    reasons: dict[str, str]
+    restore_s: float  # the batch's restore time, this image's share by pixels
+
+    @property
+    def status(self) -> str:
+        return "restored" if any(self.applied.values()) else "unchanged"
+
+
 @dataclass(eq=False)
 class LoadedModel:
     restorer: Restorer
@@ -77,33 +92,44 @@ class LoadedModel:
     def device(self) -> str:
         return str(self.restorer.device)
 
-    def submit(self, items: list[Item], strengths: dict[str, float]) -> Future:
+    @property
+    def weights_sha256(self) -> str:
+        return self.restorer.weights_sha256
+
+    @property
+    def pixel_budget(self) -> int:
+        """Padded tile pixels per forward pass: a batch worth sending holds at least this many image pixels."""
+        return self.restorer.cfg.pixel_budget
+
+    def submit(self, images: list[np.ndarray], jpeg: list[bool], strengths: dict[str, float]) -> Future:
         """restore() in one of the process's restore threads; with one slot (CUDA), in the caller's
         thread as before: that is how the GPU path was measured, and a thread hop there is untested."""
         if self.restores > 1:
-            return self.pool.submit(self.restore, items, strengths)
+            return self.pool.submit(self.restore, images, jpeg, strengths)
         done: Future = Future()
         try:
-            done.set_result(self.restore(items, strengths))
+            done.set_result(self.restore(images, jpeg, strengths))
         except Exception as e:  # a device error: raised where the caller reads the result
             done.set_exception(e)
         return done
 
-    def restore(self, items: list[Item], strengths: dict[str, float]) -> list[Item | Failure]:
-        """Restore a batch; if it fails, retry one by one so that only the culprit is reported.
+    def restore(self, images: list[np.ndarray], jpeg: list[bool],
+                strengths: dict[str, float]) -> list[Restoration | Exception]:
+        """Restore a batch (jpeg: which images were decoded from JPEG files); if it fails, retry one by one so
+        that only the culprit fails: its place in the list holds the exception.
 
         A device error (CUDA out of memory with the tiles already bounded, a lost GPU) is not the
-        image's fault: it fails the bundle, so Beam retries it and no shard is marked done with
-        every record in errors.
+        image's fault: it is raised, failing the bundle, so Beam retries it and no shard is marked done
+        with every record in errors.
         """
         try:
-            return self._restore(items, strengths)
+            return self._restore(images, jpeg, strengths)
         except Exception as e:
             if device_error(e):
                 raise
-            if len(items) == 1:
-                return [Failure.of(items[0].rec, "restore", e)]
-            return [out for it in items for out in self.restore([it], strengths)]
+            if len(images) == 1:
+                return [e]
+            return [out for a, j in zip(images, jpeg) for out in self.restore([a], [j], strengths)]
 
     @contextmanager
     def _slot(self, alone: bool) -> Iterator[None]:
@@ -121,30 +147,16 @@ class LoadedModel:
             finally:
                 torch.set_num_threads(self.threads)
 
-    def _restore(self, items: list[Item], strengths: dict[str, float]) -> list[Item]:
+    def _restore(self, images: list[np.ndarray], jpeg: list[bool], strengths: dict[str, float]) -> list[Restoration]:
+        """One call into the model: it restores the batch and reads its outputs' severities (edges only
+        where deblur ran, the dearest reading) in the same call."""
         t = time.perf_counter()
-        with self._slot(alone=sum(it.pixels for it in items) >= ALONE_PIXELS):
-            results = self.restorer.restore([it.dec.pixels for it in items], strengths,
-                                            [bool(it.dec.meta.jpeg) for it in items])  # qtables: a JPEG file
-            after_of = estimates_after(self.restorer, results)
-        seconds, total = time.perf_counter() - t, sum(it.pixels for it in items)
-        for i, (it, r) in enumerate(zip(items, results)):
-            it.out, it.estimates, it.applied, it.strengths, it.reasons = (r.image, r.estimates, r.applied,
-                                                                          r.strengths, r.reasons)
-            it.status = "restored" if i in after_of else "unchanged"
-            it.estimates_after = after_of.get(i, r.estimates)
-            it.timings["restore_s"] = seconds * it.pixels / total
-        return items
-
-
-def estimates_after(restorer: Restorer, results: list[Restored]) -> dict[int, dict[str, float]]:
-    """The severities of the outputs that changed, by their position in results. The edges (the
-    dearest reading) are re-read only where deblur ran; elsewhere the reading is left out."""
-    changed = [i for i, r in enumerate(results) if any(r.applied.values())]
-    if not changed:
-        return {}
-    after = restorer.estimate([results[i].image for i in changed], [results[i].applied["deblur"] for i in changed])
-    return {i: {k: v for k, v in a.items() if not math.isnan(v)} for i, a in zip(changed, after)}
+        sizes = [a.shape[0] * a.shape[1] for a in images]
+        with self._slot(alone=sum(sizes) >= ALONE_PIXELS):
+            results = self.restorer.restore(images, strengths, jpeg, after=True)
+        seconds, total = time.perf_counter() - t, sum(sizes)
+        return [Restoration(r.image, r.estimates, r.estimates_after, r.applied, r.strengths, r.reasons,
+                            seconds * n / total) for r, n in zip(results, sizes)]
 
 
 def device_error(e: BaseException) -> bool:
@@ -164,52 +176,51 @@ def cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def concurrency(opts: RunOptions, cuda: bool, n_cpus: int) -> tuple[int, int | None]:
-    """(restores at once, torch threads) for one process: what is not given splits the process's
-    share of the cores into single-thread restores. On CUDA one restore, torch's threads."""
+def concurrency(model: ModelOptions, workers: int, cuda: bool, n_cpus: int) -> tuple[int, int | None]:
+    """(restores at once, torch threads) for one of `workers` processes on this machine (0: the launcher's
+    own): what is not given splits the process's share of the cores into single-thread restores. On
+    CUDA one restore, torch's threads."""
     if cuda:
-        return opts.restores or 1, opts.torch_threads
-    cores = max(1, n_cpus // max(1, opts.workers))
-    restores = opts.restores or (1 if opts.torch_threads else min(cores, MAX_RESTORES))
-    return restores, opts.torch_threads or max(1, cores // restores)
+        return model.restores or 1, model.torch_threads
+    cores = max(1, n_cpus // max(1, workers))
+    restores = model.restores or (1 if model.torch_threads else min(cores, MAX_RESTORES))
+    return restores, model.torch_threads or max(1, cores // restores)
 
 
-def load_model(opts: RunOptions) -> LoadedModel:
+def load_model(model: ModelOptions, workers: int = 0) -> LoadedModel:
     import torch
 
-    device = None if opts.device == "auto" else opts.device
-    restorer = Restorer(weights=opts.weights or DEFAULT_WEIGHTS, device=device, cfg=opts.restore_config,
-                        amp=opts.amp, compile=opts.compile, assume=opts.assume)
-    restores, threads = concurrency(opts, restorer.device.type == "cuda", cpus())
+    device = None if model.device == "auto" else model.device
+    restorer = Restorer(weights=model.weights or DEFAULT_WEIGHTS, device=device, cfg=model.restore_config,
+                        amp=model.amp, compile=model.compile, assume=model.assume)
+    restores, threads = concurrency(model, workers, restorer.device.type == "cuda", cpus())
     if threads:
         torch.set_num_threads(threads)
     LOG.info("imagemend: loaded %s (%s) on %s in process %d: %d restore(s) at once x %d torch thread(s)",
-             model_name(opts.weights), restorer.weights_sha256[:12], restorer.device, os.getpid(), restores,
+             model_name(model.weights), restorer.weights_sha256[:12], restorer.device, os.getpid(), restores,
              torch.get_num_threads())
-    return LoadedModel(restorer, model_name(opts.weights), restores, threads)
+    return LoadedModel(restorer, model_name(model.weights), restores, threads)
 
 
 class RestoreShards(beam.DoFn):
     """Restores whole shards: read, decode, restore in batches, encode, write, mark done; emits counts."""
 
-    def __init__(self, opts: RunOptions):
-        self.opts = opts
+    def __init__(self, opts: RunOptions, hooks: Hooks | None = None):
+        self.opts, self.hooks = opts, hooks  # hooks: `imagemend eval`'s (pipeline/evaluate.py), else None
         self._shared = shared.Shared()
 
     def setup(self) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        o = self.opts
-        tag = (f"{o.weights}|{o.device}|{o.amp}|{o.compile}|{o.tile}|{o.pixel_budget}|{o.torch_threads}|"
-               f"{o.restores}|{o.workers}")
-        self.model = self._shared.acquire(partial(load_model, self.opts), tag=tag)
-        self.pool = ThreadPoolExecutor(max(1, self.opts.threads), thread_name_prefix="imagemend")
+        model, workers = self.opts.model, self.opts.work.workers
+        self.model = self._shared.acquire(partial(load_model, model, workers), tag=repr((model, workers)))
+        self.pool = ThreadPoolExecutor(max(1, self.opts.work.threads), thread_name_prefix="imagemend")
         self.progress = Progress()
         self._mp_carry = 0.0
 
     def process(self, shard: Shard):
         t = time.time()
-        counts = process_shard(shard, self.opts, self.model, self.pool, self.progress)
+        counts = process_shard(shard, self.opts, self.model, self.pool, self.progress, self.hooks)
         if counts.get("shards_skipped"):
             Metrics.counter(NAMESPACE, "shards_skipped").inc()
             LOG.info("imagemend: shard %s finished earlier, skipped", shard.id)

@@ -9,11 +9,13 @@ the runner reports that the pipeline itself failed. Records that the store, the 
 after retries are left for a rerun (`left` in the summary): the command then exits 75 (EX_TEMPFAIL).
 """
 
+import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 import logging
 import random
+import sys
 import time
 
 import apache_beam as beam
@@ -23,9 +25,10 @@ from apache_beam.runners.runner import PipelineState
 from model.config import TASKS
 from model.weights import DEFAULT_WEIGHTS, recorded_digest, recorded_info
 
-from . import graph, lease, progress, reconcile
+from . import graph, lease, options, progress, reconcile
 from .infer import model_name
-from .options import RunOptions
+from .options import ModelOptions, OutputOptions, RunOptions
+from .shard import Hooks
 from .sinks import (
     OutputPaths,
     finished_shards,
@@ -49,7 +52,8 @@ class LaunchFailed(RuntimeError):
     """The input could not be listed or the output prepared, before the job started (exit status 1)."""
 
 
-__all__ = ["EX_TEMPFAIL", "JobFailed", "LaunchFailed", "NoInput", "left_behind", "report", "run"]
+__all__ = ["EX_TEMPFAIL", "JobFailed", "LaunchFailed", "NoInput", "add_arguments", "finish", "left_behind", "main",
+           "report", "run"]
 EX_TEMPFAIL = 75  # sysexits.h: a temporary failure, the same command will finish the work
 LOCAL_RUNNERS = {"fnapirunner", "directrunner", "bundlebaseddirectrunner", "switchingdirectrunner"}
 
@@ -141,13 +145,13 @@ def pipeline_for(beam_argv: list[str]) -> beam.Pipeline:
         raise LaunchFailed(f"the runner cannot start: {e}{hint}") from e
 
 
-def warn_disabled(opts: RunOptions) -> None:
+def warn_disabled(model: ModelOptions) -> None:
     """A task asked for by name (--tasks) that the weights keep off, said before the job rather than found
     in the metrics; the default, every task, does not warn."""
-    if opts.strengths == {t: 1.0 for t in TASKS}:
+    if model.strengths == {t: 1.0 for t in TASKS}:
         return
-    calibration = recorded_info(opts.weights or DEFAULT_WEIGHTS).get("calibration", {})
-    off = [t for t in calibration.get("disabled", []) if opts.strengths.get(t, 0) > 0 and t not in opts.assume]
+    calibration = recorded_info(model.weights or DEFAULT_WEIGHTS).get("calibration", {})
+    off = [t for t in calibration.get("disabled", []) if model.strengths.get(t, 0) > 0 and t not in model.assume]
     if off:
         LOG.warning("imagemend: these weights keep %s off (%s): those photos' %s columns will say "
                     "'disabled by weights'", ", ".join(off), calibration.get("reason", "no reason recorded"),
@@ -168,17 +172,17 @@ def beam_counters(result) -> dict[str, int]:
     return out
 
 
-def _prepare_output(opts: RunOptions, shards: list, settings: dict) -> tuple:
+def _prepare_output(output: OutputOptions, run_id: str, shards: list, settings: dict) -> tuple:
     """With the output's lease held: clean what an interrupted run left, check the output's settings and the
     finished shards against the listing, remove the outputs of changed (and, with --prune, unlisted) shards,
     write the manifest. Every check that can refuse comes before the first removal."""
-    fs, root = filesystem(opts.output, opts.out_storage)
+    fs, root = filesystem(output.url, output.storage)
     paths = OutputPaths(root)
     finished = finished_shards(fs, paths)
     old = reconcile.outdated(fs, paths, shards, finished)
-    reconcile.refuse_unlisted(old, root, opts.prune)
+    reconcile.refuse_unlisted(old, root, output.prune)
     redo = old.changed + old.unfinished + old.unlisted
-    kept = set() if opts.overwrite else finished - set(redo)
+    kept = set() if output.overwrite else finished - set(redo)
     keep_settings(fs, paths, settings, kept)
     stale = clean_partials(fs, root)  # no other live run writes here: this run holds the lease
     if stale:
@@ -188,32 +192,35 @@ def _prepare_output(opts: RunOptions, shards: list, settings: dict) -> tuple:
         LOG.info("imagemend: removed the outputs of %d shards whose inputs changed and %d shards with records "
                  "left by an earlier run (both redone now), and of %d shards no longer in the input",
                  len(old.changed), len(old.unfinished), len(old.unlisted))
-    if opts.overwrite:
+    if output.overwrite:
         forget_finished(fs, paths)
-    return fs, root, kept, write_manifest(fs, paths, opts.run_id, shards)
+    return fs, root, kept, write_manifest(fs, paths, run_id, shards)
 
 
-def run(opts: RunOptions, beam_argv: list[str]) -> dict:
-    """Run the whole job and return its summary (summary.json plus the Beam counters)."""
+def run(opts: RunOptions, beam_argv: list[str], hooks: Hooks | None = None) -> dict:
+    """Run the whole job and return its summary (summary.json plus the Beam counters). hooks: an
+    evaluation's (pipeline/evaluate.py), which every shard's pass calls."""
     started = time.time()
-    check_device(opts.device, beam_argv)
-    with _launch_step(f"cannot list the input {opts.input}"):
-        layout, shards, skipped = list_shards(opts)
+    inp, output = opts.input, opts.output
+    check_device(opts.model.device, beam_argv)
+    with _launch_step(f"cannot list the input {inp.url}"):
+        layout, shards, skipped = list_shards(inp, output)
     if not shards:
-        raise NoInput(f"no {layout} input found at {opts.input}" + (f"; {_skipped_text(layout, skipped)}"
-                                                                    if skipped else ""))
-    if opts.sample:
-        shards = sample(shards, opts.sample, opts.seed)
+        raise NoInput(f"no {layout} input found at {inp.url}" + (f"; {_skipped_text(layout, skipped)}"
+                                                                 if skipped else ""))
+    if inp.sample:
+        shards = sample(shards, inp.sample, inp.seed)
     # the weights by their recorded digest, not their path: a file replaced in place changes it
-    settings = {**opts.settings(), "weights_sha256": recorded_digest(opts.weights or DEFAULT_WEIGHTS)}
-    warn_disabled(opts)
+    settings = {**opts.settings(), **(hooks.settings() if hooks else {}),
+                "weights_sha256": recorded_digest(opts.model.weights or DEFAULT_WEIGHTS)}
+    warn_disabled(opts.model)
     p = pipeline_for(beam_argv)  # before the output is touched: a runner that cannot start leaves nothing
-    out_fs, out_root = filesystem(opts.output, opts.out_storage)
+    out_fs, out_root = filesystem(output.url, output.storage)
     owner = lease.Owner.this(opts.run_id)
-    with _launch_step(f"cannot write the output {opts.output}"):
+    with _launch_step(f"cannot write the output {output.url}"):
         held = _acquire(out_fs, out_root, owner)
     with lease.kept(out_fs, held, owner):
-        return _launch(opts, p, beam_argv, shards, layout, skipped, settings, started)
+        return _launch(opts, hooks, p, beam_argv, shards, layout, skipped, settings, started)
 
 
 def _acquire(fs, root: str, owner: lease.Owner) -> str:
@@ -224,30 +231,31 @@ def _acquire(fs, root: str, owner: lease.Owner) -> str:
         raise LaunchFailed(str(e)) from e
 
 
-def _launch(opts: RunOptions, p: beam.Pipeline, beam_argv: list[str], shards: list, layout: str, skipped: dict,
-            settings: dict, started: float) -> dict:
+def _launch(opts: RunOptions, hooks: Hooks | None, p: beam.Pipeline, beam_argv: list[str], shards: list, layout: str,
+            skipped: dict, settings: dict, started: float) -> dict:
     """Prepare the output, run the graph and return the summary: all while this run holds the output's lease."""
-    with _launch_step(f"cannot write the output {opts.output}"):
-        fs, root, done, manifest = _prepare_output(opts, shards, settings)
+    with _launch_step(f"cannot write the output {opts.output.url}"):
+        fs, root, done, manifest = _prepare_output(opts.output, opts.run_id, shards, settings)
     paths = OutputPaths(root)
     todo = sum(s.id not in done for s in shards)
     plan = {
-        "run_id": opts.run_id, "input": opts.input, "output": to_uri(fs, root), "layout": layout,
+        "run_id": opts.run_id, "input": opts.input.url, "output": to_uri(fs, root), "layout": layout,
         "shards_listed": len(shards), "shards_finished_before": len(shards) - todo, "shards_to_do": todo,
         "records_listed": sum(len(s.items) for s in shards) if layout == "files" else None,
-        "sample": opts.sample or None, "files_skipped": sum(skipped.values()), "files_skipped_by_extension": skipped,
-        "tasks": opts.strengths, "assumed": list(opts.assume) or None, "image_format": opts.image_format,
-        "model": model_name(opts.weights),
-        "suite": opts.suite or None, "cases": list(opts.cases) or None,
+        "sample": opts.input.sample or None, "files_skipped": sum(skipped.values()),
+        "files_skipped_by_extension": skipped, "tasks": opts.model.strengths,
+        "assumed": list(opts.model.assume) or None, "image_format": opts.output.image_format,
+        "model": model_name(opts.model.weights),
+        "suite": settings["suite"] or None, "cases": settings["cases"] or None,
         "manifest": manifest, "started_unix": started,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     }
     LOG.info("imagemend run %s: %d %s shards listed, %d finished earlier, %d to do; output %s",
              opts.run_id, len(shards), layout, len(shards) - todo, todo, plan["output"])
-    graph.build(p, opts, manifest, plan)
+    graph.build(p, opts, manifest, plan, hooks)
     todo_records = sum(len(s.items) for s in shards if s.id not in done) if layout == "files" else None
     try:
-        with progress.bar(todo_records, opts.progress and in_this_process(beam_argv)):
+        with progress.bar(todo_records, opts.work.progress and in_this_process(beam_argv)):
             result = p.run()
             state = result.wait_until_finish()
     except Exception as e:
@@ -304,3 +312,24 @@ def report(summary: dict) -> str:
         f"summary:         {summary['output'].rstrip('/')}/summary.json",
     ]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the `imagemend run` command (pipeline/cli.py)
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    options.add_arguments(p)
+
+
+def main(args: argparse.Namespace) -> dict:
+    opts = options.from_args(args)
+    return finish(run(opts, options.beam_args(args.beam_argv, opts.work.workers)))
+
+
+def finish(summary: dict) -> dict:
+    """Print the report; records left for a rerun exit 75 with one line."""
+    print(report(summary))
+    left = left_behind(summary)
+    if left:
+        print(f"imagemend: {left}", file=sys.stderr)
+        sys.exit(EX_TEMPFAIL)
+    return summary

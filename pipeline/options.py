@@ -1,13 +1,17 @@
-"""All configuration of an `imagemend run` in one place: a frozen dataclass and its command-line flags.
+"""All configuration of an `imagemend run` in one place: four small frozen parts and their command-line flags.
 
-The dataclass travels to every worker (pickled inside the DoFn), so it holds plain values only.
-Flags that imagemend does not know must be Beam pipeline options, which pass through untouched; a
-flag neither knows is refused (Beam would drop it with a warning and run with defaults). Flags
-after a bare `--` go to the runner unchecked, for options only a Java runner knows.
+    RunOptions(input: InputOptions, output: OutputOptions, model: ModelOptions, work: WorkOptions, run_id)
+
+Each part holds its own defaults and checks, and each function takes the part it uses: the sources
+the input part, the sinks the output part, the model loader the model part (pipeline/infer.py), a
+shard's pass the work part. The parts travel to every worker (pickled inside the DoFn), so they hold
+plain values only. Flags that imagemend does not know must be Beam pipeline options, which pass through
+untouched; a flag neither knows is refused (Beam would drop it with a warning and run with defaults).
+Flags after a bare `--` go to the runner unchecked, for options only a Java runner knows.
 """
 
 import argparse
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 import difflib
 import json
 import secrets
@@ -20,23 +24,10 @@ IMAGE_FORMATS = ("same", "png", "jpeg", "webp", "tiff")
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    input: str
-    output: str
+class InputOptions:
+    """What to read and how: listing, shards, record budgets."""
+    url: str = ""
     layout: str = "auto"
-    image_format: str = "same"  # or png|jpeg|webp|tiff
-    quality: int | None = None  # JPEG/WebP quality; None keeps a JPEG's own tables, else 92
-    strengths: dict[str, float] = field(default_factory=lambda: {t: 1.0 for t in TASKS})  # task -> strength
-    # tasks whose damage the user vouches for: corrected wherever the model reads any, clean photos
-    # included, instead of only beyond every clean training photo (the weights' thresholds)
-    assume: tuple[str, ...] = ()
-    device: str = "auto"  # auto (cuda when present), cpu, cuda, cuda:N; cuda without CUDA fails
-    amp: bool | None = None  # None: mixed precision on CUDA only
-    compile: bool = False  # torch.compile the U-Net (CUDA: minutes of compiling per process, for long runs)
-    weights: str | None = None  # path or fsspec URL; None: the weights shipped in the package
-    tile: int = RestoreConfig.tile
-    pixel_budget: int | None = None  # padded tile pixels per forward pass; None: the device's default
-    batch_images: int = 32  # at most this many images per restore call (tiles still share passes)
     files_per_shard: int = 256  # loose files per virtual shard
     exclude: tuple[str, ...] = ()  # globs of input keys, or of file or folder names in them, that are not inputs
     include_hidden: bool = False  # list names starting with '.' too (.DS_Store, ._IMG_0001.JPG are left out)
@@ -44,66 +35,119 @@ class RunOptions:
     parquet_key_column: str = "key"
     max_pixels: int = 120_000_000  # larger images go to errors instead of exhausting memory
     max_bytes: int = 512 * 2**20  # larger files, tar members or Parquet cells go to errors unread
-    threads: int = 2  # decode/encode threads per shard, overlapping inference
-    # a read or write failing for the store, the network or the disk is retried this many times, waiting
-    # retry_wait_s, then twice that, ...: 7 tries after 0.5 s ride out about a minute (pipeline/retry.py)
-    retries: int = 7
-    retry_wait_s: float = 0.5
-    torch_threads: int | None = None  # intra-op threads per restore; None: the cores split (pipeline/infer.py)
-    restores: int = 0  # restore calls at once per process; 0: 1 on CUDA, else the cores split (pipeline/infer.py)
-    workers: int = 0  # local worker processes (FnApiRunner multi-processing) sharing this machine's cores
-    overwrite: bool = False
-    prune: bool = False  # remove the outputs of finished shards the listing no longer has (else the run stops)
-    progress: bool = True  # a bar on the terminal where the job runs in this process
     sample: int = 0  # restore a seeded sample: this many loose files, or this many tar/Parquet shards (0: all)
     seed: int = 0  # of the sample
-    storage_options: dict = field(default_factory=dict)  # for input and output
-    input_storage_options: dict = field(default_factory=dict)  # override for input only
-    output_storage_options: dict = field(default_factory=dict)  # override for output only
-    run_id: str = ""
-    suite: str = ""  # imagemend eval: the input holds clean photos, damaged per case of this suite (model/suites.py)
-    cases: tuple[str, ...] = ()  # imagemend eval: only these cases of the suite (default: all)
-
-    def settings(self) -> dict:
-        """What changes the bytes a run writes, not how fast it runs: an output keeps one set."""
-        return {"tasks": self.strengths, "assume": sorted(self.assume), "weights": self.weights,
-                "image_format": self.image_format, "quality": self.quality, "suite": self.suite,
-                "cases": list(self.cases)}
+    storage: dict = field(default_factory=dict)  # fsspec options of the input's store
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}")
+        if self.max_bytes < 1 or self.max_pixels < 1:
+            raise ValueError("--max-bytes and --max-pixels must be >= 1")
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where and how to write: image format, and what to do with what an earlier run wrote."""
+    url: str = ""
+    image_format: str = "same"  # or png|jpeg|webp|tiff
+    quality: int | None = None  # JPEG/WebP quality; None keeps a JPEG's own tables, else 92
+    overwrite: bool = False
+    prune: bool = False  # remove the outputs of finished shards the listing no longer has (else the run stops)
+    storage: dict = field(default_factory=dict)  # fsspec options of the output's store
+
+    def __post_init__(self):
         if self.image_format not in IMAGE_FORMATS:
             raise ValueError(f"image format must be one of {IMAGE_FORMATS}")
+        if self.quality is not None and not 1 <= self.quality <= 100:
+            raise ValueError("quality must be in 1..100")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """What the model does and how a worker process loads and runs it; equal parts share one loaded model."""
+    strengths: dict[str, float] = field(default_factory=lambda: {t: 1.0 for t in TASKS})  # task -> strength
+    # tasks whose damage the user vouches for: corrected wherever the model reads any, clean photos
+    # included, instead of only beyond every clean training photo (the weights' thresholds)
+    assume: tuple[str, ...] = ()
+    weights: str | None = None  # path or fsspec URL; None: the weights shipped in the package
+    device: str = "auto"  # auto (cuda when present), cpu, cuda, cuda:N; cuda without CUDA fails
+    amp: bool | None = None  # None: mixed precision on CUDA only
+    compile: bool = False  # torch.compile the U-Net (CUDA: minutes of compiling per process, for long runs)
+    tile: int = RestoreConfig.tile
+    pixel_budget: int | None = None  # padded tile pixels per forward pass; None: the device's default
+    torch_threads: int | None = None  # intra-op threads per restore; None: the cores split (pipeline/infer.py)
+    restores: int = 0  # restore calls at once per process; 0: 1 on CUDA, else the cores split (pipeline/infer.py)
+
+    def __post_init__(self):
         unknown = (set(self.strengths) | set(self.assume)) - set(TASKS)
         if unknown:
             raise ValueError(f"unknown task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
-        if self.quality is not None and not 1 <= self.quality <= 100:
-            raise ValueError("quality must be in 1..100")
-        if self.restores < 0 or self.workers < 0 or (self.torch_threads is not None and self.torch_threads < 1):
+        if self.restores < 0 or (self.torch_threads is not None and self.torch_threads < 1):
             raise ValueError("restores and workers must be >= 0, torch threads >= 1")
-        if self.max_bytes < 1 or self.max_pixels < 1:
-            raise ValueError("--max-bytes and --max-pixels must be >= 1")
-        if self.retries < 0 or self.retry_wait_s < 0:
-            raise ValueError("--retries and --retry-wait must be >= 0")
-        if self.suite or self.cases:
-            from model.suites import suite
-
-            suite(self.suite, list(self.cases) or None)  # an unknown suite or case fails here, on the launcher
-        if not self.run_id:
-            object.__setattr__(self, "run_id", new_run_id())
-
-    @property
-    def in_storage(self) -> dict:
-        return {**self.storage_options, **self.input_storage_options}
-
-    @property
-    def out_storage(self) -> dict:
-        return {**self.storage_options, **self.output_storage_options}
 
     @property
     def restore_config(self) -> RestoreConfig:
         return replace(RestoreConfig(), tile=self.tile, pixel_budget=self.pixel_budget)
+
+
+@dataclass(frozen=True)
+class WorkOptions:
+    """How the work is paced: batches, threads, worker processes, retries, the progress bar."""
+    batch_images: int = 32  # at most this many images per restore call (tiles still share passes)
+    threads: int = 2  # decode/encode threads per shard, overlapping inference
+    workers: int = 0  # local worker processes (FnApiRunner multi-processing) sharing this machine's cores
+    # a read or write failing for the store, the network or the disk is retried this many times, waiting
+    # retry_wait_s, then twice that, ...: 7 tries after 0.5 s ride out about a minute (pipeline/retry.py)
+    retries: int = 7
+    retry_wait_s: float = 0.5
+    progress: bool = True  # a bar on the terminal where the job runs in this process
+
+    def __post_init__(self):
+        if self.workers < 0:
+            raise ValueError("restores and workers must be >= 0, torch threads >= 1")
+        if self.retries < 0 or self.retry_wait_s < 0:
+            raise ValueError("--retries and --retry-wait must be >= 0")
+
+
+PARTS = {"input": InputOptions, "output": OutputOptions, "model": ModelOptions, "work": WorkOptions}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    input: InputOptions
+    output: OutputOptions
+    model: ModelOptions = field(default_factory=ModelOptions)
+    work: WorkOptions = field(default_factory=WorkOptions)
+    run_id: str = ""
+
+    def __post_init__(self):
+        if not self.run_id:
+            object.__setattr__(self, "run_id", new_run_id())
+
+    @classmethod
+    def of(cls, input: str = "", output: str = "", *, run_id: str = "", storage_options: dict | None = None,
+           input_storage_options: dict | None = None, output_storage_options: dict | None = None,
+           **values) -> "RunOptions":
+        """From flat values, each going to the part that has a field of its name (the parts hold the defaults):
+        RunOptions.of("in/", "out/", max_bytes=2**20, threads=4). storage_options serve input and output,
+        input_ and output_storage_options override them for one side."""
+        parts: dict[str, dict] = {name: {} for name in PARTS}
+        owner = {f.name: name for name, part in PARTS.items() for f in fields(part) if f.name not in ("url", "storage")}
+        for k, v in values.items():
+            if k not in owner:
+                raise TypeError(f"RunOptions has no option {k!r}")
+            parts[owner[k]][k] = v
+        shared = storage_options or {}
+        return cls(InputOptions(input, storage={**shared, **(input_storage_options or {})}, **parts["input"]),
+                   OutputOptions(output, storage={**shared, **(output_storage_options or {})}, **parts["output"]),
+                   ModelOptions(**parts["model"]), WorkOptions(**parts["work"]), run_id)
+
+    def settings(self) -> dict:
+        """What changes the bytes a run writes, not how fast it runs: an output keeps one set. `suite` and
+        `cases` are an evaluation's (pipeline/evaluate.py): empty in a run, as in the outputs written before."""
+        return {"tasks": self.model.strengths, "assume": sorted(self.model.assume), "weights": self.model.weights,
+                "image_format": self.output.image_format, "quality": self.output.quality, "suite": "", "cases": []}
 
 
 def new_run_id() -> str:
@@ -156,7 +200,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_processing_arguments(p: argparse.ArgumentParser) -> None:
     """Flags shared by `run` and `demo`."""
-    d = RunOptions("", "")
+    i, m, w = InputOptions(), ModelOptions(), WorkOptions()
     p.add_argument("--layout", choices=LAYOUTS, default="auto", help="force the input layout (default: detect)")
     p.add_argument("--image-format", choices=IMAGE_FORMATS, default="same", help="output image format")
     p.add_argument("--quality", type=int, help="JPEG/WebP quality (default: keep a JPEG's own tables, else 92)")
@@ -173,26 +217,26 @@ def add_processing_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="auto: bf16 autocast on CUDA, fp32 on CPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the U-Net in each worker process")
-    p.add_argument("--tile", type=int, default=d.tile, help="tile side in pixels (multiple of 8)")
-    p.add_argument("--pixel-budget", type=int, default=d.pixel_budget,
+    p.add_argument("--tile", type=int, default=m.tile, help="tile side in pixels (multiple of 8)")
+    p.add_argument("--pixel-budget", type=int, default=m.pixel_budget,
                    help="padded tile pixels per forward pass (default: one tile on CPU, 8 on CUDA)")
-    p.add_argument("--batch-images", type=int, default=d.batch_images, help="images per restore call, at most")
-    p.add_argument("--files-per-shard", type=int, default=d.files_per_shard, help="loose files per virtual shard")
+    p.add_argument("--batch-images", type=int, default=w.batch_images, help="images per restore call, at most")
+    p.add_argument("--files-per-shard", type=int, default=i.files_per_shard, help="loose files per virtual shard")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                    help="leave out input keys, or file or folder names, matching GLOB ('*.xmp', 'raw/*', "
                    "'_selects'); repeatable")
     p.add_argument("--include-hidden", action="store_true",
                    help="list names starting with '.' too (left out by default: .DS_Store, ._IMG_0001.JPG)")
-    p.add_argument("--parquet-image-column", default=d.parquet_image_column)
-    p.add_argument("--parquet-key-column", default=d.parquet_key_column)
-    p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="larger images are reported as errors")
-    p.add_argument("--max-bytes", type=int, default=d.max_bytes, help="larger files, tar members or Parquet "
+    p.add_argument("--parquet-image-column", default=i.parquet_image_column)
+    p.add_argument("--parquet-key-column", default=i.parquet_key_column)
+    p.add_argument("--max-pixels", type=int, default=i.max_pixels, help="larger images are reported as errors")
+    p.add_argument("--max-bytes", type=int, default=i.max_bytes, help="larger files, tar members or Parquet "
                    "cells are reported as errors without being read (default 512 MiB)")
-    p.add_argument("--threads", type=int, default=d.threads, help="decode/encode threads per worker")
-    p.add_argument("--retries", type=int, default=d.retries, help="retries of a read or write that failed for the "
+    p.add_argument("--threads", type=int, default=w.threads, help="decode/encode threads per worker")
+    p.add_argument("--retries", type=int, default=w.retries, help="retries of a read or write that failed for the "
                    "store, the network or the disk, with exponential backoff; what still fails is left for a rerun "
                    "(exit status 75)")
-    p.add_argument("--retry-wait", dest="retry_wait_s", type=float, default=d.retry_wait_s, metavar="SECONDS",
+    p.add_argument("--retry-wait", dest="retry_wait_s", type=float, default=w.retry_wait_s, metavar="SECONDS",
                    help="wait before the first retry; it doubles with each")
     p.add_argument("--torch-threads", type=int, help="intra-op threads per restore (default: this process's "
                    "share of the cores, split between --restores)")
@@ -236,7 +280,7 @@ def from_args(args: argparse.Namespace, **overrides) -> RunOptions:
         run_id=args.run_id,
     )
     values.update(overrides)
-    return RunOptions(**values)
+    return RunOptions.of(**values)
 
 
 def beam_args(extra: list[str], workers: int = 0) -> list[str]:

@@ -5,6 +5,8 @@ files and their documentation cannot drift apart. Per task there is the model's 
 weight-free measure (pipeline/measures.py), each before and after restoration.
 """
 
+import argparse
+
 import pyarrow as pa
 
 from model.config import TASKS
@@ -24,7 +26,7 @@ TASK_COLUMNS = {
 }
 
 
-def _f(name: str, typ: pa.DataType, doc: str, nullable: bool = True) -> pa.Field:
+def column(name: str, typ: pa.DataType, doc: str, nullable: bool = True) -> pa.Field:
     return pa.field(name, typ, nullable=nullable, metadata={"doc": doc})
 
 
@@ -33,14 +35,14 @@ def _task_fields() -> list[pa.Field]:
     for t in TASKS:
         est, meas, est_unit, meas_unit = TASK_COLUMNS[t]
         fields += [
-            _f(f"{t}_applied", pa.bool_(), f"whether {t} ran (it is skipped when not asked for or when the "
+            column(f"{t}_applied", pa.bool_(), f"whether {t} ran (it is skipped when not asked for or when the "
                "estimated severity is below its threshold)", False),
-            _f(f"{t}_reason", pa.string(), f"why {t} ran or not: {', '.join(REASONS)}", False),
-            _f(f"{t}_strength", pa.float64(), f"strength {t} ran at (0 when not applied)", False),
-            _f(f"{t}_estimate_before", pa.float64(), f"model estimate `{est}` of the input: {est_unit}", False),
-            _f(f"{t}_estimate_after", pa.float64(), f"model estimate `{est}` of the output", False),
-            _f(f"{t}_measure_before", pa.float64(), f"weight-free measure of the input: {meas_unit}"),
-            _f(f"{t}_measure_after", pa.float64(), "the same measure of the output"),
+            column(f"{t}_reason", pa.string(), f"why {t} ran or not: {', '.join(REASONS)}", False),
+            column(f"{t}_strength", pa.float64(), f"strength {t} ran at (0 when not applied)", False),
+            column(f"{t}_estimate_before", pa.float64(), f"model estimate `{est}` of the input: {est_unit}", False),
+            column(f"{t}_estimate_after", pa.float64(), f"model estimate `{est}` of the output", False),
+            column(f"{t}_measure_before", pa.float64(), f"weight-free measure of the input: {meas_unit}"),
+            column(f"{t}_measure_after", pa.float64(), "the same measure of the output"),
         ]
     return fields
 
@@ -49,86 +51,66 @@ KEY_BYTES = ("the key's raw bytes where the input name is not valid UTF-8 (key, 
              "byte as %XX); null for a valid UTF-8 name")
 
 METRICS_SCHEMA = pa.schema([
-    _f("run_id", pa.string(), "identifier of the run that wrote the row", False),
-    _f("shard", pa.string(), "input shard id (tar/parquet path without suffix, or dir/part-NNNNN for files)", False),
-    _f("index", pa.int64(), "position of the record in its shard", False),
-    _f("key", pa.string(), "record key: file path under the input prefix, WebDataset sample key, or Parquet key",
+    column("run_id", pa.string(), "identifier of the run that wrote the row", False),
+    column("shard", pa.string(), "input shard id (tar/parquet path without suffix, or dir/part-NNNNN for files)",
+           False),
+    column("index", pa.int64(), "position of the record in its shard", False),
+    column("key", pa.string(), "record key: file path under the input prefix, WebDataset sample key, or Parquet key",
        False),
-    _f("key_bytes", pa.binary(), KEY_BYTES),
-    _f("source_uri", pa.string(), "URI of the input file; for tar and Parquet records, shard URI#key", False),
-    _f("output_uri", pa.string(), "URI of the restored image; for tar and Parquet records, shard URI#member/key",
+    column("key_bytes", pa.binary(), KEY_BYTES),
+    column("source_uri", pa.string(), "URI of the input file; for tar and Parquet records, shard URI#key", False),
+    column("output_uri", pa.string(), "URI of the restored image; for tar and Parquet records, shard URI#member/key",
        False),
-    _f("width", pa.int32(), "width in pixels, after EXIF orientation", False),
-    _f("height", pa.int32(), "height in pixels, after EXIF orientation", False),
-    _f("mode", pa.string(), "input pixel mode as Pillow names it (RGB, L, LA, RGBA, P, CMYK, I;16, RGB;16 ...)",
+    column("width", pa.int32(), "width in pixels, after EXIF orientation", False),
+    column("height", pa.int32(), "height in pixels, after EXIF orientation", False),
+    column("mode", pa.string(), "input pixel mode as Pillow names it (RGB, L, LA, RGBA, P, CMYK, I;16, RGB;16 ...)",
        False),
-    _f("format", pa.string(), "input image format (JPEG, PNG, WEBP, TIFF, BMP, GIF ...)", False),
-    _f("output_format", pa.string(), "format of the written image", False),
-    _f("status", pa.string(), "restored (at least one task applied) or unchanged (the input bytes are copied when "
+    column("format", pa.string(), "input image format (JPEG, PNG, WEBP, TIFF, BMP, GIF ...)", False),
+    column("output_format", pa.string(), "format of the written image", False),
+    column("status", pa.string(), "restored (at least one task applied) or unchanged (the input bytes are copied when "
        "the format is kept)", False),
     *_task_fields(),
-    _f("clipped_high_before", pa.float64(), "share of input pixels whose brightest channel is >= 0.995", False),
-    _f("clipped_high_after", pa.float64(), "the same share in the output", False),
-    _f("clipped_low_before", pa.float64(), "share of input pixels whose brightest channel is <= 0.005", False),
-    _f("clipped_low_after", pa.float64(), "the same share in the output", False),
-    _f("estimates_before", pa.map_(pa.string(), pa.float64()),
+    column("clipped_high_before", pa.float64(), "share of input pixels whose brightest channel is >= 0.995", False),
+    column("clipped_high_after", pa.float64(), "the same share in the output", False),
+    column("clipped_low_before", pa.float64(), "share of input pixels whose brightest channel is <= 0.005", False),
+    column("clipped_low_after", pa.float64(), "the same share in the output", False),
+    column("estimates_before", pa.map_(pa.string(), pa.float64()),
        "every severity the model estimated on the input (noise_sigma, noise_sigma_cap, noise_rms, noise_level_0..3, "
        "blur, edge_blur, edge_anisotropy, cast, cast_r/g/b, exposure_ev, contrast, gamma, contrast_curve); "
        "noise_sigma_cap only where it was read (not in a JPEG, nor for a noise reading under the denoise "
        "threshold or of 15 and up); noise_rms is the camera-noise reader's RMS (8-bit) and noise_level_0..3 "
        "its level in each quarter of the brightness range (left out where no patch is that bright)", False),
-    _f("estimates_after", pa.map_(pa.string(), pa.float64()), "the same estimates on the output; edge_blur and "
+    column("estimates_after", pa.map_(pa.string(), pa.float64()), "the same estimates on the output; edge_blur and "
        "edge_anisotropy only where deblur ran (the dearest reading, left out elsewhere)", False),
-    _f("bytes_in", pa.int64(), "size of the input image", False),
-    _f("bytes_out", pa.int64(), "size of the written image", False),
-    _f("decode_s", pa.float64(), "seconds spent decoding", False),
-    _f("restore_s", pa.float64(), "seconds of model time: the image's pixel share of its batch", False),
-    _f("measure_s", pa.float64(), "seconds spent on the weight-free measures, before and after", False),
-    _f("encode_s", pa.float64(), "seconds spent encoding", False),
-    _f("model", pa.string(), "name of the weights file", False),
-    _f("weights_sha256", pa.string(), "checksum of the weights", False),
-    _f("device", pa.string(), "device the model ran on (cpu, cuda:0)", False),
-    _f("worker", pa.string(), "host:pid of the worker process", False),
+    column("bytes_in", pa.int64(), "size of the input image", False),
+    column("bytes_out", pa.int64(), "size of the written image", False),
+    column("decode_s", pa.float64(), "seconds spent decoding", False),
+    column("restore_s", pa.float64(), "seconds of model time: the image's pixel share of its batch", False),
+    column("measure_s", pa.float64(), "seconds spent on the weight-free measures, before and after", False),
+    column("encode_s", pa.float64(), "seconds spent encoding", False),
+    column("model", pa.string(), "name of the weights file", False),
+    column("weights_sha256", pa.string(), "checksum of the weights", False),
+    column("device", pa.string(), "device the model ran on (cpu, cuda:0)", False),
+    column("worker", pa.string(), "host:pid of the worker process", False),
 ])
 
-# `imagemend eval` only: the full-reference columns, appended to the metrics schema (model/metrics.py)
-REFERENCE_FIELDS = [
-    _f("case", pa.string(), "case of the suite (model/suites.py) the input was damaged with; the key is "
-       "<case>/<clean key>", False),
-    _f("task", pa.string(), "what the case exercises: denoise, deblur, cast, exposure, contrast, mixed or clean",
-       False),
-    _f("reference_uri", pa.string(), "URI of the clean photo the scores compare with (source_uri is it, #case)",
-       False),
-    _f("psnr_before", pa.float64(), "PSNR of the damaged input against the clean photo, both 8-bit RGB: dB, capped "
-       "at 100", False),
-    _f("psnr_after", pa.float64(), "PSNR of the written output against the clean photo", False),
-    _f("ssim_before", pa.float64(), "SSIM of the damaged input against the clean photo (Wang et al. 2004, as "
-       "scikit-image computes it with gaussian_weights=True, sigma=1.5, use_sample_covariance=False)", False),
-    _f("ssim_after", pa.float64(), "SSIM of the written output against the clean photo", False),
-    _f("ciede2000_before", pa.float64(), "mean CIEDE2000 colour difference of the damaged input from the clean photo",
-       False),
-    _f("ciede2000_after", pa.float64(), "mean CIEDE2000 colour difference of the written output from the clean photo",
-       False),
-]
-EVAL_METRICS_SCHEMA = pa.schema([*METRICS_SCHEMA, *REFERENCE_FIELDS])
-
 ERRORS_SCHEMA = pa.schema([
-    _f("run_id", pa.string(), "identifier of the run that wrote the row", False),
-    _f("shard", pa.string(), "input shard id", False),
-    _f("index", pa.int64(), "position of the record in its shard; null when the rest of a shard was unreadable"),
-    _f("key", pa.string(), "record key; null when the rest of a shard was unreadable"),
-    _f("key_bytes", pa.binary(), KEY_BYTES),
-    _f("source_uri", pa.string(), "URI of the input file, or shard URI#key", False),
-    _f("stage", pa.string(), "where it failed: read, decode, restore, encode or write; in `imagemend eval` also "
+    column("run_id", pa.string(), "identifier of the run that wrote the row", False),
+    column("shard", pa.string(), "input shard id", False),
+    column("index", pa.int64(), "position of the record in its shard; null when the rest of a shard was unreadable"),
+    column("key", pa.string(), "record key; null when the rest of a shard was unreadable"),
+    column("key_bytes", pa.binary(), KEY_BYTES),
+    column("source_uri", pa.string(), "URI of the input file, or shard URI#key", False),
+    column("stage", pa.string(), "where it failed: read, decode, restore, encode or write; in `imagemend eval` also "
        "reference (the damaged copy could not be made, or the output could not be scored against its clean "
        "photo, e.g. a wrongly sized output)", False),
-    _f("error_type", pa.string(), "exception class (UnsafeKey, EmptyImage, UnidentifiedImageError, ...)", False),
-    _f("message", pa.string(), "exception message", False),
-    _f("retryable", pa.bool_(), "the store, the network or the disk failed, not the record (a read or write "
+    column("error_type", pa.string(), "exception class (UnsafeKey, EmptyImage, UnidentifiedImageError, ...)", False),
+    column("message", pa.string(), "exception message", False),
+    column("retryable", pa.bool_(), "the store, the network or the disk failed, not the record (a read or write "
        "that still failed after --retries, or a permission): its shard is left unfinished and a rerun of the same "
        "command redoes it; false for a record's own failure, which a rerun would repeat", False),
-    _f("bytes_in", pa.int64(), "size of the record's data, when it was read"),
-    _f("worker", pa.string(), "host:pid of the worker process", False),
+    column("bytes_in", pa.int64(), "size of the record's data, when it was read"),
+    column("worker", pa.string(), "host:pid of the worker process", False),
 ])
 
 
@@ -143,3 +125,17 @@ def markdown(schema: pa.Schema) -> str:
         doc = f.metadata[b"doc"].decode().replace("|", "\\|")
         lines.append(f"| `{f.name}` | {f.type} | {'yes' if f.nullable else 'no'} | {doc} |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the `imagemend schema` command (pipeline/cli.py)
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--eval", action="store_true", help="also the columns `imagemend eval` adds")
+
+
+def main(args: argparse.Namespace) -> None:
+    metrics = METRICS_SCHEMA
+    if args.eval:
+        from .evaluate import METRICS_SCHEMA as metrics
+    for where, s in (("metrics/*.parquet", metrics), ("errors/*.parquet", ERRORS_SCHEMA)):
+        print(f"## {where}\n\n{markdown(s)}\n")

@@ -8,35 +8,62 @@ torch release the GIL, so the stages really overlap). Batches go to the model as
 CPU it restores one per core at once in its own threads (pipeline/infer.py). Results are written
 in input order, then the metrics and errors files, then the done-marker, last. Only the current
 shard's look-ahead is in memory, whatever the size of the shard.
+
+`imagemend eval` passes Hooks (pipeline/evaluate.py): they turn each record read into damaged copies,
+score each output against its clean photo and name the metrics columns that scoring adds. `run`
+passes none, and this module knows nothing of suites, damage or scores.
 """
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 import queue
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from fsspec import AbstractFileSystem
 import numpy as np
+import pyarrow as pa
 
 from model.config import TASKS
 from model.measures import measure
 
-from . import reference
 from .decode import Decoded, decode
 from .encode import EXTENSIONS, FORMATS, encode, output_format, output_name, same_format
-from .options import RunOptions
+from .options import OutputOptions, RunOptions, WorkOptions
 from .progress import Progress, worker_id
 from .retry import Backoff
-from .schema import ERRORS_SCHEMA, EVAL_METRICS_SCHEMA, METRICS_SCHEMA, TASK_COLUMNS, table
+from .schema import ERRORS_SCHEMA, METRICS_SCHEMA, TASK_COLUMNS, table
 from .sinks import FilesSink, OutputPaths, ParquetSink, TarSink, finished, read_json, write_json, write_parquet
 from .sources import Failure, Record, Shard, read_records
 from .storage import filesystem
 
+if TYPE_CHECKING:
+    from .infer import LoadedModel, Restoration
+
 _END = object()
+
+
+class Hooks:
+    """What an evaluation adds to a shard's pass (pipeline/evaluate.py builds them; `run` has none)."""
+
+    stage = "reference"  # the errors' stage of a record that could not be expanded or scored
+    fields: tuple[pa.Field, ...] = ()  # metrics columns that score() fills, after the run's
+
+    def expand(self, records: Iterable[Record | Failure]) -> Iterator[Record | Failure]:
+        """The records to restore in place of those read (written as loose files, whatever the input layout)."""
+        raise NotImplementedError
+
+    def score(self, rec: Record, before: np.ndarray, after: np.ndarray) -> dict:
+        """The extra columns of a record's metrics row, from its input and its output pixels."""
+        raise NotImplementedError
+
+    def settings(self) -> dict:
+        """What the hooks change in the bytes written, beside RunOptions.settings()."""
+        raise NotImplementedError
 
 
 @dataclass
@@ -48,15 +75,10 @@ class Item:
     width: int
     height: int
     timings: dict = field(default_factory=dict)
-    out: np.ndarray | None = None
-    estimates: dict = field(default_factory=dict)
-    estimates_after: dict = field(default_factory=dict)
-    applied: dict = field(default_factory=dict)
-    strengths: dict = field(default_factory=dict)
-    reasons: dict = field(default_factory=dict)
-    status: str = ""
+    out: np.ndarray | None = None  # the restored pixels, until encoded
+    model: "Restoration | None" = None  # what the model made of it, pixels apart (pipeline/infer.py)
     after: dict = field(default_factory=dict)
-    reference: dict = field(default_factory=dict)  # imagemend eval: scores against the clean photo
+    scores: dict = field(default_factory=dict)  # Hooks.score's columns
     data: bytes = b""
     name: str = ""
     format: str = ""
@@ -64,6 +86,10 @@ class Item:
     @property
     def pixels(self) -> int:
         return self.width * self.height
+
+    @property
+    def status(self) -> str:
+        return self.model.status
 
 
 def background(items: Iterable, size: int) -> Iterator:
@@ -110,12 +136,12 @@ def ordered_map(pool: Executor, fn: Callable, items: Iterable, ahead: int) -> It
         yield pending.popleft().result()
 
 
-def _decode(x: Record | Failure, opts: RunOptions) -> Item | Failure:
+def _decode(x: Record | Failure, max_pixels: int) -> Item | Failure:
     if isinstance(x, Failure):
         return x
     t0 = time.perf_counter()
     try:
-        dec = decode(x.data, opts.max_pixels)
+        dec = decode(x.data, max_pixels)
     except Exception as e:  # corrupt, empty, not an image, too large, unsupported mode
         return Failure.of(x, "decode", e)
     t1 = time.perf_counter()
@@ -124,18 +150,27 @@ def _decode(x: Record | Failure, opts: RunOptions) -> Item | Failure:
                 {"decode_s": t1 - t0, "measure_s": time.perf_counter() - t1, "encode_s": 0.0})
 
 
-def _finish(it: Item | Failure, opts: RunOptions) -> Item | Failure:
+def _restored(it: Item, r: "Restoration | Exception") -> Item | Failure:
+    """The item with the model's result (its pixels kept apart, to be freed once encoded), or its failure."""
+    if isinstance(r, Exception):
+        return Failure.of(it.rec, "restore", r)
+    it.out, it.model = r.image, replace(r, image=None)
+    it.timings["restore_s"] = r.restore_s
+    return it
+
+
+def _finish(it: Item | Failure, output: OutputOptions, hooks: Hooks | None = None) -> Item | Failure:
     """Measure and encode a restored image; an unchanged one keeps its input bytes when the format is kept."""
     if isinstance(it, Failure):
         return it
-    fmt = output_format(opts.image_format, it.dec.meta.format)
+    fmt = output_format(output.image_format, it.dec.meta.format)
     it.format, it.name = fmt, output_name(it.rec.name, it.dec.meta.format, fmt)
-    if opts.suite:  # imagemend eval: score input and output against the clean photo while the pixels are here
+    if hooks is not None:  # score input and output while the pixels are here
         try:
             out = it.out if it.status == "restored" else it.dec.pixels
-            it.reference = reference.compare(it.rec, it.dec.pixels, out)
+            it.scores = hooks.score(it.rec, it.dec.pixels, out)
         except Exception as e:  # e.g. an output of the wrong size: a failure, never a silent gap
-            return Failure.of(it.rec, "reference", e)
+            return Failure.of(it.rec, hooks.stage, e)
     t0 = time.perf_counter()
     it.after = measure(it.out) if it.status == "restored" else it.before
     t1 = time.perf_counter()
@@ -144,7 +179,7 @@ def _finish(it: Item | Failure, opts: RunOptions) -> Item | Failure:
         it.data = it.rec.data
     else:
         try:
-            it.data = encode(it.out if it.status == "restored" else it.dec.pixels, it.dec.meta, fmt, opts.quality)
+            it.data = encode(it.out if it.status == "restored" else it.dec.pixels, it.dec.meta, fmt, output.quality)
         except Exception as e:
             return Failure.of(it.rec, "encode", e)
         it.timings["encode_s"] = time.perf_counter() - t1
@@ -153,7 +188,7 @@ def _finish(it: Item | Failure, opts: RunOptions) -> Item | Failure:
 
 
 def metrics_row(it: Item, uri: str, run_id: str, model) -> dict:
-    rec, meta = it.rec, it.dec.meta
+    rec, meta, m = it.rec, it.dec.meta, it.model
     row = {
         "run_id": run_id, "shard": rec.shard, "index": rec.index, "key": rec.key, "key_bytes": rec.raw_key,
         "source_uri": rec.uri,
@@ -163,17 +198,17 @@ def metrics_row(it: Item, uri: str, run_id: str, model) -> dict:
     for t in TASKS:
         est, meas, *_ = TASK_COLUMNS[t]
         row.update({
-            f"{t}_applied": bool(it.applied[t]), f"{t}_reason": it.reasons[t], f"{t}_strength": float(it.strengths[t]),
-            f"{t}_estimate_before": it.estimates[est], f"{t}_estimate_after": it.estimates_after[est],
+            f"{t}_applied": bool(m.applied[t]), f"{t}_reason": m.reasons[t], f"{t}_strength": float(m.strengths[t]),
+            f"{t}_estimate_before": m.estimates[est], f"{t}_estimate_after": m.estimates_after[est],
             f"{t}_measure_before": it.before[meas], f"{t}_measure_after": it.after[meas],
         })
-    for side, m in (("before", it.before), ("after", it.after)):
-        row[f"clipped_high_{side}"], row[f"clipped_low_{side}"] = m["clipped_high"], m["clipped_low"]
+    for side, measures in (("before", it.before), ("after", it.after)):
+        row[f"clipped_high_{side}"], row[f"clipped_low_{side}"] = measures["clipped_high"], measures["clipped_low"]
     row.update({
-        "estimates_before": it.estimates, "estimates_after": it.estimates_after,
+        "estimates_before": m.estimates, "estimates_after": m.estimates_after,
         "bytes_in": len(rec.data), "bytes_out": len(it.data), **it.timings,
-        "model": model.name, "weights_sha256": model.restorer.weights_sha256, "device": model.device,
-        "worker": worker_id(), **it.reference,
+        "model": model.name, "weights_sha256": model.weights_sha256, "device": model.device,
+        "worker": worker_id(), **it.scores,
     })
     return row
 
@@ -193,15 +228,18 @@ def error_row(f: Failure, run_id: str) -> dict:
             "bytes_in": f.bytes_in, "worker": worker_id()}
 
 
-def _sink(shard: Shard, opts: RunOptions, fs: AbstractFileSystem, paths: OutputPaths):
-    if opts.suite:  # eval: damaged cases are loose PNGs under images/<case>/, whatever the input layout
+def _sink(shard: Shard, opts: RunOptions, fs: AbstractFileSystem, paths: OutputPaths, loose: bool):
+    """Where a shard's images go: a tar or Parquet shard's into its namesake, loose files (and, `loose`, the
+    records that hooks made) as loose files."""
+    if loose or shard.layout == "files":
         return FilesSink(fs, paths, shard)
     if shard.layout == "tar":
         return TarSink(fs, paths, shard)
     if shard.layout == "parquet":  # img2dataset names the column after the format: it follows a change
-        col = out = opts.parquet_image_column
-        if opts.image_format != "same" and col in ("jpg", "jpeg", "png", "webp", "tif", "tiff"):
-            out = EXTENSIONS[FORMATS[opts.image_format]].lstrip(".")
+        col = out = opts.input.parquet_image_column
+        fmt = opts.output.image_format
+        if fmt != "same" and col in ("jpg", "jpeg", "png", "webp", "tif", "tiff"):
+            out = EXTENSIONS[FORMATS[fmt]].lstrip(".")
         return ParquetSink(fs, paths, shard, col, out)
     return FilesSink(fs, paths, shard)
 
@@ -209,12 +247,14 @@ def _sink(shard: Shard, opts: RunOptions, fs: AbstractFileSystem, paths: OutputP
 class _Run:
     """The mutable state of one shard's pass: sink, rows, failures."""
 
-    def __init__(self, shard: Shard, opts: RunOptions, model, sink, progress: Progress):
-        self.shard, self.opts, self.model, self.sink, self.progress = shard, opts, model, sink, progress
+    def __init__(self, opts: RunOptions, model: "LoadedModel", sink, progress: Progress, hooks: Hooks | None):
+        self.work, self.output, self.max_pixels = opts.work, opts.output, opts.input.max_pixels
+        self.strengths, self.run_id = opts.model.strengths, opts.run_id
+        self.model, self.sink, self.progress, self.hooks = model, sink, progress, hooks
         self.rows: list[dict] = []
         self.failures: list[Failure] = []
         self.names: set[str] = set()
-        self.backoff = Backoff(opts.retries, opts.retry_wait_s)  # the output's store, for this shard's images
+        self.backoff = backoff(opts.work)  # the output's store, for this shard's images
 
     def write(self, it: Item | Failure) -> None:
         if isinstance(it, Failure):
@@ -233,29 +273,31 @@ class _Run:
             self.names.add(it.name)
         else:  # a container shard that cannot be written fails the bundle, and Beam retries it
             uri = self.sink.add(it.rec, it.name, it.data)
-        self.rows.append(metrics_row(it, uri, self.opts.run_id, self.model))
+        self.rows.append(metrics_row(it, uri, self.run_id, self.model))
         self.progress.tick(images=1, pixels=it.width * it.height)
 
     def stream(self, records: Iterable[Record | Failure], pool: Executor) -> None:
         """Batches go to the model's restore threads as they fill; outputs are written in input order."""
-        ahead = max(2, 2 * self.opts.threads)
-        decoded = ordered_map(pool, partial(_decode, opts=self.opts), background(records, ahead), ahead)
-        restoring: deque[Future] = deque()  # batches in the model, oldest first
+        ahead = max(2, 2 * self.work.threads)
+        decoded = ordered_map(pool, partial(_decode, max_pixels=self.max_pixels), background(records, ahead), ahead)
+        restoring: deque[tuple[list[Item], Future]] = deque()  # batches in the model, oldest first
         pending: deque[Future] = deque()  # outputs being measured and encoded, in input order
         batch: list[Item] = []
 
-        def finish(f: Future) -> None:
-            pending.extend(pool.submit(_finish, out, self.opts) for out in f.result())
+        def finish(items: list[Item], f: Future) -> None:
+            pending.extend(pool.submit(_finish, _restored(it, r), self.output, self.hooks)
+                           for it, r in zip(items, f.result()))
 
         def drain(in_model: int, in_pool: int) -> None:
             """Write what is done, and wait until at most this many batches and outputs are left."""
-            while restoring and (len(restoring) > in_model or restoring[0].done()):
-                finish(restoring.popleft())
+            while restoring and (len(restoring) > in_model or restoring[0][1].done()):
+                finish(*restoring.popleft())
             while pending and (len(pending) > in_pool or pending[0].done()):
                 self.write(pending.popleft().result())
 
         def flush():
-            restoring.append(self.model.submit(list(batch), self.opts.strengths))
+            images, jpeg = [it.dec.pixels for it in batch], [bool(it.dec.meta.jpeg) for it in batch]  # a JPEG file
+            restoring.append((list(batch), self.model.submit(images, jpeg, self.strengths)))
             batch.clear()
             drain(self.model.restores, ahead)
 
@@ -264,29 +306,32 @@ class _Run:
                 self.write(x)
                 continue
             batch.append(x)
-            if (sum(it.pixels for it in batch) >= self.model.restorer.cfg.pixel_budget
-                    or len(batch) >= self.opts.batch_images):
+            if sum(it.pixels for it in batch) >= self.model.pixel_budget or len(batch) >= self.work.batch_images:
                 flush()
         if batch:
             flush()
         drain(0, 0)
 
 
-def process_shard(shard: Shard, opts: RunOptions, model, pool: Executor,
-                  progress: Progress) -> dict:
+def backoff(work: WorkOptions) -> Backoff:
+    return Backoff(work.retries, work.retry_wait_s)
+
+
+def process_shard(shard: Shard, opts: RunOptions, model: "LoadedModel", pool: Executor, progress: Progress,
+                  hooks: Hooks | None = None) -> dict:
     """Counts for one shard; a shard with a matching done-marker is skipped (unless --overwrite)."""
-    fs_out, root = filesystem(opts.output, opts.out_storage)
+    fs_out, root = filesystem(opts.output.url, opts.output.storage)
     paths = OutputPaths(root)
-    marker = None if opts.overwrite else read_json(fs_out, paths.marker(shard.id))
+    marker = None if opts.output.overwrite else read_json(fs_out, paths.marker(shard.id))
     if finished(marker) and marker.get("fingerprint") == shard.fingerprint:
         return {**marker["counts"], "shards": 1, "shards_skipped": 1}
-    fs_in, _ = filesystem(shard.base, opts.in_storage)
+    fs_in, _ = filesystem(shard.base, opts.input.storage)
     started = time.time()
-    sink = _sink(shard, opts, fs_out, paths)
-    run = _Run(shard, opts, model, sink, progress)
+    sink = _sink(shard, opts, fs_out, paths, loose=hooks is not None)
+    run = _Run(opts, model, sink, progress, hooks)
     try:
-        records = read_records(shard, fs_in, opts)
-        run.stream(reference.expand(records, opts) if opts.suite else records, pool)
+        records = read_records(shard, fs_in, opts.input, backoff(opts.work))
+        run.stream(records if hooks is None else hooks.expand(records), pool)
         outputs = sink.commit()
     except BaseException:
         sink.abort()
@@ -294,10 +339,10 @@ def process_shard(shard: Shard, opts: RunOptions, model, pool: Executor,
     rows = sorted(run.rows, key=lambda r: r["index"])
     errors = sorted((error_row(f, opts.run_id) for f in run.failures),
                     key=lambda r: (r["index"] is None, r["index"] or 0))
-    schema = EVAL_METRICS_SCHEMA if opts.suite else METRICS_SCHEMA
-    backoff = Backoff(opts.retries, opts.retry_wait_s)  # its own: these must be tried even if the images' gave up
-    metrics_uri = backoff(write_parquet, fs_out, paths.metrics(shard.id), table(rows, schema))
-    errors_uri = backoff(write_parquet, fs_out, paths.errors(shard.id), table(errors, ERRORS_SCHEMA))
+    schema = METRICS_SCHEMA if hooks is None else pa.schema([*METRICS_SCHEMA, *hooks.fields])
+    retry = backoff(opts.work)  # its own: these must be tried even if the images' gave up
+    metrics_uri = retry(write_parquet, fs_out, paths.metrics(shard.id), table(rows, schema))
+    errors_uri = retry(write_parquet, fs_out, paths.errors(shard.id), table(errors, ERRORS_SCHEMA))
     counts = {
         "records": len(rows) + len(errors), "failed": len(errors), "left": sum(e["retryable"] for e in errors),
         "restored": sum(r["status"] == "restored" for r in rows),
@@ -308,7 +353,7 @@ def process_shard(shard: Shard, opts: RunOptions, model, pool: Executor,
         **tally([f"failed:{e['stage']}:{e['error_type']}" for e in errors]),
     }
     # the marker, last; with records left for a rerun (counts.left) it does not finish the shard (sinks.finished)
-    backoff(write_json, fs_out, paths.marker(shard.id), {
+    retry(write_json, fs_out, paths.marker(shard.id), {
         "shard": shard.id, "layout": shard.layout, "input": shard.base, "fingerprint": shard.fingerprint,
         "run_id": opts.run_id,
         "counts": counts, "metrics": metrics_uri, "errors": errors_uri, "outputs": outputs[:1000],

@@ -25,7 +25,7 @@ from fsspec import AbstractFileSystem
 
 from model.pixels import IMAGE_SUFFIXES
 
-from .options import RunOptions
+from .options import InputOptions, OutputOptions
 from .retry import Backoff, retryable
 from .storage import UnsafeKey, escape_name, filesystem, inside, name_bytes, real_path, safe_key, to_uri
 
@@ -243,22 +243,23 @@ class Listing(NamedTuple):
     skipped: dict[str, int]  # files that are not inputs of the layout (notes.txt, Thumbs.db): extension -> count
 
 
-def list_shards(opts: RunOptions) -> Listing:
-    """The layout, every shard of the input and the files skipped, listed once at the start of a run."""
-    out_fs, out_root = filesystem(opts.output, opts.out_storage)
+def list_shards(inp: InputOptions, output: OutputOptions) -> Listing:
+    """The layout, every shard of the input and the files skipped, listed once at the start of a run (the
+    output is never listed as input)."""
+    out_fs, out_root = filesystem(output.url, output.storage)
     out_real = real_path(out_fs, out_root)
-    globs = (*opts.exclude, *(() if opts.include_hidden else (HIDDEN,)))
-    base, files = list_files(opts.input, opts.in_storage, exclude=to_uri(out_fs, out_real), globs=globs)
-    in_fs, in_base = filesystem(base, opts.in_storage)
+    globs = (*inp.exclude, *(() if inp.include_hidden else (HIDDEN,)))
+    base, files = list_files(inp.url, inp.storage, exclude=to_uri(out_fs, out_real), globs=globs)
+    in_fs, in_base = filesystem(base, inp.storage)
     in_real = real_path(in_fs, in_base)
     if type(in_fs) is type(out_fs) and (in_real == out_real or inside(out_real, in_real)):
-        raise ValueError(f"input {opts.input} lies inside output {opts.output}")
-    layout = detect_layout(files) if opts.layout == "auto" else opts.layout
+        raise ValueError(f"input {inp.url} lies inside output {output.url}")
+    layout = detect_layout(files) if inp.layout == "auto" else inp.layout
     suffixes = IMAGE_SUFFIXES if layout == "files" else (SHARD_SUFFIX[layout],)
     inputs = {k: f for k, f in files.items() if k.lower().endswith(suffixes)}
     skipped = dict(sorted(Counter(posixpath.splitext(k)[1].lower() for k in files if k not in inputs).items()))
     if layout == "files":
-        return Listing(layout, group_files(inputs, base, opts.files_per_shard), skipped)
+        return Listing(layout, group_files(inputs, base, inp.files_per_shard), skipped)
     suffix = SHARD_SUFFIX[layout]
     return Listing(layout, [Shard(shard_id(k[: -len(suffix)]), layout, base, (k,), (f.size,), (f.version,))
                             for k, f in sorted(inputs.items())], skipped)
@@ -266,23 +267,28 @@ def list_shards(opts: RunOptions) -> Listing:
 
 # ---------------------------------------------------------------- reading
 
-def read_records(shard: Shard, fs: AbstractFileSystem, opts: RunOptions) -> Iterator[Record | Failure]:
-    """Every record of a shard in order; a shard that breaks midway ends with one Failure."""
-    reader = {"files": _read_files, "tar": _read_tar, "parquet": _read_parquet}[shard.layout]
-    yield from reader(shard, fs, opts)
+def read_records(shard: Shard, fs: AbstractFileSystem, inp: InputOptions,
+                 backoff: Backoff) -> Iterator[Record | Failure]:
+    """Every record of a shard in order; a shard that breaks midway ends with one Failure. backoff retries
+    the reads of loose files, one call per file (a tar or Parquet shard is read as one stream)."""
+    if shard.layout == "files":
+        yield from _read_files(shard, fs, inp.max_bytes, backoff)
+    elif shard.layout == "tar":
+        yield from _read_tar(shard, fs, inp.max_bytes)
+    else:
+        yield from _read_parquet(shard, fs, inp.parquet_image_column, inp.parquet_key_column, inp.max_bytes)
 
 
 def _path(fs: AbstractFileSystem, shard: Shard, item: str) -> str:
     return fs._strip_protocol(shard.uri(item))
 
 
-def _read_files(shard: Shard, fs: AbstractFileSystem, opts: RunOptions) -> Iterator[Record | Failure]:
-    backoff = Backoff(opts.retries, opts.retry_wait_s)
+def _read_files(shard: Shard, fs: AbstractFileSystem, limit: int, backoff: Backoff) -> Iterator[Record | Failure]:
     for i, item in enumerate(shard.items):
         key, raw_key, uri = escape_name(item), name_bytes(item), escape_name(shard.uri(item))
         try:
             key = safe_key(key)
-            data = backoff(_read_file, fs, _path(fs, shard, safe_key(item)), shard.sizes[i], opts.max_bytes)
+            data = backoff(_read_file, fs, _path(fs, shard, safe_key(item)), shard.sizes[i], limit)
         except Exception as e:  # a file that vanished, cannot be read or is too large is one record's failure
             yield Failure(shard.id, i, key, uri, "read", type(e).__name__, message(e), raw_key=raw_key,
                           retryable=retryable(e))
@@ -403,11 +409,11 @@ def _member_data(tar: tarfile.TarFile, m: tarfile.TarInfo, budget: int) -> bytes
     return tar.extractfile(m).read() if m.size <= budget else None
 
 
-def _read_tar(shard: Shard, fs: AbstractFileSystem, opts: RunOptions) -> Iterator[Record | Failure]:
+def _read_tar(shard: Shard, fs: AbstractFileSystem, limit: int) -> Iterator[Record | Failure]:
     """Samples in order; member names escaped (as the output tar will hold them), a repeated name starts a
     new sample (which fails), and a tar whose headers stop early ends with a Failure for the rest."""
     uri = escape_name(shard.uri(shard.items[0]))
-    index, key, members, seen, limit = 0, None, [], set(), opts.max_bytes
+    index, key, members, seen = 0, None, [], set()
     try:
         with (fs.open(_path(fs, shard, shard.items[0]), "rb") as f,
               tarfile.open(fileobj=_decompressed(f), mode="r|", tarinfo=_Header) as tar):
@@ -431,11 +437,11 @@ def _read_tar(shard: Shard, fs: AbstractFileSystem, opts: RunOptions) -> Iterato
                       raw_key=name_bytes(key) if members else None, retryable=retryable(e))
 
 
-def _read_parquet(shard: Shard, fs: AbstractFileSystem, opts: RunOptions) -> Iterator[Record | Failure]:
+def _read_parquet(shard: Shard, fs: AbstractFileSystem, col: str, key_col: str,
+                  limit: int) -> Iterator[Record | Failure]:
     import pyarrow.parquet as pq
 
     uri = escape_name(shard.uri(shard.items[0]))
-    col, key_col = opts.parquet_image_column, opts.parquet_key_column
     index = 0
     try:
         with fs.open(_path(fs, shard, shard.items[0]), "rb") as f:
@@ -445,8 +451,7 @@ def _read_parquet(shard: Shard, fs: AbstractFileSystem, opts: RunOptions) -> Ite
             for batch in pf.iter_batches(batch_size=16):
                 for row in batch.to_pylist():
                     key = str(row[key_col]) if row.get(key_col) is not None else str(index)
-                    yield _parquet_record(shard, index, key, f"{uri}#{key}", row, col, pf.schema_arrow,
-                                          opts.max_bytes)
+                    yield _parquet_record(shard, index, key, f"{uri}#{key}", row, col, pf.schema_arrow, limit)
                     index += 1
     except Exception as e:
         yield Failure(shard.id, None, None, uri, "read", type(e).__name__,

@@ -2,13 +2,14 @@
 
     imagemend eval --clean URL --suite standard --output URL [run's flags] [Beam flags]
 
-Nothing is forked from `run`: the same launcher, graph, shards and runners. With RunOptions.suite
-set, a worker turns each clean record it reads into one damaged record per case (model/suites.py,
-seeded by case and key, so any worker makes the same damage), named <case>/<clean key>; the records
-then go through decode, restore, measure and encode like any other, and before a record is written
-its input and output are scored against the clean photo (model/metrics.py): the metrics Parquet
-gains the columns of schema.REFERENCE_FIELDS. Restored images are written as loose PNG files under
-images/<case>/ whatever the input layout (a case is not a member of the input's tar or Parquet shard).
+Nothing is forked from `run`: the same launcher, graph, shards and runners, given the hooks of an
+Evaluation (shard.Hooks), which only this command builds: a worker turns each clean record it reads
+into one damaged record per case (model/suites.py, seeded by case and key, so any worker makes the
+same damage), named <case>/<clean key>; the records then go through decode, restore, measure and
+encode like any other, and before a record is written its input and output are scored against the
+clean photo (model/metrics.py): the metrics Parquet gains the columns of FIELDS. Restored images are
+written as loose PNG files under images/<case>/ whatever the input layout (a case is not a member of
+the input's tar or Parquet shard). `imagemend run` never imports this module, the suites or the damage.
 
 A record that cannot be damaged or scored (e.g. an output of the wrong size) is an error row with
 stage `reference`; `summarise` then counts every (photo, case) that has no metrics row, including
@@ -17,23 +18,49 @@ those of shards that never finished, as a failure: a case's numbers never silent
 
 import argparse
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 import io
+import sys
 
 import numpy as np
 from PIL import Image
+import pyarrow as pa
 
 from model import metrics
 from model.pixels import to_uint8
 from model.suites import Case, suite
 
-from . import options
+from . import job, options, schema
 from .decode import decode
+from .schema import column
+from .shard import Hooks
 from .sinks import OutputPaths, read_json
 from .sources import Failure, Record, message
 from .storage import filesystem, join
 
 SCORES = ("psnr", "ssim", "ciede2000")
+
+# the full-reference columns, after the metrics schema's (model/metrics.py)
+FIELDS = (
+    column("case", pa.string(), "case of the suite (model/suites.py) the input was damaged with; the key is "
+       "<case>/<clean key>", False),
+    column("task", pa.string(), "what the case exercises: denoise, deblur, cast, exposure, contrast, mixed or clean",
+       False),
+    column("reference_uri", pa.string(), "URI of the clean photo the scores compare with (source_uri is it, #case)",
+       False),
+    column("psnr_before", pa.float64(), "PSNR of the damaged input against the clean photo, both 8-bit RGB: dB, capped "
+       "at 100", False),
+    column("psnr_after", pa.float64(), "PSNR of the written output against the clean photo", False),
+    column("ssim_before", pa.float64(), "SSIM of the damaged input against the clean photo (Wang et al. 2004, as "
+       "scikit-image computes it with gaussian_weights=True, sigma=1.5, use_sample_covariance=False)", False),
+    column("ssim_after", pa.float64(), "SSIM of the written output against the clean photo", False),
+    column("ciede2000_before", pa.float64(),
+           "mean CIEDE2000 colour difference of the damaged input from the clean photo", False),
+    column("ciede2000_after", pa.float64(),
+           "mean CIEDE2000 colour difference of the written output from the clean photo", False),
+)
+METRICS_SCHEMA = pa.schema([*schema.METRICS_SCHEMA, *FIELDS])
+
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,13 +71,49 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_processing_arguments(p)
 
 
-def options_from(args: argparse.Namespace) -> options.RunOptions:
+@dataclass(frozen=True)
+class Evaluation(Hooks):
+    """The hooks of `imagemend eval`: each clean record damaged per case, each output scored against it."""
+    suite: str
+    cases: tuple[str, ...] = ()  # only these cases of the suite (default: all)
+    max_pixels: int = options.InputOptions.max_pixels  # the clean photos' decoding budget
+    fields = FIELDS
+
+    def __post_init__(self):
+        self.of_suite()  # an unknown suite or case fails here, on the launcher
+
+    def of_suite(self) -> tuple[Case, ...]:
+        return suite(self.suite, list(self.cases) or None)
+
+    def settings(self) -> dict:
+        return {"suite": self.suite, "cases": list(self.cases)}
+
+    def expand(self, records: Iterable[Record | Failure]) -> Iterator[Record | Failure]:
+        return expand(records, self.of_suite(), self.max_pixels)
+
+    def score(self, rec: Record, before: np.ndarray, after: np.ndarray) -> dict:
+        return compare(rec, before, after)
+
+
+def main(args: argparse.Namespace) -> dict:
+    """The `run` job with an Evaluation's hooks, then the per-case table; exits 3 when any damaged photo has
+    no scores."""
+    opts, evaluation = from_args(args)
+    check_output(opts.output, evaluation)
+    summary = job.finish(job.run(opts, options.beam_args(args.beam_argv, opts.work.workers), evaluation))
+    result = summarise(summary["output"], opts.output.storage)
+    print(markdown(result))
+    if result["failed"]:
+        print(f"imagemend: the evaluation is incomplete: {result['failed']} damaged photos have no scores "
+              "(see the table and errors/)", file=sys.stderr)
+        sys.exit(3)
+    return result
+
+
+def from_args(args: argparse.Namespace) -> tuple[options.RunOptions, Evaluation]:
+    opts = options.from_args(args, input=args.clean, output=args.output)
     cases = tuple(c.strip() for c in args.cases.split(",") if c.strip())
-    return options.from_args(args, input=args.clean, output=args.output, suite=args.suite, cases=cases)
-
-
-def cases_of(opts: options.RunOptions) -> tuple[Case, ...]:
-    return suite(opts.suite, list(opts.cases) or None)
+    return opts, Evaluation(args.suite, cases, opts.input.max_pixels)
 
 
 def rgb8(pixels: np.ndarray) -> np.ndarray:
@@ -74,9 +137,9 @@ def output_name(case: Case, key: str) -> str:
     return f"{case.name}/{key}" + ("" if key.lower().endswith(".png") else ".png")
 
 
-def expand(records: Iterable[Record | Failure], opts: options.RunOptions) -> Iterator[Record | Failure]:
+def expand(records: Iterable[Record | Failure], cases: tuple[Case, ...],
+           max_pixels: int) -> Iterator[Record | Failure]:
     """Each clean record as one damaged PNG record per case (lazily: one case in memory at a time)."""
-    cases = cases_of(opts)
     n = len(cases)
     for x in records:
         if isinstance(x, Failure):  # an unreadable photo fails in every case; a broken shard's rest once
@@ -87,7 +150,7 @@ def expand(records: Iterable[Record | Failure], opts: options.RunOptions) -> Ite
                             for j, c in enumerate(cases))
             continue
         try:
-            clean = rgb8(decode(x.data, opts.max_pixels).pixels)
+            clean = rgb8(decode(x.data, max_pixels).pixels)
         except Exception as e:
             yield from (Failure(x.shard, x.index * n + j, f"{c.name}/{x.key}", f"{x.uri}#{c.name}", "decode",
                                 type(e).__name__, message(e), len(x.data)) for j, c in enumerate(cases))
@@ -112,13 +175,13 @@ def compare(rec: Record, damaged: np.ndarray, restored: np.ndarray) -> dict:
     return row
 
 
-def check_output(opts: options.RunOptions) -> None:
+def check_output(output: options.OutputOptions, evaluation: Evaluation) -> None:
     """Refuse to resume into an output that holds another suite's (or a `run`'s) results."""
-    fs, root = filesystem(opts.output, opts.out_storage)
+    fs, root = filesystem(output.url, output.storage)
     before = read_json(fs, OutputPaths(root).summary())
-    if before and not opts.overwrite and (before.get("suite"), before.get("cases")) != (
-            opts.suite, list(opts.cases) or None):
-        raise ValueError(f"{opts.output} holds results of suite {before.get('suite')!r} cases {before.get('cases')}; "
+    if before and not output.overwrite and (before.get("suite"), before.get("cases")) != (
+            evaluation.suite, list(evaluation.cases) or None):
+        raise ValueError(f"{output.url} holds results of suite {before.get('suite')!r} cases {before.get('cases')}; "
                          "choose another --output or pass --overwrite")
 
 
