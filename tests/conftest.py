@@ -432,7 +432,7 @@ def _run_job(input: str, output: str, storage_options: dict | None = None, beam:
     """The job exactly as `imagemend run` starts it, in this process, with the in-process FnApiRunner."""
     from pipeline import job, options
 
-    opts = options.RunOptions(input=input, output=output, storage_options=storage_options or {}, **kw)
+    opts = options.RunOptions.of(input, output, storage_options=storage_options or {}, **kw)
     return job.run(opts, options.beam_args(beam or []))
 
 

@@ -60,10 +60,13 @@ def test_cuda_out_of_memory_halves_the_batch():
     torch.cuda.set_per_process_memory_fraction(cap / torch.cuda.get_device_properties(0).total_memory)
     try:
         r = Restorer(device="cuda", cfg=RestoreConfig(tile=512, pixel_budget=16 * side**2))
+        real, passes = r.net.local.forward, []
+        r.net.local.forward = lambda y, *a, **k: passes.append(len(y)) or real(y, *a, **k)
         got = r.restore(imgs)
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
-    assert r.cfg.pixel_budget < 16 * side**2  # it did run out, and halved
+    assert passes[0] == 16 and min(passes) < 16  # it did run out, and halved
+    assert r.cfg.pixel_budget == 16 * side**2  # that call's budget, not the shared config
     assert all(capped_psnr(w.image, g.image) >= 45.0 for w, g in zip(want, got))
 
 

@@ -93,7 +93,7 @@ def test_same_sized_photos_share_forward_passes(active_net, monkeypatch):
     r = restorer(active_net, tile=64)
     passes = []
     forward = r._forward
-    monkeypatch.setattr(r, "_forward", lambda jobs, batch: (passes.append(len(batch)), forward(jobs, batch)))
+    monkeypatch.setattr(r, "_forward", lambda jobs, batch, *a: (passes.append(len(batch)), forward(jobs, batch, *a)))
     together = [x.image for x in r.restore(imgs)]
     assert max(passes) == 3 and len(passes) * 3 == sum(passes)  # every tile position in one pass
     for img, out in zip(imgs, together):
@@ -130,9 +130,13 @@ def test_out_of_memory_halves_the_batch_instead_of_failing(active_net, monkeypat
     monkeypatch.setattr(r.net.local, "forward", tight)
     got = [x.image for x in r.restore(imgs)]
     assert sizes[0] == 16 and sizes.count(1) == 16  # 4 images x 4 tiles, then one tile at a time
-    assert r.cfg.pixel_budget < 16 * (64 + 2 * 96) ** 2
     for a, b in zip(got, expected):
         assert np.abs(a - b).max() < 1e-5
+    # the halved budget was that call's: the config that the restore threads share never changes
+    assert r.cfg.pixel_budget == 16 * (64 + 2 * 96) ** 2
+    sizes.clear()
+    r.restore(imgs)
+    assert sizes[0] == 16
 
 
 def test_default_pixel_budget_is_one_tile_on_cpu(active_net):
@@ -169,3 +173,24 @@ def test_a_photo_with_nothing_to_repair_comes_back_exactly(active_net):
     img = photo_float()  # float: a round trip through the tone correction would show as 1e-7 differences
     res = restorer(active_net).restore([img, img], tasks={t: 0.0 for t in TASKS})
     assert all(np.array_equal(r.image, img) and not any(r.applied.values()) for r in res)
+
+
+def test_restore_reads_its_outputs_in_the_same_call_as_estimate_would(active_net):
+    """restore(after=True): the outputs that changed read as estimate() reads them (edges only where deblur ran,
+    left out elsewhere), an unchanged one keeps its input's readings; one call where the job made two."""
+    imgs = [(data.astronaut()[:96, :128]).copy(), (data.coffee()[:80, :96]).copy()]
+    r = restorer(active_net)
+    tasks = [{t: 1.0 for t in TASKS}, {t: 0.0 for t in TASKS}]  # the second: nothing applies
+    for strengths in tasks:
+        res = r.restore(imgs, strengths, after=True)
+        plain = r.restore(imgs, strengths)
+        assert all(x.estimates_after is None for x in plain)
+        changed = [x for x in res if any(x.applied.values())]  # read together, as the job read them
+        want = r.estimate([x.image for x in changed], [x.applied["deblur"] for x in changed]) if changed else []
+        for x, w in zip(changed, want):
+            assert x.estimates_after == {k: v for k, v in w.items() if not np.isnan(v)}
+        for a, b in zip(res, plain):
+            assert np.array_equal(a.image, b.image) and a.estimates == b.estimates
+            if not any(a.applied.values()):
+                assert a.estimates_after == a.estimates
+    assert any(any(x.applied.values()) for x in r.restore(imgs, tasks[0], after=True))  # both branches ran

@@ -27,7 +27,8 @@ import pytest
 
 from pipeline import decode as dec
 from pipeline import sources
-from pipeline.options import RunOptions
+from pipeline.options import InputOptions, RunOptions
+from pipeline.retry import Backoff
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,7 +61,7 @@ def write_tar(f, members: list[tuple[str, int | bytes]]) -> None:
 
 def read_shard(path: Path, layout: str, **kw) -> list:
     shard = sources.Shard("s", layout, str(path.parent), (path.name,), (path.stat().st_size,))
-    return list(sources.read_records(shard, Store(str(path.parent)).fs, RunOptions("i", "o", **kw)))
+    return list(sources.read_records(shard, Store(str(path.parent)).fs, InputOptions("i", **kw), Backoff(7, 0.5)))
 
 
 # ---------------------------------------------------------------- --max-bytes
@@ -116,10 +117,11 @@ def test_the_budget_flag_and_its_default():
 
     p = argparse.ArgumentParser()
     options.add_arguments(p)
-    assert options.from_args(p.parse_args(["--input", "i", "--output", "o"])).max_bytes == 512 * 2**20
-    assert options.from_args(p.parse_args(["--input", "i", "--output", "o", "--max-bytes", "1000"])).max_bytes == 1000
+    assert options.from_args(p.parse_args(["--input", "i", "--output", "o"])).input.max_bytes == 512 * 2**20
+    told = options.from_args(p.parse_args(["--input", "i", "--output", "o", "--max-bytes", "1000"]))
+    assert told.input.max_bytes == 1000
     with pytest.raises(ValueError):
-        RunOptions("i", "o", max_bytes=0)
+        RunOptions.of("i", "o", max_bytes=0)
 
 
 BOMB = 512 * 2**20  # zeros in one member: gzip at level 1 makes about 2 MB of them
@@ -128,7 +130,7 @@ MEASURE = textwrap.dedent("""
     import json, resource, sys
     from pipeline import job, options
     def run(src, out):
-        opts = options.RunOptions(input=src, output=out, max_bytes=2**20)
+        opts = options.RunOptions.of(src, out, max_bytes=2**20)
         return job.run(opts, options.beam_args([]))["counts"]
     warm = run(sys.argv[1], sys.argv[2])  # model, Beam and torch in memory: what any run costs
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

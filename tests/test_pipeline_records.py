@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import job, sources, storage
-from pipeline.options import RunOptions
+from pipeline.options import InputOptions, OutputOptions
+from pipeline.retry import Backoff
 
 
 def jpeg(seed: int) -> bytes:
@@ -158,7 +159,7 @@ def test_a_whole_tar_reads_to_its_end_without_a_failure(tmp_path):
     path = tmp_path / "s.tar"
     path.write_bytes(tar_bytes([("a.jpg", jpeg(0)), ("b.jpg", jpeg(1))]))
     shard = sources.Shard("s", "tar", str(tmp_path), ("s.tar",), (path.stat().st_size,))
-    got = list(sources.read_records(shard, Store(str(tmp_path)).fs, RunOptions("i", "o")))
+    got = list(sources.read_records(shard, Store(str(tmp_path)).fs, InputOptions("i"), Backoff(7, 0.5)))
     assert [type(x).__name__ for x in got] == ["Record", "Record"]
 
 
@@ -196,8 +197,8 @@ def test_exclude_globs_and_hidden_files(tmp_path, local_store):
         local_store.put("in", key, b"x")
 
     def listed(**kw) -> tuple[list[str], dict]:
-        layout, shards, skipped = sources.list_shards(RunOptions(local_store.join("in"), local_store.join("out"),
-                                                                 **kw))
+        layout, shards, skipped = sources.list_shards(InputOptions(local_store.join("in"), **kw),
+                                                      OutputOptions(local_store.join("out")))
         return sorted(k for s in shards for k in s.items), skipped
 
     assert listed() == (["_MG_1.JPG", "_selects/a.jpg", "d.jpg", "raw/b.jpg"], {".xmp": 1})

@@ -18,7 +18,7 @@ from PIL import Image
 import pytest
 
 from pipeline import cli, lease, sources
-from pipeline.options import RunOptions
+from pipeline.options import InputOptions, OutputOptions
 from pipeline.reconcile import UnlistedShards
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def test_a_symlinked_output_inside_the_input_is_never_read_back(tmp_path, run_jo
 
     (tmp_path / "in-link").symlink_to(out / "images")  # an input that is, resolved, inside the output
     with pytest.raises(ValueError, match="inside output"):
-        sources.list_shards(RunOptions(str(tmp_path / "in-link"), str(out)))
+        sources.list_shards(InputOptions(str(tmp_path / "in-link")), OutputOptions(str(out)))
 
 
 def _lease(out: Path, **kw) -> None:

@@ -16,7 +16,7 @@ from model import measures
 from pipeline import decode as dec
 from pipeline import encode as enc
 from pipeline import options, schema, shard, sources, storage
-from pipeline.options import RunOptions
+from pipeline.options import InputOptions, ModelOptions, OutputOptions, RunOptions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -118,9 +118,8 @@ def test_file_versions_from_each_store_listing():
 
 def test_input_inside_output_is_refused(local_store):
     local_store.put("out", "in", "a.jpg", b"x")
-    opts = RunOptions(input=local_store.join("out", "in"), output=local_store.join("out"))
     with pytest.raises(ValueError, match="inside output"):
-        sources.list_shards(opts)
+        sources.list_shards(InputOptions(local_store.join("out", "in")), OutputOptions(local_store.join("out")))
 
 
 # ---------------------------------------------------------------- decode and encode
@@ -308,17 +307,19 @@ def test_options_parse_tasks_strengths_and_beam_flags():
     options.add_arguments(p)
     args = p.parse_args(["--input", "i", "--output", "o", "--tasks", "denoise,cast", "--strength", "cast=0.5"])
     opts = options.from_args(args)
-    assert opts.strengths == {"denoise": 1.0, "cast": 0.5} and opts.run_id
+    assert opts.model.strengths == {"denoise": 1.0, "cast": 0.5} and opts.run_id
     assert options.parse_strength("0.3") == {t: 0.3 for t in ("denoise", "deblur", "cast", "exposure", "contrast")}
     for bad in ("sharpen", "denoise,zoom"):
         with pytest.raises(argparse.ArgumentTypeError):
             options.parse_tasks(bad)
     with pytest.raises(ValueError):
-        RunOptions("i", "o", strengths={"zoom": 1.0})
+        RunOptions.of("i", "o", strengths={"zoom": 1.0})
     told = options.from_args(p.parse_args(["--input", "i", "--output", "o", "--assume", "exposure,contrast"]))
-    assert opts.assume == () and told.assume == ("exposure", "contrast")
+    assert opts.model.assume == () and told.model.assume == ("exposure", "contrast")
     with pytest.raises(ValueError):
-        RunOptions("i", "o", assume=("zoom",))
+        RunOptions.of("i", "o", assume=("zoom",))
+    with pytest.raises(TypeError, match="no option 'zoom'"):
+        RunOptions.of("i", "o", zoom=1)
     assert options.beam_args([]) == ["--runner=FnApiRunner"]  # never the Prism-downloading default
     assert options.beam_args(["--runner", "PortableRunner"]) == ["--runner", "PortableRunner"]
     assert "--direct_num_workers=3" in options.beam_args([], workers=3)
@@ -327,8 +328,8 @@ def test_options_parse_tasks_strengths_and_beam_flags():
 def test_the_cores_split_into_single_thread_restores():
     from pipeline.infer import concurrency
 
-    def plan(cuda=False, cpus=2, **kw):
-        return concurrency(RunOptions("i", "o", **kw), cuda, cpus)
+    def plan(cuda=False, cpus=2, workers=0, **kw):
+        return concurrency(ModelOptions(**kw), workers, cuda, cpus)
 
     assert plan() == (2, 1)  # this machine: two restores of one thread each
     assert plan(cpus=16) == (4, 4) and plan(cpus=1) == (1, 1)
@@ -338,7 +339,9 @@ def test_the_cores_split_into_single_thread_restores():
     assert plan(restores=3) == (3, 1) and plan(restores=2, torch_threads=3) == (2, 3)
     assert plan(cuda=True, cpus=16) == (1, None)  # one batch on the GPU at a time, torch's own threads
     with pytest.raises(ValueError, match="restores"):
-        RunOptions("i", "o", restores=-1)
+        RunOptions.of("i", "o", restores=-1)
+    with pytest.raises(ValueError, match="workers"):
+        RunOptions.of("i", "o", workers=-1)
 
 
 def test_restores_overlap_and_a_large_call_restores_alone(monkeypatch):
@@ -366,32 +369,32 @@ def test_restores_overlap_and_a_large_call_restores_alone(monkeypatch):
     torch.set_num_threads(1)
     model = infer.LoadedModel(Watched(device="cpu"), "imagemend-base", restores=2, threads=1)
     small = np.full((8, 8, 3), 120, np.uint8)
-    futures = [model.submit([_item(small, i)], {"denoise": 1.0}) for i in range(2)]
-    assert all(type(x).__name__ == "Item" for f in futures for x in f.result())
+    futures = [model.submit([small], [False], {"denoise": 1.0}) for i in range(2)]
+    assert all(type(x).__name__ == "Restoration" for f in futures for x in f.result())
     assert max(most) == 2 and threads == [1, 1]
 
     monkeypatch.setattr(infer, "ALONE_PIXELS", 1000)
     big = np.full((40, 40, 3), 120, np.uint8)
     most.clear()
-    futures = [model.submit([_item(big, i)], {"denoise": 1.0}) for i in range(3)]
+    futures = [model.submit([big], [False], {"denoise": 1.0}) for i in range(3)]
     assert all(f.result() for f in futures) and max(most) == 1
     assert threads[-3:] == [2, 2, 2] and torch.get_num_threads() == 1  # alone, with both calls' threads
 
     meet, most[:] = threading.Barrier(2, timeout=2), []  # one slot: the second call cannot join the first
     model = infer.LoadedModel(Watched(device="cpu"), "imagemend-base", restores=1)
-    futures = [model.submit([_item(small, i)], {"denoise": 1.0}) for i in range(2)]
-    assert [x.error_type for f in futures for x in f.result()] == ["BrokenBarrierError"] * 2 and max(most) == 1
+    futures = [model.submit([small], [False], {"denoise": 1.0}) for i in range(2)]
+    assert [type(x).__name__ for f in futures for x in f.result()] == ["BrokenBarrierError"] * 2 and max(most) == 1
 
 
 def test_assumed_damage_reaches_the_model():
     from model.config import RestoreConfig
     from pipeline import infer
 
-    told = infer.load_model(RunOptions("i", "o", device="cpu", assume=("exposure",))).restorer.cfg
-    blind = infer.load_model(RunOptions("i", "o", device="cpu")).restorer.cfg
+    told = infer.load_model(ModelOptions(device="cpu", assume=("exposure",))).restorer.cfg
+    blind = infer.load_model(ModelOptions(device="cpu")).restorer.cfg
     assert told.min_exposure == RestoreConfig().min_exposure < blind.min_exposure  # the shipped weights' 1.25 EV
     assert told.min_contrast == blind.min_contrast > RestoreConfig().min_contrast
-    cast = infer.load_model(RunOptions("i", "o", device="cpu", assume=("cast",))).restorer  # read from the photo,
+    cast = infer.load_model(ModelOptions(device="cpu", assume=("cast",))).restorer  # read from the photo,
     assert cast.told == ["cast"] and cast.cfg.min_cast == RestoreConfig().min_cast  # not by the disabled head
 
 
@@ -403,9 +406,9 @@ def test_precision_and_compile_flags_reach_the_model(active_weights):
     p = argparse.ArgumentParser()
     options.add_arguments(p)
     base = ["--input", "i", "--output", "o", "--device", "cpu", "--weights", active_weights]
-    assert options.from_args(p.parse_args(base)).amp is None  # auto: bf16 on CUDA only
-    assert options.from_args(p.parse_args([*base, "--precision", "fp32"])).amp is False
-    model = infer.load_model(options.from_args(p.parse_args([*base, "--precision", "bf16", "--compile"])))
+    assert options.from_args(p.parse_args(base)).model.amp is None  # auto: bf16 on CUDA only
+    assert options.from_args(p.parse_args([*base, "--precision", "fp32"])).model.amp is False
+    model = infer.load_model(options.from_args(p.parse_args([*base, "--precision", "bf16", "--compile"])).model)
     assert model.restorer.amp is True
     assert isinstance(model.restorer.net.local, torch._dynamo.eval_frame.OptimizedModule)  # compiled lazily
 
@@ -448,13 +451,13 @@ def test_the_job_bounds_the_noise_of_a_png_and_not_of_a_jpeg_file(active_net):
     from pipeline.infer import LoadedModel
 
     photo = astronaut()
-    items = []
-    for i, fmt in enumerate(("PNG", "JPEG")):
+    decoded = []
+    for fmt in ("PNG", "JPEG"):
         buf = io.BytesIO()
         Image.fromarray(photo).save(buf, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
-        d = dec.decode(buf.getvalue())
-        items.append(shard.Item(sources.Record("s", i, f"k{i}", "", b"", f"k{i}"), d, {}, d.width, d.height))
-    png, jpg = LoadedModel(Restorer(active_net, device="cpu"), "active").restore(items, {"denoise": 1.0})
+        decoded.append(dec.decode(buf.getvalue()))
+    png, jpg = LoadedModel(Restorer(active_net, device="cpu"), "active").restore(
+        [d.pixels for d in decoded], [bool(d.meta.jpeg) for d in decoded], {"denoise": 1.0})
     assert np.isfinite(png.estimates["noise_sigma_cap"])  # the untrained head reads 10: flat patches bound it
     assert "noise_sigma_cap" not in jpg.estimates  # not read in a JPEG: left out, never infinite
 
@@ -465,17 +468,19 @@ def test_a_failing_image_fails_alone_and_a_device_error_fails_the_bundle():
 
     model = LoadedModel(Restorer(device="cpu"), "imagemend-base")
     good = np.full((16, 24, 3), 120, np.uint8)
-    out = model.restore([_item(good, 0), _item(good.astype(np.int32), 1), _item(good, 2)], {"denoise": 1.0})
-    assert [type(x).__name__ for x in out] == ["Item", "Failure", "Item"]
-    assert (out[1].stage, out[1].error_type, out[1].key) == ("restore", "ValueError", "k1")
-    assert out[0].out.shape == good.shape and out[0].status in ("restored", "unchanged")
+    out = model.restore([good, good.astype(np.int32), good], [False] * 3, {"denoise": 1.0})
+    assert [type(x).__name__ for x in out] == ["Restoration", "ValueError", "Restoration"]
+    failure = shard._restored(_item(good, 1), out[1])  # the shard makes it the record's failure
+    assert (failure.stage, failure.error_type, failure.key) == ("restore", "ValueError", "k1")
+    it = shard._restored(_item(good, 0), out[0])
+    assert it.out.shape == good.shape and it.status in ("restored", "unchanged") and it.model.image is None
 
     class LostGPU:  # what a Restorer raises when its device fails mid-run (no GPU here to lose)
         def restore(self, *a, **k):
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
     with pytest.raises(RuntimeError, match="CUDA error"):
-        LoadedModel(LostGPU(), "x").restore([_item(good, 0), _item(good, 1)], {"denoise": 1.0})
+        LoadedModel(LostGPU(), "x").restore([good, good], [False, False], {"denoise": 1.0})
 
 
 def test_cuda_is_checked_on_the_launcher_only_where_the_job_runs():
