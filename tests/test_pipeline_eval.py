@@ -12,9 +12,10 @@ import pytest
 
 from model import metrics
 from model.suites import CASES
-from pipeline import cli, reference, schema, shard
+from pipeline import cli, evaluate, schema, shard
 from pipeline.decode import decode
-from pipeline.options import RunOptions
+from pipeline.infer import Restoration
+from pipeline.options import OutputOptions
 from pipeline.sources import Record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +29,7 @@ BROKEN = "sub/broken.jpg"
 
 
 def clean_rgb(key: str) -> np.ndarray:
-    return reference.rgb8(decode(PHOTOS[key], 10**8).pixels)
+    return evaluate.rgb8(decode(PHOTOS[key], 10**8).pixels)
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +73,13 @@ def test_eval_scores_every_case_of_every_photo_against_its_clean_original(evalua
 
 def test_the_eval_summary_counts_failures_and_refuses_another_suite_in_the_same_output(evaluation, capsys):
     store, out, argv = evaluation
-    s = reference.summarise(out)
+    s = evaluate.summarise(out)
     assert s["photos"] == 4 and s["failed"] == 3
     for c in CASE_NAMES:
         assert (s["cases"][c]["scored"], s["cases"][c]["failed"]) == (3, 1)
         assert s["cases"][c]["failures"][0].startswith(f"{c}/{BROKEN}: decode")
     assert s["cases"]["clean"]["psnr_before"] == 100.0
-    assert "| noise25 | 3 | 1 |" in reference.markdown(s)
+    assert "| noise25 | 3 | 1 |" in evaluate.markdown(s)
     other = list(argv)
     other[other.index("--cases") + 1] = "noise25"
     with pytest.raises(SystemExit) as e:
@@ -92,7 +93,7 @@ def test_a_lost_output_and_an_unfinished_shard_are_failures_never_gaps(evaluatio
     shutil.copytree(out, copy)
     (copy / "metrics" / "part-00000.parquet").unlink()  # a and b.jpg: written, then lost
     (copy / "_done" / "part-00000.json").unlink()
-    s = reference.summarise(str(copy))
+    s = evaluate.summarise(str(copy))
     assert s["unfinished_shards"] == ["part-00000"]
     for c in CASE_NAMES:
         assert (s["cases"][c]["scored"], s["cases"][c]["failed"]) == (1, 3)
@@ -101,17 +102,24 @@ def test_a_lost_output_and_an_unfinished_shard_are_failures_never_gaps(evaluatio
 
 
 def test_a_wrongly_sized_output_is_a_reference_failure():
-    opts = RunOptions("in", "out", suite="quick", cases=("clean",))
+    hooks = evaluate.Evaluation("quick", ("clean",))
     clean = Record("s", 0, "a.png", "file:///in/a.png", PHOTOS["a.png"], "a.png")
-    [rec] = list(reference.expand([clean], opts))
+    [rec] = list(hooks.expand([clean]))
     dec = decode(rec.data, 10**8)
     it = shard.Item(rec, dec, {}, dec.width, dec.height, {"measure_s": 0.0})
-    it.out, it.status = dec.pixels[:-1].copy(), "restored"  # one row short
-    failure = shard._finish(it, opts)
+    short = Restoration(dec.pixels[:-1].copy(), {}, {}, {"denoise": True}, {}, {}, 0.0)  # one row short
+    failure = shard._finish(shard._restored(it, short), OutputOptions(), hooks)
     assert (failure.stage, failure.error_type, failure.key) == ("reference", "SizeMismatch", "clean/a.png")
 
 
 def test_the_reference_columns_are_documented():
     text = (REPO / "docs" / "ARCHITECTURE.md").read_text()
-    assert schema.markdown(pa.schema(schema.REFERENCE_FIELDS)) in text
-    assert [f.name for f in schema.EVAL_METRICS_SCHEMA][: len(schema.METRICS_SCHEMA)] == schema.METRICS_SCHEMA.names
+    assert schema.markdown(pa.schema(evaluate.FIELDS)) in text
+    assert [f.name for f in evaluate.METRICS_SCHEMA][: len(schema.METRICS_SCHEMA)] == schema.METRICS_SCHEMA.names
+
+
+def test_an_unknown_suite_or_case_fails_on_the_launcher():
+    with pytest.raises(ValueError, match="unknown suite"):
+        evaluate.Evaluation("no-such-suite")
+    with pytest.raises(ValueError, match="not in suite"):
+        evaluate.Evaluation("quick", ("no-such-case",))
