@@ -73,14 +73,13 @@ def job_calls(images: list[np.ndarray], files_per_shard: int, pixel_budget: int,
 
 def time_model(restorer, calls: list[list], strengths: dict, repeats: int) -> dict:
     """Best of `repeats` passes over the calls: restore seconds, output-estimate seconds, passes and tiles."""
-    from pipeline.infer import estimates_after
     seen = {"passes": 0, "tiles": 0}
     forward = restorer._forward
 
-    def counting(jobs, batch):
+    def counting(jobs, batch, *a):
         seen["passes"] += 1
         seen["tiles"] += len(batch)
-        return forward(jobs, batch)
+        return forward(jobs, batch, *a)
 
     restorer._forward = counting  # counts the forward passes of _run_tiles; the work is unchanged
     best = None
@@ -92,7 +91,9 @@ def time_model(restorer, calls: list[list], strengths: dict, repeats: int) -> di
             t0 = time.perf_counter()
             results = restorer.restore(call, strengths, [True] * len(call))  # JPEG files, as the job tells it
             t1 = time.perf_counter()
-            estimates_after(restorer, results)  # as the job measures its outputs
+            changed = [r for r in results if any(r.applied.values())]  # the job's restore(after=True) reads
+            if changed:  # the outputs that changed, in the same call: timed apart here
+                restorer.estimate([r.image for r in changed], [r.applied["deblur"] for r in changed])
             estimate_s += time.perf_counter() - t1
             restore_s += t1 - t0
             unet += sum(r.applied["denoise"] or r.applied["deblur"] for r in results)
@@ -121,8 +122,8 @@ def run_job(inputs: Path, output: Path, workers: int, **opts) -> tuple[float, di
     from pipeline import job, options
 
     workers = 0 if workers <= 1 else workers
-    run_opts = options.RunOptions(input=str(inputs), output=str(output), overwrite=True, workers=workers, **opts)
-    argv = options.beam_args([], run_opts.workers)
+    run_opts = options.RunOptions.of(str(inputs), str(output), overwrite=True, workers=workers, **opts)
+    argv = options.beam_args([], run_opts.work.workers)
     t0 = time.perf_counter()
     summary = job.run(run_opts, argv)
     seconds = time.perf_counter() - t0
@@ -176,15 +177,15 @@ def bench_pipeline(sizes: list[float], images: int = 0, workers: tuple[int, ...]
     from model.weights import DEFAULT_WEIGHTS
     from pipeline.decode import decode
     from pipeline.infer import concurrency
-    from pipeline.options import RunOptions
+    from pipeline.options import InputOptions, ModelOptions, WorkOptions
 
-    defaults = RunOptions("", "")
-    base = {"device": device, "weights": weights, "threads": defaults.threads if decode_threads is None
-            else decode_threads, "tile": tile or defaults.tile, "pixel_budget": pixel_budget}
+    work = WorkOptions()
+    base = {"device": device, "weights": weights, "threads": work.threads if decode_threads is None
+            else decode_threads, "tile": tile or ModelOptions().tile, "pixel_budget": pixel_budget}
     shards = 2 * max(workers)  # the same shards for every worker count, enough for each process to get some
     strengths = {t: 1.0 for t in TASKS}
     # each job splits the `threads` cores as `imagemend run` splits a machine's: (restores, torch threads)
-    plans = {w: concurrency(RunOptions("", "", workers=0 if w <= 1 else w), device == "cuda", threads)
+    plans = {w: concurrency(ModelOptions(), 0 if w <= 1 else w, device == "cuda", threads)
              for w in workers}
     plans = {w: (r, t or threads) for w, (r, t) in plans.items()}
     if max(workers) > 1:  # worker processes must import imagemend, as in tests/test_pipeline_runners.py
@@ -205,13 +206,13 @@ def bench_pipeline(sizes: list[float], images: int = 0, workers: tuple[int, ...]
             n = images or max(2 * shards, round(16 / mp))
             folder = root / f"in-{mp:g}"
             paths = write_photos(folder, mp, n)
-            decoded = [decode(p.read_bytes(), defaults.max_pixels).pixels for p in paths]
+            decoded = [decode(p.read_bytes(), InputOptions().max_pixels).pixels for p in paths]
             mp_each = sum(a.shape[0] * a.shape[1] for a in decoded) / n / 1e6
             per_shard = math.ceil(n / shards)
             torch.set_num_threads(threads)
-            cfg = RunOptions("", "", tile=base["tile"], pixel_budget=base["pixel_budget"]).restore_config
+            cfg = ModelOptions(tile=base["tile"], pixel_budget=base["pixel_budget"]).restore_config
             restorer = Restorer(weights=weights or DEFAULT_WEIGHTS, device=device, cfg=cfg)
-            calls = job_calls(decoded, per_shard, restorer.cfg.pixel_budget, defaults.batch_images)
+            calls = job_calls(decoded, per_shard, restorer.cfg.pixel_budget, work.batch_images)
             restorer.restore(calls[0], strengths, [True] * len(calls[0]))  # warm-up on the real tile shapes
             m = time_model(restorer, calls, strengths, repeats)
             model_mp_s = mp_each * n / m["restore_s"]
@@ -252,7 +253,7 @@ def bench_pipeline(sizes: list[float], images: int = 0, workers: tuple[int, ...]
             variants = [("as the job", restorer, calls, m),
                         ("1 image per call", restorer, [[a] for a in decoded], None)]
             one_tile = Restorer(weights=weights or DEFAULT_WEIGHTS, device=device,
-                                cfg=RunOptions("", "", tile=base["tile"], pixel_budget=1).restore_config)
+                                cfg=ModelOptions(tile=base["tile"], pixel_budget=1).restore_config)
             one_tile.restore(decoded[:1], strengths)
             variants.append(("1 image per call, 1 tile per pass", one_tile, [[a] for a in decoded], None))
             rows = []

@@ -1,0 +1,60 @@
+"""What the production path imports: `imagemend run` never loads the evaluation, damage or report code.
+
+Checked in a fresh interpreter (sys.modules), since this test session has imported everything."""
+
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+from conftest import encode, pixels
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+EVALUATION = ("model.suites", "model.degrade", "model.camera", "model.scoring", "model.metrics", "model.validate",
+              "pipeline.evaluate")
+REPORTS = ("matplotlib", "model.report", "model.estimators", "model.figures", "model.train")
+
+
+def loaded_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running `code`."""
+    script = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                         check=True, timeout=600)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_the_run_path_imports_no_evaluation_damage_or_report_code(tmp_path):
+    photo = tmp_path / "in" / "a.png"
+    photo.parent.mkdir()
+    photo.write_bytes(encode(Image.fromarray(pixels(24, 32, 3, 1)), "PNG"))
+    loaded = loaded_after(f"""
+import pipeline.job, pipeline.shard, pipeline.infer, pipeline.cli, pipeline.graph, pipeline.sources
+from pipeline import cli
+try:
+    cli.main(["run", "--help"])
+except SystemExit:
+    pass
+try:
+    cli.main(["run", "--input", {str(photo.parent)!r}, "--output", {str(tmp_path / "out")!r}, "--no-progress"])
+except SystemExit as e:
+    assert not e.code, e.code
+""")
+    assert "pipeline.shard" in loaded and "model.restore" in loaded  # it did run the job
+    assert not loaded & set(EVALUATION), sorted(loaded & set(EVALUATION))
+    assert not {m for m in loaded if m.split(".")[0] == "matplotlib" or m in REPORTS}
+
+
+def test_imagemend_run_help_imports_only_what_run_needs():
+    loaded = loaded_after("""
+from pipeline import cli
+try:
+    cli.main(["run", "--help"])
+except SystemExit:
+    pass
+""")
+    assert "pipeline.job" in loaded
+    assert not {m for m in loaded if m.split(".")[0] == "matplotlib" or m in REPORTS or m in EVALUATION}
+    assert "pipeline.demo" not in loaded and "pipeline.preview" not in loaded
