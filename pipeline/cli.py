@@ -13,7 +13,7 @@ one line, and Ctrl-C exits 130 with one line: a rerun finishes what is left.
 import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import importlib
 import logging
 import signal
@@ -85,27 +85,25 @@ class Command:
     module: str
     help: str
     beam: bool = False  # a Beam job: other flags are pipeline options, --verbose, exit statuses of a job
+    parser: dict = field(default_factory=dict)  # how its parser differs from argparse's defaults
 
 
+JOB_PARSER = dict(allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=BEAM_EPILOG)
 COMMANDS = {
     "train": Command("model.train", "train the multitask network on clean photos"),
     "run": Command("pipeline.job", "restore an archive with an Apache Beam batch job (other flags are Beam "
-                   "pipeline options)", beam=True),
-    "demo": Command("pipeline.demo", "damage scikit-image's sample photos and restore them", beam=True),
+                   "pipeline options)", beam=True, parser=JOB_PARSER),
+    "demo": Command("pipeline.demo", "damage scikit-image's sample photos and restore them", beam=True,
+                    parser=dict(allow_abbrev=False)),
     "eval": Command("pipeline.evaluate", "damage clean photos with a named suite, restore them with the `run` job "
-                    "and add full-reference columns (other flags are Beam pipeline options)", beam=True),
+                    "and add full-reference columns (other flags are Beam pipeline options)", beam=True,
+                    parser=JOB_PARSER),
     "report": Command("model.report", "write docs/QUALITY.md: imagemend against classical and single-task methods"),
     "estimators": Command("model.estimators", "write docs/ESTIMATORS.md: do the no-reference estimates track the "
                           "damage?"),
     "preview": Command("pipeline.preview", "a before/after page of a run's output (static HTML, from the outputs "
                        "alone)"),
     "schema": Command("pipeline.schema", "the columns of the metrics and errors Parquet tables, with what each means"),
-}
-# how the subcommands' own parsers differ from argparse's defaults
-PARSER_KWARGS = {
-    "run": dict(allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=BEAM_EPILOG),
-    "demo": dict(allow_abbrev=False),
-    "eval": dict(allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=BEAM_EPILOG),
 }
 
 
@@ -134,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     chosen = _chosen(argv)
     module = None
     for name, command in COMMANDS.items():
-        p = sub.add_parser(name, help=command.help, **PARSER_KWARGS.get(name, {}))
+        p = sub.add_parser(name, help=command.help, **command.parser)
         if name != chosen:  # only the chosen command's module is imported (and only its flags are needed)
             continue
         module = importlib.import_module(command.module)

@@ -76,7 +76,7 @@ class Item:
     height: int
     timings: dict = field(default_factory=dict)
     out: np.ndarray | None = None  # the restored pixels, until encoded
-    model: "Restoration | None" = None  # what the model made of it, pixels apart (pipeline/infer.py)
+    result: "Restoration | None" = None  # what the model made of it, pixels apart (pipeline/infer.py)
     after: dict = field(default_factory=dict)
     scores: dict = field(default_factory=dict)  # Hooks.score's columns
     data: bytes = b""
@@ -89,7 +89,7 @@ class Item:
 
     @property
     def status(self) -> str:
-        return self.model.status
+        return self.result.status
 
 
 def background(items: Iterable, size: int) -> Iterator:
@@ -154,7 +154,7 @@ def _restored(it: Item, r: "Restoration | Exception") -> Item | Failure:
     """The item with the model's result (its pixels kept apart, to be freed once encoded), or its failure."""
     if isinstance(r, Exception):
         return Failure.of(it.rec, "restore", r)
-    it.out, it.model = r.image, replace(r, image=None)
+    it.out, it.result = r.image, replace(r, image=None)
     it.timings["restore_s"] = r.restore_s
     return it
 
@@ -188,7 +188,7 @@ def _finish(it: Item | Failure, output: OutputOptions, hooks: Hooks | None = Non
 
 
 def metrics_row(it: Item, uri: str, run_id: str, model) -> dict:
-    rec, meta, m = it.rec, it.dec.meta, it.model
+    rec, meta, m = it.rec, it.dec.meta, it.result
     row = {
         "run_id": run_id, "shard": rec.shard, "index": rec.index, "key": rec.key, "key_bytes": rec.raw_key,
         "source_uri": rec.uri,

@@ -473,7 +473,7 @@ def test_a_failing_image_fails_alone_and_a_device_error_fails_the_bundle():
     failure = shard._restored(_item(good, 1), out[1])  # the shard makes it the record's failure
     assert (failure.stage, failure.error_type, failure.key) == ("restore", "ValueError", "k1")
     it = shard._restored(_item(good, 0), out[0])
-    assert it.out.shape == good.shape and it.status in ("restored", "unchanged") and it.model.image is None
+    assert it.out.shape == good.shape and it.status in ("restored", "unchanged") and it.result.image is None
 
     class LostGPU:  # what a Restorer raises when its device fails mid-run (no GPU here to lose)
         def restore(self, *a, **k):
