@@ -84,7 +84,7 @@ class ModelOptions:
         if unknown:
             raise ValueError(f"unknown task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
         if self.restores < 0 or (self.torch_threads is not None and self.torch_threads < 1):
-            raise ValueError("restores and workers must be >= 0, torch threads >= 1")
+            raise ValueError("--restores must be >= 0, --torch-threads >= 1")
 
     @property
     def restore_config(self) -> RestoreConfig:
@@ -105,7 +105,7 @@ class WorkOptions:
 
     def __post_init__(self):
         if self.workers < 0:
-            raise ValueError("restores and workers must be >= 0, torch threads >= 1")
+            raise ValueError("--workers must be >= 0")
         if self.retries < 0 or self.retry_wait_s < 0:
             raise ValueError("--retries and --retry-wait must be >= 0")
 
@@ -115,6 +115,7 @@ PARTS = {"input": InputOptions, "output": OutputOptions, "model": ModelOptions, 
 
 @dataclass(frozen=True)
 class RunOptions:
+    """One run's options: its four parts and the run id stored in every row (default: time + random)."""
     input: InputOptions
     output: OutputOptions
     model: ModelOptions = field(default_factory=ModelOptions)
