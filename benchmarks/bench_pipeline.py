@@ -172,7 +172,7 @@ def bench_pipeline(sizes: list[float], images: int = 0, workers: tuple[int, ...]
     import torch
 
     from model import Restorer
-    from model.config import TASKS
+    from model.tasks import TASKS
     from model.weights import DEFAULT_WEIGHTS
     from pipeline.decode import decode
     from pipeline.infer import concurrency

@@ -6,12 +6,6 @@ cast as linear-light channel gains, exposure in EV, contrast as a factor around 
 
 from dataclasses import asdict, dataclass, field
 
-TASKS = ("denoise", "deblur", "cast", "exposure", "contrast")
-TONE_TASKS = ("cast", "exposure", "contrast")  # the global colour/tone correction, once per image
-# the RestoreConfig field that gates each task (weights carry calibrated values, model/calibrate.py)
-THRESHOLD = {"denoise": "min_noise_sigma", "deblur": "min_blur", "cast": "min_cast", "exposure": "min_exposure",
-             "contrast": "min_contrast"}
-
 
 @dataclass(frozen=True)
 class CameraConfig:

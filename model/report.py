@@ -34,13 +34,14 @@ from . import (
     stats,
     weights,
 )
-from .config import TASKS, TrainConfig
+from .config import TrainConfig
 from .data import load_photos
 from .figures import SAMPLE_PHOTOS, TILE, contact_sheet, psnr_chart, speed_chart
 from .provenance import commit, header, is_placeholder
 from .restore import Restorer
 from .scoring import Method, ScoreCache, fingerprint, identity, score_all, summarise
 from .suites import Case, markdown, suite
+from .tasks import TASKS
 from .weights import DEFAULT_WEIGHTS
 
 NO_HARM_DB = 40.0  # a clean photo must come back at least this close to itself

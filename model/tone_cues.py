@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from .color import LUMA, normalise_gains, srgb_to_linear
-from .config import TONE_TASKS
 from .pixels import white_level
+from .tasks import TONE_TASKS
 
 TABLE = Path(__file__).with_name("weights") / "tone_cues.json"
 VIEW = 256  # long side of the view the cues are read on

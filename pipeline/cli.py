@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--version", action="version", version=f"imagemend {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from model import estimators as estimators_mod
+    from model import estimators_doc as estimators_mod
     from model import report as report_mod
     from model import train as train_mod
 

@@ -22,8 +22,8 @@ import time
 from fsspec import AbstractFileSystem
 import numpy as np
 
-from model.config import TASKS
 from model.measures import measure
+from model.tasks import REGISTRY, TASKS
 
 from . import reference
 from .decode import Decoded, decode
@@ -31,7 +31,7 @@ from .encode import EXTENSIONS, FORMATS, encode, output_format, output_name, sam
 from .options import RunOptions
 from .progress import Progress, worker_id
 from .retry import Backoff
-from .schema import ERRORS_SCHEMA, EVAL_METRICS_SCHEMA, METRICS_SCHEMA, TASK_COLUMNS, table
+from .schema import ERRORS_SCHEMA, EVAL_METRICS_SCHEMA, MEASURES, METRICS_SCHEMA, table
 from .sinks import FilesSink, OutputPaths, ParquetSink, TarSink, finished, read_json, write_json, write_parquet
 from .sources import Failure, Record, Shard, read_records
 from .storage import filesystem
@@ -160,8 +160,8 @@ def metrics_row(it: Item, uri: str, run_id: str, model) -> dict:
         "output_uri": uri, "width": it.width, "height": it.height, "mode": meta.mode,
         "format": meta.format, "output_format": it.format, "status": it.status,
     }
-    for t in TASKS:
-        est, meas, *_ = TASK_COLUMNS[t]
+    for task in REGISTRY:
+        t, est, meas = task.name, task.estimate, MEASURES[task.name][0]
         row.update({
             f"{t}_applied": bool(it.applied[t]), f"{t}_reason": it.reasons[t], f"{t}_strength": float(it.strengths[t]),
             f"{t}_estimate_before": it.estimates[est], f"{t}_estimate_after": it.estimates_after[est],

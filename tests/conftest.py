@@ -331,7 +331,7 @@ def open_output(store: Store, uri: str) -> bytes:
 
 def _check_run(archive: Archive, output: str, summary: dict, image_format: str = "same") -> tuple[list, list]:
     """Every input record exactly once, in metrics or in errors, with the right facts; outputs readable."""
-    from model.config import TASKS
+    from model.tasks import TASKS
 
     store = archive.store
     metrics, errors = read_tables(store, output, "metrics"), read_tables(store, output, "errors")
