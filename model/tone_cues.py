@@ -98,7 +98,7 @@ CUES = {"cast": cast_cues, "exposure": exposure_cues, "contrast": contrast_cues}
 class Fit:
     """One damage's least-squares combination: standardised cues (and, quadratic, their pairwise
     products) -> the damage's parameters. Cues and readings are held to the range the fit saw:
-    a photo beyond it (CBSD68's 306005 at -2 EV is 90 standard deviations blacker than any
+    a photo beyond it (a dark photo at -2 EV can lie many standard deviations beyond every
     training copy) would otherwise be extrapolated, wildly once squared."""
     mean: list[float]
     std: list[float]
