@@ -237,7 +237,7 @@ def summary(readings: list[Reading], cfg: RestoreConfig | None = None) -> dict:
 # ---------------------------------------------------------------- what the tests hold them to
 
 # (name, source, path into summary(), "<=" or ">=", tolerance). The weight-free tolerances were measured on
-# scikit-image's sample photos (tests/test_model_estimators.py holds them to these) with a margin; the model's
+# scikit-image's sample photos (tests/model/test_estimators.py holds them to these) with a margin; the model's
 # are what trained weights must reach for the per-task measures of `run` to mean something, and are checked
 # only on trained weights.
 TOLERANCES = (

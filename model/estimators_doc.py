@@ -65,7 +65,7 @@ def markdown(s: dict, header: list[str], cfg: RestoreConfig | None = None) -> st
         lines.append(f"| {name} | {sigma} | {row['median']:.2f} | {err} | {_cell(row, 'p90')} | "
                      f"{row['anisotropy_median']:.2f} | {100 * row['deconvolved']:.0f} % |")
     lines += ["", "## Tolerances", "",
-              "What `tests/test_model_estimators.py` holds the estimators to (`TOLERANCES` in model/estimators.py; "
+              "What `tests/model/test_estimators.py` holds the estimators to (`TOLERANCES` in model/estimators.py; "
               "the tests run on scikit-image's sample photos, the model's only on trained weights), against "
               "these photos:", "", "| check | measured | tolerance | holds |", "|---|---|---|---|"]
     lines += [f"| {n} | {'-' if v is None else f'{v:.3f}'} | {op} {t:g} | {'yes' if ok else '**no**'} |"

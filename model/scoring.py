@@ -209,7 +209,7 @@ def classical(b: baselines.Baseline) -> Method:
 
 
 # the code a model's scores depend on: a change to any of it recomputes them
-# (tests/test_model_report.py checks that every module restore draws on is here)
+# (tests/model/test_report.py checks that every module restore draws on is here)
 RESTORE_MODULES = (restore, net, stats, color, config, deblur, noise_floor, noise_level, pixels, weights, tasks,
                    tone_cues)
 
