@@ -173,7 +173,7 @@ def bench_pipeline(sizes: list[float], images: int = 0, workers: tuple[int, ...]
     import torch
 
     from model import Restorer
-    from model.config import TASKS
+    from model.tasks import TASKS
     from model.weights import DEFAULT_WEIGHTS
     from pipeline.decode import decode
     from pipeline.infer import concurrency
@@ -188,7 +188,7 @@ def bench_pipeline(sizes: list[float], images: int = 0, workers: tuple[int, ...]
     plans = {w: concurrency(ModelOptions(), 0 if w <= 1 else w, device == "cuda", threads)
              for w in workers}
     plans = {w: (r, t or threads) for w, (r, t) in plans.items()}
-    if max(workers) > 1:  # worker processes must import imagemend, as in tests/test_pipeline_runners.py
+    if max(workers) > 1:  # worker processes must import imagemend, as in tests/pipeline/test_runners.py
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     torch.set_num_threads(threads)
     pipeline_rows: list[dict] = []

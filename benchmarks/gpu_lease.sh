@@ -31,7 +31,7 @@ OMP_NUM_THREADS=6 timeout $((60 * ${MIN%.*} + 90)) python3 -m model.train $commo
 B=$!
 (for i in $(seq 30); do nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader; sleep 10; done
 ) >"$META/gpu-load.txt" 2>&1 &
-OMP_NUM_THREADS=2 timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_model_cuda.py >"$META/cuda-tests.txt" 2>&1
+OMP_NUM_THREADS=2 timeout 200 python3 -m pytest -q -p no:cacheprovider tests/model/test_cuda.py >"$META/cuda-tests.txt" 2>&1
 tail -5 "$META/cuda-tests.txt"
 wait $A $B
 for r in b32p128 b64p192; do  # packed at once: what is under OUT comes back even if a later step runs over

@@ -15,7 +15,7 @@ for s in $(seq "$N"); do
 done
 (for i in $(seq 20); do nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader; sleep 10; done
 ) >"$RUNS/gpu-load.txt" 2>&1 &
-OMP_NUM_THREADS=2 timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_model_cuda.py >"$OUT/cuda-tests.txt" 2>&1
+OMP_NUM_THREADS=2 timeout 100 python3 -m pytest -q -p no:cacheprovider tests/model/test_cuda.py >"$OUT/cuda-tests.txt" 2>&1
 tail -3 "$OUT/cuda-tests.txt"
 wait $(jobs -p | head -n "$N")
 for s in $(seq "$N"); do  # a tar per run (files come back at most 16 MB each), packed at once

@@ -1,6 +1,6 @@
 """imagemend's multitask restoration network: degradations, network, training, restoration."""
 
-from .config import TASKS
 from .restore import Restored, Restorer
+from .tasks import TASKS
 
 __all__ = ["TASKS", "Restored", "Restorer"]

@@ -4,8 +4,8 @@ A severity head never reads exactly zero on a clean photo (texture looks like no
 looks like a cast). Each task's threshold is set above what the estimator reports for a high
 quantile of clean training photos, so clean photos are left alone, and stored in the weights
 file, since it belongs to that estimator. The global tasks get the maximum over clean photos:
-a wrong cast, exposure or contrast correction changes every pixel (a bright beach darkened by a
-misread exposure loses 10 dB), while a denoiser at a small sigma does little harm.
+a wrong cast, exposure or contrast correction changes every pixel, while a denoiser at a small
+sigma does little harm.
 
     python -m model.calibrate --data ../shared/data/train/CBSD432 --weights W [--disable cast]
 
@@ -16,9 +16,8 @@ The noise head is trained on a mix of noise kinds (Poisson, correlated, JPEG), s
 Gaussian noise it reads a few steps high. Its median reading on the same photos with Gaussian
 noise of known sigma gives a monotone map from reading to sigma, stored as knots; restores
 report the mapped sigma, take the denoise threshold on that scale and condition the U-Net on it
-(training conditions it half the time on the true sigma, half on the head's raw reading; on
-Set14 the mapped sigma gained +0.22 / +0.12 / +0.09 / +0.08 / 0.00 dB at sigma 5 / 10 / 15 / 25
-/ 50 over the raw reading).
+(training conditions it half the time on the true sigma, half on the head's raw reading, so the
+U-Net knows both scales; what the map gains is in MODEL_CARD.md).
 """
 
 import argparse

@@ -6,12 +6,6 @@ cast as linear-light channel gains, exposure in EV, contrast as a factor around 
 
 from dataclasses import asdict, dataclass, field
 
-TASKS = ("denoise", "deblur", "cast", "exposure", "contrast")
-TONE_TASKS = ("cast", "exposure", "contrast")  # the global colour/tone correction, once per image
-# the RestoreConfig field that gates each task (weights carry calibrated values, model/calibrate.py)
-THRESHOLD = {"denoise": "min_noise_sigma", "deblur": "min_blur", "cast": "min_cast", "exposure": "min_exposure",
-             "contrast": "min_contrast"}
-
 
 @dataclass(frozen=True)
 class CameraConfig:
@@ -81,9 +75,8 @@ class LossConfig:
             "severity": 0.05,
         }
     )
-    # "uncertainty" (Kendall et al. 2018) measured better than "fixed" (these weights as given) on the
-    # same batches: every task loss lower or equal, Set14 +0.08 dB (MODEL_CARD.md, loss weighting).
-    # At its equilibrium each term weighs about 1 / L_t, so the fixed weights above only seed it.
+    # "uncertainty" (Kendall et al. 2018) learns each term's weight, about 1 / L_t at its equilibrium,
+    # so the fixed weights above only seed it; "fixed" uses them as given (MODEL_CARD.md, loss weighting)
     weighting: str = "uncertainty"
     # Adam moves each log-variance by about its learning rate per step: at the network's rate they
     # take thousands of steps to settle and meanwhile scale every loss alike, which Adam ignores
@@ -114,25 +107,23 @@ class RestoreConfig:
     # kernel's (model/deblur.py, 12 px) for exact tiling
     halo: int = 96
     border: int = 16  # reflected margin around the image, the U-Net's context at photo edges
-    # input pixels per forward pass; None: one tile on CPU (batching tiles measured slower there,
+    # input pixels per forward pass; None: one tile on CPU (batching tiles is slower there,
     # docs/PERFORMANCE.md), GPU_TILES tiles on CUDA (where batching is what fills the device)
     pixel_budget: int | None = None
     # a task whose estimated severity is below its threshold is left untouched
     min_noise_sigma: float = 1.5  # 8-bit units
     # the denoise strength rises linearly from 0 at min_noise_sigma to full at (1 + this) times it:
-    # readings just above the threshold are as often texture as faint noise. Chosen on Set14
-    # (`python experiments/denoise_onset.py ../shared/data/val/Set14 14 clean,noise5`): clean worst
-    # 31.05 -> 40.09 dB, sigma 5 -0.03 dB; 0.5 kept the clean worst at 34.12
+    # readings just above the threshold are as often texture as faint noise (chosen on Set14: journal,
+    # sessions 6 to 8)
     denoise_onset: float = 1.0
     noise_cap: bool = True  # bound the noise reading by the flattest patches' (model/noise_floor.py)
     noise_cap_below: float = 15.0  # 8-bit: readings from here up are noise, not texture, and keep the head's
     # the camera-noise reader's RMS (model/noise_level.py) counts from here: above clean photos' readings
     min_camera_noise: float = 2.5  # 8-bit
     min_blur: float = 0.45  # px, the global branch's reading: the sharpen head
-    # Wiener deconvolution from the edges' blur reading (model/deblur.py), set above every clean
-    # photo we have: CBSD432 and CBSD68 read at most 0.67 px, Set14 0.76, CSun_Hays80 1.03, and
-    # scikit-image's chelsea, a soft photo, 1.20. Gaussian blur reads isotropic (anisotropy about
-    # 1.2), motion blur not (4 to 10). `python -m model.tools.edge_blur_readings --data train/CBSD432`
+    # Wiener deconvolution from the edges' blur reading (model/deblur.py): above what every clean photo
+    # reads, camera photos and web JPEGs included (python -m model.tools.edge_blur_readings; MODEL_CARD.md);
+    # a Gaussian blur reads isotropic, a motion blur does not
     min_edge_blur: float = 1.3  # px
     max_anisotropy: float = 2.0
     min_cast: float = 0.03  # max |log gain|

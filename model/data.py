@@ -36,11 +36,6 @@ def load_photos(url: str, limit: int | None = None) -> dict[str, np.ndarray]:
     return out
 
 
-def to_tensor(arr: np.ndarray) -> torch.Tensor:
-    """HxWx3 uint8 -> (3, H, W) float in [0, 1]."""
-    return torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1).float() / 255
-
-
 def random_crops(images: list[np.ndarray], n: int, size: int, g: torch.Generator,
                  device: torch.device | str = "cpu") -> torch.Tensor:
     """n random size x size crops with random flips and transposes, as a (n, 3, size, size) batch

@@ -1,7 +1,7 @@
 """Deblurring by Wiener deconvolution, with the blur measured on the photo's own edges.
 
-The learned sharpen head gained 0.6 dB on a 1.5 px Gaussian blur, and the global branch, which
-sees the photo only through a 64x64 grid, reads that blur as 1.2 px. Edges show blur directly:
+The learned sharpen head undoes a Gaussian blur only in part, and the global branch, which sees
+the photo only through a 64x64 grid, reads such a blur low. Edges show blur directly:
 a step edge blurred by a Gaussian of sigma s, then re-blurred by sigma a, has a peak gradient
 proportional to 1 / sqrt(s^2 + a^2), so the ratio of the peak gradients after two known re-blurs
 (a = 1 and 2 px) gives s whatever the edge's contrast (after Hu and de Haan, ICIP 2006). Each

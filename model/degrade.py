@@ -13,12 +13,14 @@ the noise is the same per seed and device.
 from dataclasses import dataclass
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import camera
 from .color import linear_to_srgb, luminance, normalise_gains, srgb_to_linear
 from .config import DegradationConfig
+from .pixels import to_tensor, to_uint8
 
 BLUR_KINDS = ("gaussian", "anisotropic", "motion", "defocus")
 
@@ -204,3 +206,13 @@ def fixed_params(n: int, *, noise_sigma: float = 0.0, blur: tuple[str, float] | 
         "contrast": torch.full((n,), float(contrast)), "gamma": torch.full((n,), float(gamma)),
         "jpeg_quality": torch.full((n,), jpeg_quality or 95),
     }
+
+
+def damaged(images: list[np.ndarray], params: dict | None, seed: int) -> list[np.ndarray]:
+    """Each 8-bit photo damaged with params (or randomly sampled damage when None), reproducibly."""
+    out = []
+    for i, img in enumerate(images):
+        g = torch.Generator().manual_seed(seed + i)
+        p = sample_params(1, g) if params is None else {k: v[:1] for k, v in params.items()}
+        out.append(to_uint8(degrade(to_tensor(img)[None], p, g).image[0].permute(1, 2, 0).cpu().numpy()))
+    return out

@@ -21,6 +21,7 @@ from . import baselines, estimators, suites
 from .data import load_photos
 from .restore import Restorer
 from .scoring import Method, identity, score_all, summarise
+from .tasks import TASK
 from .weights import DEFAULT_WEIGHTS
 
 SEED = suites.SEED
@@ -61,7 +62,7 @@ def severity_accuracy(r: Restorer, photos: dict[str, np.ndarray]) -> dict:
     readings = estimators.collect(photos, tuple(suites.CASES[c] for c in levels), r)
     noise, exposure = {}, {}
     for case in dict.fromkeys(x.case for x in readings if x.case.task != "clean"):
-        key = estimators.TRUTH_KEY[case.task]
+        key = TASK[case.task].truth
         est = np.array([x.model[key] for x in readings if x.case == case])
         true = case.truth[key]
         if case.task == "denoise":

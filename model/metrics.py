@@ -1,7 +1,7 @@
 """Full-reference quality of an image against its clean original: PSNR, SSIM and CIEDE2000.
 
 The definitions are the ones papers and scikit-image use, so numbers compare with published ones:
-- PSNR: 10 log10(peak^2 / MSE) over all pixels and channels (model.validate.psnr), capped at
+- PSNR: 10 log10(peak^2 / MSE) over all pixels and channels (psnr below), capped at
   PSNR_CAP dB so that identical images give a number a mean can hold.
 - SSIM: Wang et al. 2004, exactly `skimage.metrics.structural_similarity(a, b, channel_axis=-1,
   data_range=peak, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)`: an 11-tap
@@ -17,8 +17,6 @@ Images are HxW or HxWxC (C in 1..4, alpha ignored), uint8 or uint16; both must h
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from .validate import psnr
-
 PSNR_CAP = 100.0
 SSIM_SIGMA, SSIM_TRUNCATE, K1, K2 = 1.5, 3.5, 0.01, 0.03
 STRIP = 512  # rows per CIEDE2000 strip
@@ -27,6 +25,11 @@ METRICS = ("psnr", "ssim", "ciede2000")
 
 class SizeMismatch(ValueError):
     """An output whose shape differs from its reference: a failure to report, never a score."""
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
 
 
 def _planes(a: np.ndarray) -> np.ndarray:

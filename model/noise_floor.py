@@ -1,7 +1,7 @@
 """A texture-proof upper bound on the noise sigma, read on the photo's flattest patches.
 
 The noise head reads fine texture (sand with pine needles, porous stone, gravel) as noise, and the
-denoiser then smooths clean photos: CBSD68's 175032 reads sigma 9.3 and came back at 30.5 dB.
+denoiser then smooths clean photos.
 Texture is rare in a photo's flattest patches, noise is everywhere: the smallest eigenvalue of the
 covariance of the flattest 0.5 % of 5x5 patches is the noise variance, which texture barely adds to
 (after Liu, Tanaka and Okutomi, IEEE TIP 2013). The reading is biased low (it is a minimum), so it
@@ -13,9 +13,9 @@ quality 85 reads like sigma 3), so the cap is used only where the photo shows no
 which the mean of cos(2 pi c / q) over the coefficients finds. Quality 95 leaves no lattice we can
 see (steps of 1 or 2), and it also leaves the noise in flat blocks.
 
-Heavy noise clips in bright and dark flat areas, which then read low (sigma 50 on CBSD68's 167062
-capped at 23), and texture never reads that high (at most 9.3 on CBSD68), so readings from
-`RestoreConfig.noise_cap_below` up are left as the head gave them.
+Heavy noise clips in bright and dark flat areas, which then read low, while texture never reads
+as high as heavy noise, so readings from `RestoreConfig.noise_cap_below` up are left as the head
+gave them.
 
     python -m model.tools.noise_floor_knots --data ../shared/data/train/CBSD432   # the knots
 """

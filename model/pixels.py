@@ -1,6 +1,11 @@
 """Pixel types: the value of full white in each, which every reader of decoded images divides by."""
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 WHITE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0, np.dtype(np.float64): 1.0}
 
@@ -20,3 +25,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".webp", ".t
 def to_uint8(x: np.ndarray) -> np.ndarray:
     """Floats in [0, 1] (clipped) to 8-bit, rounded half up: the one rounding every 8-bit output uses."""
     return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def to_tensor(arr: np.ndarray) -> "torch.Tensor":
+    """HxWx3 uint8 -> (3, H, W) float in [0, 1]."""
+    import torch  # pixels stays importable without torch (the pipeline's decoders use it)
+
+    return torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1).float() / 255

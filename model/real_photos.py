@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from . import baselines
 from .data import load_photos
 from .restore import Restorer
-from .scoring import Method, Score, ScoreCache, fingerprint, identity, score
+from .scoring import Method, Score, ScoreCache, fingerprint, identity, model_version, score
 from .suites import Case
 
 REAL = Case("real-noise", "denoise", ())  # the damage is the camera's own: nothing is applied
@@ -197,7 +197,6 @@ def main(argv: list[str] | None = None) -> None:
     r = Restorer(a.weights, device="cpu")
     pairs = load_pairs(a.pairs)
     name = Path(a.pairs.rstrip("/")).name
-    from .report import model_version  # here, not at the top: the report imports this module
 
     version = model_version("imagemend", r)
     chosen = methods(r, version, all(map(is_jpeg, pairs)), a.baselines.split(",") if a.baselines else None)

@@ -13,7 +13,6 @@ computed, not written: where multitask loses, the report says where and by how m
 
 import argparse
 from collections.abc import Callable
-from importlib import metadata
 import json
 from pathlib import Path
 import shlex
@@ -22,55 +21,22 @@ import torch
 
 from . import (
     baselines,
-    color,
-    config,
-    deblur,
-    net,
-    noise_floor,
-    noise_level,
-    pixels,
     real_photos,
-    restore,
-    stats,
-    weights,
 )
-from .config import TASKS, TrainConfig
+from .config import TrainConfig
 from .data import load_photos
 from .figures import SAMPLE_PHOTOS, TILE, contact_sheet, psnr_chart, speed_chart
 from .provenance import commit, header, is_placeholder
 from .restore import Restorer
-from .scoring import Method, ScoreCache, fingerprint, identity, score_all, summarise
+from .scoring import Method, ScoreCache, classical, identity, model_version, score_all, summarise
 from .suites import Case, markdown, suite
+from .tasks import TASKS
 from .weights import DEFAULT_WEIGHTS
 
 NO_HARM_DB = 40.0  # a clean photo must come back at least this close to itself
 SINGLE_TASK_MARGIN_DB = 0.3  # multitask may trail a single-task model by this much on its task
 MULTI, ONLY, SINGLE = "imagemend", "imagemend, task only", "single-task"
 SAME = "multitask, same budget"  # trained with the single-task models' recipe and budget, all tasks at once
-
-
-def _versions(*packages: str) -> str:
-    found = []
-    for p in packages:
-        try:
-            found.append(f"{p} {metadata.version(p)}")
-        except metadata.PackageNotFoundError:
-            found.append(f"{p} absent")
-    return ", ".join(found)
-
-
-def classical(b: baselines.Baseline) -> Method:
-    return Method(b.name, "classical", b.run, b.given,
-                  fingerprint(b.name, baselines, color, _versions("scikit-image", "bm3d", "numpy", "torch")))
-
-
-# the code a model's scores depend on: a change to any of it recomputes them
-# (tests/test_model_report.py checks that every module restore draws on is here)
-RESTORE_MODULES = (restore, net, stats, color, config, deblur, noise_floor, noise_level, pixels, weights)
-
-
-def model_version(name: str, r: Restorer) -> str:
-    return fingerprint(name, r.weights_sha256, str(r.cfg), *RESTORE_MODULES, _versions("torch", "numpy", "scipy"))
 
 
 def restorer_method(name: str, kind: str, r: Restorer, only_task: bool) -> Method:

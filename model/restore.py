@@ -19,12 +19,13 @@ import torch
 
 from . import noise_level, tone_cues
 from .color import LUMA
-from .config import TASKS, THRESHOLD, TONE_TASKS, RestoreConfig, default_pixel_budget
+from .config import RestoreConfig, default_pixel_budget
 from .deblur import deconvolve, edge_blur, wiener_kernel
 from .net import ImagemendNet, correct_tone, identity_curve
 from .noise_floor import noise_cap
 from .pixels import white_level
 from .stats import grid_stats
+from .tasks import TASKS, THRESHOLD, TONE_TASKS
 from .weights import DEFAULT_WEIGHTS, load_weights, pick_device
 
 CPU = torch.device("cpu")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
 import functools
 import hashlib
+from importlib import metadata
 import inspect
 import json
 from pathlib import Path
@@ -24,7 +25,24 @@ from types import ModuleType
 
 import numpy as np
 
-from . import degrade, metrics, suites
+from . import (
+    baselines,
+    color,
+    config,
+    deblur,
+    degrade,
+    metrics,
+    net,
+    noise_floor,
+    noise_level,
+    pixels,
+    restore,
+    stats,
+    suites,
+    tasks,
+    tone_cues,
+    weights,
+)
 from .suites import Case
 
 Run = Callable[[np.ndarray, Case], np.ndarray]
@@ -173,3 +191,28 @@ def summarise(scores: Iterable[Score]) -> dict[tuple[str, str, str], dict]:
 
 def as_dicts(scores: Iterable[Score]) -> list[dict]:
     return [asdict(s) for s in scores]
+
+
+def _versions(*packages: str) -> str:
+    found = []
+    for p in packages:
+        try:
+            found.append(f"{p} {metadata.version(p)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{p} absent")
+    return ", ".join(found)
+
+
+def classical(b: baselines.Baseline) -> Method:
+    return Method(b.name, "classical", b.run, b.given,
+                  fingerprint(b.name, baselines, color, _versions("scikit-image", "bm3d", "numpy", "torch")))
+
+
+# the code a model's scores depend on: a change to any of it recomputes them
+# (tests/model/test_report.py checks that every module restore draws on is here)
+RESTORE_MODULES = (restore, net, stats, color, config, deblur, noise_floor, noise_level, pixels, weights, tasks,
+                   tone_cues)
+
+
+def model_version(name: str, r: "restore.Restorer") -> str:
+    return fingerprint(name, r.weights_sha256, str(r.cfg), *RESTORE_MODULES, _versions("torch", "numpy", "scipy"))

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from .color import LUMA, normalise_gains
-from .config import TASKS, DegradationConfig
-from .degrade import fixed_params, kernels_for
-from .validate import damaged
+from .config import DegradationConfig
+from .degrade import damaged, fixed_params, kernels_for
+from .tasks import TASKS
 
 SEED = 2024
 KINDS = (*TASKS, "mixed", "clean")  # what a case exercises: one task, several, or none

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from .color import LUMA, normalise_gains, srgb_to_linear
-from .config import TONE_TASKS
 from .pixels import white_level
+from .tasks import TONE_TASKS
 
 TABLE = Path(__file__).with_name("weights") / "tone_cues.json"
 VIEW = 256  # long side of the view the cues are read on
@@ -98,7 +98,7 @@ CUES = {"cast": cast_cues, "exposure": exposure_cues, "contrast": contrast_cues}
 class Fit:
     """One damage's least-squares combination: standardised cues (and, quadratic, their pairwise
     products) -> the damage's parameters. Cues and readings are held to the range the fit saw:
-    a photo beyond it (CBSD68's 306005 at -2 EV is 90 standard deviations blacker than any
+    a photo beyond it (a dark photo at -2 EV can lie many standard deviations beyond every
     training copy) would otherwise be extrapolated, wildly once squared."""
     mean: list[float]
     std: list[float]

@@ -23,22 +23,20 @@ import time
 import torch
 from tqdm import tqdm
 
-from .config import TASKS, DegradationConfig, LossConfig, NetConfig, TrainConfig
+from .config import DegradationConfig, LossConfig, NetConfig, TrainConfig
 from .data import list_images, load_rgb, random_crops
 from .degrade import degrade, sample_params
 from .loss import Weighting, task_losses
 from .net import ImagemendNet, correct_tone
 from .stats import tensor_stats
+from .tasks import TASK, TASKS
 from .validate import validate
 from .weights import load_local, load_weights, pick_device, save_weights
 
 CAMERA_READ_ERROR = 0.2  # log-normal spread of the conditioning around a camera sample's true noise
-TASK_DAMAGE = {"denoise": "noise", "deblur": "blur", "cast": "cast", "exposure": "exposure", "contrast": "contrast"}
-
-
 def damage_for(tasks: tuple[str, ...], cfg: DegradationConfig = DegradationConfig()) -> DegradationConfig:
     """Only the damage that the chosen tasks repair (single-task models train on their own task)."""
-    off = {f"p_{TASK_DAMAGE[t]}": 0.0 for t in TASKS if t not in tasks}
+    off = {f"p_{TASK[t].damage}": 0.0 for t in TASKS if t not in tasks}
     if "denoise" not in tasks:
         off["p_jpeg"] = 0.0
     return replace(cfg, **off)

@@ -99,7 +99,7 @@ COMMANDS = {
                     "and add full-reference columns (other flags are Beam pipeline options)", beam=True,
                     parser=JOB_PARSER),
     "report": Command("model.report", "write docs/QUALITY.md: imagemend against classical and single-task methods"),
-    "estimators": Command("model.estimators", "write docs/ESTIMATORS.md: do the no-reference estimates track the "
+    "estimators": Command("model.estimators_doc", "write docs/ESTIMATORS.md: do the no-reference estimates track the "
                           "damage?"),
     "preview": Command("pipeline.preview", "a before/after page of a run's output (static HTML, from the outputs "
                        "alone)"),

@@ -12,8 +12,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from model.degrade import fixed_params
-from model.validate import damaged
+from model.degrade import damaged, fixed_params
 
 from . import job, options
 from .storage import atomic_write, filesystem, join, to_uri
@@ -80,7 +79,7 @@ def per_image(output: str, storage_options: dict) -> str:
     """One line per photo from the metrics files: what ran, and the noise and cast measures before -> after."""
     import pyarrow.parquet as pq
 
-    from model.config import TASKS
+    from model.tasks import TASKS
 
     fs, root = filesystem(output, storage_options)
     rows = []

@@ -22,7 +22,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
-from model.config import TASKS
+from model.tasks import TASKS
 from model.weights import DEFAULT_WEIGHTS, recorded_digest, recorded_info
 
 from . import graph, lease, options, progress, reconcile

@@ -17,7 +17,8 @@ import json
 import secrets
 import time
 
-from model.config import TASKS, RestoreConfig
+from model.config import RestoreConfig
+from model.tasks import TASKS
 
 LAYOUTS = ("auto", "files", "tar", "parquet")
 IMAGE_FORMATS = ("same", "png", "jpeg", "webp", "tiff")

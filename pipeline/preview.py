@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image, ImageOps
 import pyarrow.parquet as pq
 
-from model.config import TASKS
 from model.pixels import IMAGE_SUFFIXES
+from model.tasks import TASKS
 
 from .options import _json
 from .sinks import read_tables

@@ -9,20 +9,18 @@ import argparse
 
 import pyarrow as pa
 
-from model.config import TASKS
 from model.restore import REASONS
+from model.tasks import REGISTRY
 
-# task -> (model estimate key, measure key, unit of the estimate, what the measure is)
-TASK_COLUMNS = {
-    "denoise": ("noise_sigma", "noise_sigma", "Gaussian-equivalent noise sigma, 8-bit steps",
-                "Immerkaer noise sigma, 8-bit steps, mean over colour channels; null under 3x3 pixels"),
-    "deblur": ("blur", "laplacian_var", "blur radius, px",
-               "variance of the Laplacian of luma, 8-bit units^2 (lower is blurrier); null under 3x3 pixels"),
-    "cast": ("cast", "cast", "max |log channel gain|", "grey-world cast: max |log(channel mean / luminance)| in "
-             "linear light; null for greyscale and all-black images"),
-    "exposure": ("exposure_ev", "luminance", "exposure error, EV", "mean luma in [0, 1]"),
-    "contrast": ("contrast_curve", "rms_contrast", "max |tone curve - identity|",
-                 "RMS contrast: std of luma in [0, 1]"),
+# task -> (weight-free measure key, what the measure is); the model's estimate of each is model/tasks.py's
+MEASURES = {
+    "denoise": ("noise_sigma", "Immerkaer noise sigma, 8-bit steps, mean over colour channels; null under 3x3 pixels"),
+    "deblur": ("laplacian_var", "variance of the Laplacian of luma, 8-bit units^2 (lower is blurrier); null under 3x3 "
+               "pixels"),
+    "cast": ("cast", "grey-world cast: max |log(channel mean / luminance)| in linear light; null for greyscale and "
+             "all-black images"),
+    "exposure": ("luminance", "mean luma in [0, 1]"),
+    "contrast": ("rms_contrast", "RMS contrast: std of luma in [0, 1]"),
 }
 
 
@@ -32,8 +30,8 @@ def column(name: str, typ: pa.DataType, doc: str, nullable: bool = True) -> pa.F
 
 def _task_fields() -> list[pa.Field]:
     fields = []
-    for t in TASKS:
-        est, meas, est_unit, meas_unit = TASK_COLUMNS[t]
+    for task in REGISTRY:
+        t, est, est_unit, (_, meas_unit) = task.name, task.estimate, task.unit, MEASURES[task.name]
         fields += [
             column(f"{t}_applied", pa.bool_(), f"whether {t} ran (it is skipped when not asked for or when the "
                "estimated severity is below its threshold)", False),

@@ -28,15 +28,15 @@ from fsspec import AbstractFileSystem
 import numpy as np
 import pyarrow as pa
 
-from model.config import TASKS
 from model.measures import measure
+from model.tasks import REGISTRY, TASKS
 
 from .decode import Decoded, decode
 from .encode import EXTENSIONS, FORMATS, encode, output_format, output_name, same_format
 from .options import OutputOptions, RunOptions, WorkOptions
 from .progress import Progress, worker_id
 from .retry import Backoff
-from .schema import ERRORS_SCHEMA, METRICS_SCHEMA, TASK_COLUMNS, table
+from .schema import ERRORS_SCHEMA, MEASURES, METRICS_SCHEMA, table
 from .sinks import FilesSink, OutputPaths, ParquetSink, TarSink, finished, read_json, write_json, write_parquet
 from .sources import Failure, Record, Shard, read_records
 from .storage import filesystem
@@ -195,8 +195,8 @@ def metrics_row(it: Item, uri: str, run_id: str, model) -> dict:
         "output_uri": uri, "width": it.width, "height": it.height, "mode": meta.mode,
         "format": meta.format, "output_format": it.format, "status": it.status,
     }
-    for t in TASKS:
-        est, meas, *_ = TASK_COLUMNS[t]
+    for task in REGISTRY:
+        t, est, meas = task.name, task.estimate, MEASURES[task.name][0]
         row.update({
             f"{t}_applied": bool(m.applied[t]), f"{t}_reason": m.reasons[t], f"{t}_strength": float(m.strengths[t]),
             f"{t}_estimate_before": m.estimates[est], f"{t}_estimate_after": m.estimates_after[est],

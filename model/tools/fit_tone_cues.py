@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import TONE_TASKS, DegradationConfig
-from ..data import load_photos, to_tensor
+from ..config import DegradationConfig
+from ..data import load_photos
 from ..degrade import degrade, sample_params
-from ..pixels import to_uint8
+from ..pixels import to_tensor, to_uint8
+from ..tasks import TONE_TASKS
 from ..tone_cues import CUES, TABLE, Fit, fit, rgb_view, told_key
 
 # per damage: quadratic terms, ridge. Clipping bends exposure's cues (a +1 EV photo's highlights stop

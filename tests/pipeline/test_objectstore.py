@@ -6,11 +6,15 @@ that nothing was written outside the output prefix (the escaping tar member incl
 
 import pytest
 
+from tests.support.archives import build_archive
+from tests.support.checks import check_run
+from tests.support.jobs import run_job
+
 LAYOUTS = ["files", "tar", "parquet"]
 
 
-def _run_and_check(store, make_archive, run_job, check_run, layout):
-    archive = make_archive(store, layout)
+def _run_and_check(store, layout):
+    archive = build_archive(store, layout)
     bucket = store.path()
     before = set(store.fs.find(bucket))
     out = store.join("restored")
@@ -23,17 +27,17 @@ def _run_and_check(store, make_archive, run_job, check_run, layout):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_s3_end_to_end(s3_store, make_archive, run_job, check_run, layout):
-    _run_and_check(s3_store, make_archive, run_job, check_run, layout)
+def test_s3_end_to_end(s3_store, layout):
+    _run_and_check(s3_store, layout)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_gcs_end_to_end(gcs_store, make_archive, run_job, check_run, layout):
-    _run_and_check(gcs_store, make_archive, run_job, check_run, layout)
+def test_gcs_end_to_end(gcs_store, layout):
+    _run_and_check(gcs_store, layout)
 
 
-def test_gcs_input_to_s3_output_with_separate_options(gcs_store, s3_store, make_archive, run_job, check_run):
-    archive = make_archive(gcs_store, "tar")
+def test_gcs_input_to_s3_output_with_separate_options(gcs_store, s3_store):
+    archive = build_archive(gcs_store, "tar")
     out = s3_store.join("from-gcs")
     summary = run_job(archive.input, out, input_storage_options=gcs_store.storage_options,
                   output_storage_options=s3_store.storage_options)

@@ -12,9 +12,9 @@ import torch
 from model import deblur
 from model.config import RestoreConfig
 from model.degrade import blur_kernel
+from model.metrics import psnr
 from model.restore import Restorer
 from model.tools import edge_blur_readings
-from model.validate import psnr
 
 ASTRONAUT = data.astronaut().astype(np.float32) / 255  # reads 0.66 px sharp: its own softness
 

@@ -11,7 +11,7 @@ import json
 from PIL import Image
 import pytest
 
-from model import estimators
+from model import estimators, estimators_doc
 from model.figures import SAMPLE_PHOTOS, sample_photo
 from model.provenance import PLACEHOLDER
 from model.restore import Restorer
@@ -40,9 +40,10 @@ def test_weight_free_measures_hold_their_tolerances_and_the_command_reports_them
     for name in SAMPLE_PHOTOS:
         Image.fromarray(sample_photo(name, 256)).save(photos / f"{name}.png")
     p = argparse.ArgumentParser()
-    estimators.add_arguments(p)
+    estimators_doc.add_arguments(p)
     out = tmp_path / "docs" / "ESTIMATORS.md"
-    estimators.main(p.parse_args(["--data", str(photos), "--out", str(out), "--no-model", "--cases", ",".join(CASES)]))
+    args = ["--data", str(photos), "--out", str(out), "--no-model", "--cases", ",".join(CASES)]
+    estimators_doc.main(p.parse_args(args))
     s = json.loads((tmp_path / "docs" / "estimators" / "estimators.json").read_text())
     checks = estimators.check(s, ("measure", "paired"))
     assert len(checks) == 11 and not failures(checks)

@@ -8,10 +8,11 @@ from pathlib import Path
 import subprocess
 import sys
 
-from conftest import encode, pixels
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.images import encode, pixels
+
+REPO = Path(__file__).resolve().parents[2]
 EVALUATION = ("model.suites", "model.degrade", "model.camera", "model.scoring", "model.metrics", "model.validate",
               "pipeline.evaluate")
 REPORTS = ("matplotlib", "model.report", "model.estimators", "model.figures", "model.train")

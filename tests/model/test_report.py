@@ -156,11 +156,11 @@ def test_a_score_cache_resumes_a_stopped_run_and_recomputes_what_changed(tmp_pat
 def test_model_scores_are_keyed_on_every_module_restore_draws_on():
     import inspect
 
-    from model import report, restore
+    from model import restore, scoring
 
-    drawn = {inspect.getmodule(v).__name__ for v in vars(restore).values()
-             if (inspect.isfunction(v) or inspect.isclass(v)) and v.__module__.startswith("model.")}
-    assert drawn <= {m.__name__ for m in report.RESTORE_MODULES}
+    drawn = {v.__name__ if inspect.ismodule(v) else inspect.getmodule(v).__name__ for v in vars(restore).values()
+             if inspect.ismodule(v) or inspect.isfunction(v) or inspect.isclass(v)}
+    assert {m for m in drawn if m.startswith("model.")} <= {m.__name__ for m in scoring.RESTORE_MODULES}
 
 
 def test_the_recipe_a_weights_file_records_parses_back_to_the_same_training():

@@ -17,13 +17,16 @@ import subprocess
 import threading
 import time
 
-from conftest import Store, encode, free_port, pixels, read_tables
 from PIL import Image
 import pytest
 
 from pipeline import cli
 from pipeline.retry import Backoff, StoreDown, retryable, transient
 from pipeline.sources import Failure, Record
+from tests.support.checks import read_tables
+from tests.support.images import encode, pixels
+from tests.support.jobs import run_job
+from tests.support.stores import Store, free_port
 
 FAST = {"retries": 4, "retry_wait_s": 0.25}  # waits 0.25 + 0.5 + 1 + 2 s: longer than the short outages below
 
@@ -202,7 +205,7 @@ def test_backoff_doubles_its_waits_then_fails_the_rest_of_the_shard_at_once():
 # ---------------------------------------------------------------- outages through the proxy
 
 
-def test_a_short_input_outage_is_ridden_out(s3_store, proxy, tmp_path, run_job, caplog):
+def test_a_short_input_outage_is_ridden_out(s3_store, proxy, tmp_path, caplog):
     names = photos(s3_store, "in", 6)
     proxy.arm(b"/in/03.bmp", 1.5)
     out = tmp_path / "out"
@@ -213,7 +216,7 @@ def test_a_short_input_outage_is_ridden_out(s3_store, proxy, tmp_path, run_job, 
     every_record_once(Store(str(out)), str(out), names)
 
 
-def test_a_short_output_outage_is_ridden_out(s3_store, proxy, tmp_path, run_job):
+def test_a_short_output_outage_is_ridden_out(s3_store, proxy, tmp_path):
     src = Store(str(tmp_path))
     names = photos(src, "in", 4)
     proxy.arm(b"/restored/images/02.bmp", 1.5, mode="drop")

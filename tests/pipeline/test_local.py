@@ -16,7 +16,6 @@ import sys
 import tarfile
 import time
 
-from conftest import free_port
 import numpy as np
 from PIL import Image
 import pyarrow.parquet as pq
@@ -24,8 +23,12 @@ import pytest
 
 from pipeline import cli
 from pipeline import decode as dec
+from tests.support.archives import build_archive, build_tar_shards
+from tests.support.checks import check_run, open_output, read_tables, same_outputs
+from tests.support.jobs import run_job
+from tests.support.stores import free_port
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -33,9 +36,9 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("layout", ["files", "tar", "parquet"])
-def test_each_layout_end_to_end(tmp_path, local_store, make_archive, run_job, check_run, output_bytes, layout, caplog):
+def test_each_layout_end_to_end(tmp_path, local_store, layout, caplog):
     caplog.set_level(logging.INFO, logger="imagemend")
-    archive = make_archive(local_store, layout)
+    archive = build_archive(local_store, layout)
     before = snapshot(tmp_path)
     out = tmp_path / "out"
     # two restores at once, two images per call: several calls per shard in flight, written in order
@@ -59,7 +62,7 @@ def test_each_layout_end_to_end(tmp_path, local_store, make_archive, run_job, ch
     if layout == "files":
         assert sorted(str(p.relative_to(out / "images")) for p in (out / "images").rglob("*")
                       if p.is_file()) == sorted(archive.good)
-        rgb = Image.open(io.BytesIO(output_bytes(local_store, by_key["a/rgb.jpg"]["output_uri"])))
+        rgb = Image.open(io.BytesIO(open_output(local_store, by_key["a/rgb.jpg"]["output_uri"])))
         # a restored copy is stored upright; an unchanged one keeps its bytes and its orientation tag
         upright = 1 if by_key["a/rgb.jpg"]["status"] == "restored" else 6
         assert rgb.getexif().get(0x0112, 1) == upright and rgb.getexif()[0x010F] == "imagemend-test-camera"
@@ -93,8 +96,8 @@ def test_each_layout_end_to_end(tmp_path, local_store, make_archive, run_job, ch
                 assert {k: v for k, v in r.items() if k != "jpg"} == archive.good[r["key"]]["carried"]
 
 
-def test_rerun_skips_finished_shards_and_overwrite_redoes_them(tmp_path, local_store, make_archive, run_job, check_run):
-    archive = make_archive(local_store, "tar")
+def test_rerun_skips_finished_shards_and_overwrite_redoes_them(tmp_path, local_store):
+    archive = build_archive(local_store, "tar")
     out = tmp_path / "out"
     first = run_job(archive.input, str(out))
     outputs = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "images").rglob("*.tar")}
@@ -121,9 +124,9 @@ def test_rerun_skips_finished_shards_and_overwrite_redoes_them(tmp_path, local_s
     check_run(archive, str(out), third)
 
 
-def test_killed_run_resumes_to_the_same_outputs(tmp_path, local_store, make_tar_shards, run_job, same_outputs):
+def test_killed_run_resumes_to_the_same_outputs(tmp_path, local_store):
     shards = 6
-    src = make_tar_shards(local_store, "in", shards=shards, samples=3)
+    src = build_tar_shards(local_store, "in", shards=shards, samples=3)
     (tmp_path / "in" / "shard-0003.tar").write_bytes(b"not a tar at all")  # a broken shard resumes too
     ref, out = tmp_path / "ref", tmp_path / "out"
     reference = run_job(src, str(ref))
@@ -158,20 +161,20 @@ def test_killed_run_resumes_to_the_same_outputs(tmp_path, local_store, make_tar_
     assert len(errors) == 1  # the broken shard, reported once
 
 
-def test_restores_at_once_write_what_one_restore_writes(tmp_path, local_store, make_archive, run_job, same_outputs):
-    archive = make_archive(local_store, "tar")
+def test_restores_at_once_write_what_one_restore_writes(tmp_path, local_store):
+    archive = build_archive(local_store, "tar")
     run_job(archive.input, str(tmp_path / "one"), restores=1, torch_threads=2)
     run_job(archive.input, str(tmp_path / "two"), restores=2, torch_threads=1, batch_images=2)
     same_outputs(local_store, str(tmp_path / "two"), str(tmp_path / "one"))
 
 
-def test_weights_replaced_in_place_stop_a_rerun(tmp_path, local_store, make_archive, run_job, active_weights):
+def test_weights_replaced_in_place_stop_a_rerun(tmp_path, local_store, active_weights):
     """The output's settings name the weights by their digest: the same path with other weights is caught."""
     import shutil
 
     from model.weights import DEFAULT_WEIGHTS
 
-    archive = make_archive(local_store, "tar")
+    archive = build_archive(local_store, "tar")
     weights, out = tmp_path / "model.safetensors", str(tmp_path / "out")
     shutil.copy(DEFAULT_WEIGHTS, weights)
     run_job(archive.input, out, weights=str(weights))
@@ -183,8 +186,8 @@ def test_weights_replaced_in_place_stop_a_rerun(tmp_path, local_store, make_arch
         run_job(archive.input, out, weights=str(weights))
 
 
-def test_strength_zero_and_grey_cast_leave_inputs_byte_identical(tmp_path, local_store, make_archive, run_job):
-    archive = make_archive(local_store, "files")
+def test_strength_zero_and_grey_cast_leave_inputs_byte_identical(tmp_path, local_store):
+    archive = build_archive(local_store, "files")
     src = Path(archive.input)
     summary = run_job(archive.input, str(tmp_path / "zero"), strengths={t: 0.0 for t in ("denoise", "deblur", "cast")})
     assert summary["counts"]["unchanged"] == len(archive.good) and summary["counts"]["restored"] == 0
@@ -196,29 +199,29 @@ def test_strength_zero_and_grey_cast_leave_inputs_byte_identical(tmp_path, local
         assert (tmp_path / "cast/images" / key).read_bytes() == (src / key).read_bytes(), key
 
 
-def test_image_format_png_renames_and_reencodes(tmp_path, local_store, make_archive, run_job, check_run, read_rows):
-    archive = make_archive(local_store, "files")
+def test_image_format_png_renames_and_reencodes(tmp_path, local_store):
+    archive = build_archive(local_store, "files")
     out = tmp_path / "out"
     summary = run_job(archive.input, str(out), image_format="png")
     check_run(archive, str(out), summary, image_format="png")
-    for r in read_rows(local_store, str(out), "metrics"):
+    for r in read_tables(local_store, str(out), "metrics"):
         assert r["output_format"] == "PNG" and r["output_uri"].endswith(".png")
         assert Image.open(out / "images" / (r["key"].rsplit(".", 1)[0] + ".png")).format == "PNG"
 
 
-def test_memory_filesystem_in_process(memory_store, make_archive, run_job, check_run):
+def test_memory_filesystem_in_process(memory_store):
     store = memory_store
-    archive = make_archive(store, "parquet")
+    archive = build_archive(store, "parquet")
     out = store.join("out")
     check_run(archive, out, run_job(archive.input, out))
 
 
-def test_cli_exit_codes(tmp_path, local_store, make_archive, capsys):
+def test_cli_exit_codes(tmp_path, local_store, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["run", "--input", str(tmp_path / "nothing-here"), "--output", str(tmp_path / "o")])
     assert e.value.code == 2
 
-    archive = make_archive(local_store, "tar")
+    archive = build_archive(local_store, "tar")
     import torch
     if not torch.cuda.is_available():  # asking for CUDA without it is refused before listing, not a CPU run
         with pytest.raises(SystemExit) as e:
@@ -237,7 +240,7 @@ def test_cli_exit_codes(tmp_path, local_store, make_archive, capsys):
     # the bar counts every record (tar shards: no total before they are read), failures included
     assert "restoring: 9img" in captured.err and "failed=4" in captured.err
     # docs/RUNNING.md's snippet for reading the outputs runs as written (pyarrow only)
-    running = (Path(__file__).parent.parent / "docs" / "RUNNING.md").read_text()
+    running = (REPO / "docs" / "RUNNING.md").read_text()
     snippet = running[running.index("import pyarrow.dataset as ds"):].split("```")[0]
     scope: dict = {}
     exec(snippet.replace('"restored/', f'"{tmp_path / "ok"}/'), scope)
@@ -245,8 +248,8 @@ def test_cli_exit_codes(tmp_path, local_store, make_archive, capsys):
     assert "denoise_applied" in scope["metrics"].column_names
 
 
-def test_unknown_flags_exit_2_naming_them_and_beam_flags_pass(tmp_path, local_store, make_archive, capsys):
-    archive = make_archive(local_store, "tar")
+def test_unknown_flags_exit_2_naming_them_and_beam_flags_pass(tmp_path, local_store, capsys):
+    archive = build_archive(local_store, "tar")
     out = tmp_path / "out"
     for flags, says in ((["--qualty", "80"], "unrecognized arguments: --qualty 80 (--qualty: did you mean --quality?)"),
                         (["--direct_num_workers", "two"], "argument --direct_num_workers: invalid int value: 'two'"),
@@ -262,8 +265,8 @@ def test_unknown_flags_exit_2_naming_them_and_beam_flags_pass(tmp_path, local_st
     assert "records: 9 = " in capsys.readouterr().out
 
 
-def test_launch_errors_are_one_line_and_write_nothing(tmp_path, local_store, make_archive, s3_endpoint, capsys):
-    archive = make_archive(local_store, "tar")
+def test_launch_errors_are_one_line_and_write_nothing(tmp_path, local_store, s3_endpoint, capsys):
+    archive = build_archive(local_store, "tar")
     in_the_way = tmp_path / "a-file"
     in_the_way.write_bytes(b"not a folder")
     s3 = {"key": "testing", "secret": "testing", "client_kwargs": {"region_name": "us-east-1"}}
@@ -286,9 +289,9 @@ def test_launch_errors_are_one_line_and_write_nothing(tmp_path, local_store, mak
     assert in_the_way.read_bytes() == b"not a folder" and not (tmp_path / "o1").exists()
 
 
-def test_ctrl_c_says_one_line_exits_130_and_a_rerun_finishes(tmp_path, local_store, make_tar_shards, run_job):
+def test_ctrl_c_says_one_line_exits_130_and_a_rerun_finishes(tmp_path, local_store):
     shards = 12
-    src = make_tar_shards(local_store, "in", shards=shards, samples=3)
+    src = build_tar_shards(local_store, "in", shards=shards, samples=3)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--input", src, "--output", str(out)],
@@ -325,17 +328,16 @@ def test_version_and_schema_commands(capsys):
     assert "psnr" in capsys.readouterr().out
 
 
-def test_every_decision_has_its_reason_and_the_summary_counts_them(tmp_path, local_store, make_archive, run_job,
-                                                                    read_rows, caplog, capsys):
+def test_every_decision_has_its_reason_and_the_summary_counts_them(tmp_path, local_store, caplog, capsys):
     """Per record and task: applied, not requested, disabled by weights or below threshold; the same counts
     per task, the failures by stage and the Beam counters in summary.json; a warning at launch for a task
     asked for that the weights keep off (the shipped weights disable cast)."""
-    archive = make_archive(local_store, "files")
+    archive = build_archive(local_store, "files")
     out = str(tmp_path / "o")
     with caplog.at_level(logging.WARNING, logger="imagemend"):
         summary = run_job(archive.input, out, strengths={"denoise": 1.0, "cast": 1.0})
     assert any("keep cast off" in r.getMessage() for r in caplog.records)
-    rows = read_rows(local_store, out, "metrics")
+    rows = read_tables(local_store, out, "metrics")
     assert {r["cast_reason"] for r in rows} <= {"disabled by weights", "grey image"}
     assert {r["deblur_reason"] for r in rows} == {"not requested"}
     assert {r["denoise_reason"] for r in rows} <= {"applied", "below threshold"}
@@ -348,8 +350,7 @@ def test_every_decision_has_its_reason_and_the_summary_counts_them(tmp_path, loc
     assert "restoring: 100%" in err and f"{saved['records_listed']}/{saved['records_listed']}" in err
 
 
-def test_a_seeded_sample_tries_settings_and_a_full_run_after_it_does_every_record_once(tmp_path, local_store,
-                                                                                      run_job, read_rows):
+def test_a_seeded_sample_tries_settings_and_a_full_run_after_it_does_every_record_once(tmp_path, local_store):
     from PIL import Image as PILImage
 
     src = tmp_path / "in"
@@ -359,18 +360,18 @@ def test_a_seeded_sample_tries_settings_and_a_full_run_after_it_does_every_recor
     out = str(tmp_path / "o")
     first = run_job(str(src), out, sample=4, seed=3, files_per_shard=5)
     again = run_job(str(src), str(tmp_path / "o2"), sample=4, seed=3, files_per_shard=5)
-    keys = sorted(r["key"] for r in read_rows(local_store, out, "metrics"))
+    keys = sorted(r["key"] for r in read_tables(local_store, out, "metrics"))
     assert first["counts"]["records"] == 4 and len(keys) == 4 and first["sample"] == 4
-    assert keys == sorted(r["key"] for r in read_rows(local_store, str(tmp_path / "o2"), "metrics"))  # seeded
+    assert keys == sorted(r["key"] for r in read_tables(local_store, str(tmp_path / "o2"), "metrics"))  # seeded
     assert again["counts"]["records"] == 4
     full = run_job(str(src), out, files_per_shard=5)  # the sampled shards are redone whole
-    rows = read_rows(local_store, out, "metrics")
+    rows = read_tables(local_store, out, "metrics")
     assert sorted(r["key"] for r in rows) == [f"p{i:02d}.png" for i in range(12)] and full["sample"] is None
 
 
-def test_a_runner_that_cannot_start_leaves_nothing_in_the_output(tmp_path, local_store, make_archive, capsys):
+def test_a_runner_that_cannot_start_leaves_nothing_in_the_output(tmp_path, local_store, capsys):
     """As DataflowRunner without its extra once did: the runner is made before the output is touched."""
-    archive = make_archive(local_store, "tar")
+    archive = build_archive(local_store, "tar")
     with pytest.raises(SystemExit) as e:
         cli.main(["run", "--input", archive.input, "--output", str(tmp_path / "out"),
                   "--runner", "imagemend_missing_runner_package.Runner"])

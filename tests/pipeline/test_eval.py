@@ -4,7 +4,6 @@ import io
 from pathlib import Path
 import shutil
 
-from conftest import Store, encode, open_output, pixels, read_tables
 import numpy as np
 from PIL import Image
 import pyarrow as pa
@@ -17,8 +16,11 @@ from pipeline.decode import decode
 from pipeline.infer import Restoration
 from pipeline.options import OutputOptions
 from pipeline.sources import Record
+from tests.support.checks import open_output, read_tables
+from tests.support.images import encode, pixels
+from tests.support.stores import Store
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CASE_NAMES = ("noise25", "cast-warm", "clean")
 PHOTOS = {  # key -> encoded clean photo
     "a.png": encode(Image.fromarray(pixels(40, 56, 3, 1)), "PNG"),

@@ -9,9 +9,8 @@ import pytest
 from skimage import data
 
 from model import tone_cues
-from model.degrade import fixed_params
+from model.degrade import damaged, fixed_params
 from model.tools import fit_tone_cues
-from model.validate import damaged
 
 PHOTO = (data.astronaut() * 0.8).astype(np.uint8)  # no clipped highlights: every cue moves exactly
 

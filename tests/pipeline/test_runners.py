@@ -16,14 +16,16 @@ from pathlib import Path
 from PIL import Image
 
 from pipeline import cli
+from tests.support.archives import build_archive
+from tests.support.checks import check_run, same_outputs
+from tests.support.jobs import run_job
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
-def test_multi_process_local_runner(tmp_path, local_store, make_archive, run_job, check_run, same_outputs,
-                                    monkeypatch):
+def test_multi_process_local_runner(tmp_path, local_store, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    archive = make_archive(local_store, "tar")
+    archive = build_archive(local_store, "tar")
     out = str(tmp_path / "out")
     summary = run_job(archive.input, out, beam=["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     metrics, _ = check_run(archive, out, summary)
@@ -34,9 +36,8 @@ def test_multi_process_local_runner(tmp_path, local_store, make_archive, run_job
     same_outputs(local_store, out, str(tmp_path / "ref"))
 
 
-def test_portable_runner_embedded_job_server_loopback(tmp_path, local_store, make_archive, run_job, check_run,
-                                                     same_outputs):
-    archive = make_archive(local_store, "parquet")
+def test_portable_runner_embedded_job_server_loopback(tmp_path, local_store):
+    archive = build_archive(local_store, "parquet")
     out = str(tmp_path / "out")
     summary = run_job(archive.input, out,
                       beam=["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"])

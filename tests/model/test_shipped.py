@@ -10,9 +10,10 @@ import pytest
 from skimage import data
 
 from model import Restorer, suites
-from model.config import THRESHOLD, RestoreConfig
-from model.degrade import fixed_params
-from model.validate import damaged, psnr
+from model.config import RestoreConfig
+from model.degrade import damaged, fixed_params
+from model.metrics import psnr
+from model.tasks import THRESHOLD
 
 PHOTOS = [data.chelsea(), data.coffee()]
 NOT_YET = pytest.mark.xfail(strict=True, reason="the global heads are not accurate enough yet: below their "

@@ -5,8 +5,9 @@ import pytest
 from skimage import data
 import torch
 
-from model.config import TASKS, RestoreConfig
+from model.config import RestoreConfig
 from model.restore import Restorer
+from model.tasks import TASKS
 
 
 def restorer(net, **cfg):

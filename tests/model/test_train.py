@@ -3,25 +3,14 @@
 from dataclasses import replace
 
 import numpy as np
-from PIL import Image
 import pytest
-from skimage import data
 import torch
 
-from model.config import LossConfig, NetConfig, TrainConfig
+from model.config import LossConfig, NetConfig
 from model.net import ImagemendNet
 from model.train import loss_config, train
 from model.weights import load_weights
-
-SMALL = replace(TrainConfig(), batch=2, patch=32, global_size=(64, 96), warmup=2, ckpt_every=2, val_every=1000)
-
-
-def photo_folder(tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for name in ("astronaut", "chelsea", "coffee"):
-        Image.fromarray(getattr(data, name)()[:200, :200]).save(folder / f"{name}.png")
-    return folder
+from tests.support.training import SMALL, photo_folder
 
 
 def run(folder, out, steps, stop_at=None, **kw):

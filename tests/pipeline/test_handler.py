@@ -7,7 +7,7 @@ from apache_beam.testing.util import assert_that
 import numpy as np
 from skimage import data
 
-from model.validate import psnr
+from model.metrics import psnr
 from pipeline.handler import RestoreModelHandler
 
 CLEAN = [data.astronaut()[:96, :128], data.coffee()[:80, :112]]  # two sizes in one batch

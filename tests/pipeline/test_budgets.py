@@ -19,7 +19,6 @@ import sys
 import tarfile
 import textwrap
 
-from conftest import Store, encode, pixels, read_tables
 from PIL import Image
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,8 +28,12 @@ from pipeline import decode as dec
 from pipeline import sources
 from pipeline.options import InputOptions, RunOptions
 from pipeline.retry import Backoff
+from tests.support.checks import read_tables
+from tests.support.images import encode, pixels
+from tests.support.jobs import run_job
+from tests.support.stores import Store
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def jpeg(seed: int, h: int = 24, w: int = 32) -> bytes:
@@ -181,7 +184,7 @@ def test_a_header_that_claims_more_than_its_data_is_refused_before_decoding():
     assert dec.decode(flat).pixels.shape == (3000, 4000, 3)  # flat, but every block coded: a real photo
 
 
-def test_header_size_bomb_and_truncated_jpeg_are_error_rows(tmp_path, run_job):
+def test_header_size_bomb_and_truncated_jpeg_are_error_rows(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     photo = jpeg(7, 96, 128)

@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 import tarfile
 
-from conftest import Store, encode, pixels, read_tables
 from PIL import Image
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,6 +18,10 @@ import pyarrow.parquet as pq
 from pipeline import job, sources, storage
 from pipeline.options import InputOptions, OutputOptions
 from pipeline.retry import Backoff
+from tests.support.checks import read_tables
+from tests.support.images import encode, pixels
+from tests.support.jobs import run_job
+from tests.support.stores import Store
 
 
 def jpeg(seed: int) -> bytes:
@@ -56,7 +59,7 @@ def tar_names(path: Path) -> list[str]:
 
 # ---------------------------------------------------------------- names that are not UTF-8
 
-def test_latin1_file_names_are_restored_under_escaped_keys(tmp_path, run_job):
+def test_latin1_file_names_are_restored_under_escaped_keys(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     put(src, b"caf\xe9.jpg", jpeg(0))
     put(src, b"\xe9t\xe9/plage.jpg", jpeg(1))
@@ -74,7 +77,7 @@ def test_latin1_file_names_are_restored_under_escaped_keys(tmp_path, run_job):
     assert summary["counts"]["records"] == 3
 
 
-def test_latin1_tar_and_member_names_are_restored_under_escaped_keys(tmp_path, run_job):
+def test_latin1_tar_and_member_names_are_restored_under_escaped_keys(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     members = [("caf\xe9.jpg", jpeg(0)), ("caf\xe9.json", b"{}"), ("ok.jpg", jpeg(1))]
     put(src, b"archiv\xe9.tar", tar_bytes(members, encoding="latin-1"))
@@ -90,7 +93,7 @@ def test_latin1_tar_and_member_names_are_restored_under_escaped_keys(tmp_path, r
 
 # ---------------------------------------------------------------- column types and long names
 
-def test_int64_image_column_is_an_error_row_per_record(tmp_path, run_job):
+def test_int64_image_column_is_an_error_row_per_record(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     pq.write_table(pa.table({"key": ["a", "b"], "jpg": pa.array([7, 8], pa.int64())}), src / "00000.parquet")
@@ -110,7 +113,7 @@ def test_atomic_write_of_a_255_byte_name(tmp_path, local_store):
     assert target.read_bytes() == b"whole" and [p.name for p in tmp_path.iterdir()] == [target.name]
 
 
-def test_names_at_the_length_limit_are_restored(tmp_path, run_job):
+def test_names_at_the_length_limit_are_restored(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     long_names = ["a" * 230 + ".jpg", "b" * 251 + ".jpg"]  # 234 and 255 bytes: legal, at the limit
     for i, name in enumerate(long_names):
@@ -139,7 +142,7 @@ def _garbage_at_member(data: bytes, member: int) -> bytes:
     return data[:offset] + b"\x7fgarbage!" * 64 + data[offset + 512:]
 
 
-def test_garbage_tar_header_is_an_error_row_for_the_rest_of_the_shard(tmp_path, run_job):
+def test_garbage_tar_header_is_an_error_row_for_the_rest_of_the_shard(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     members = [(f"{i:06d}.jpg", jpeg(i)) for i in range(6)]
@@ -163,7 +166,7 @@ def test_a_whole_tar_reads_to_its_end_without_a_failure(tmp_path):
     assert [type(x).__name__ for x in got] == ["Record", "Record"]
 
 
-def test_repeated_member_name_is_an_error_row(tmp_path, run_job):
+def test_repeated_member_name_is_an_error_row(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     members = [("000.jpg", jpeg(0)), ("000.jpg", jpeg(1)), ("001.jpg", jpeg(2)), ("002.jpg", jpeg(3)),
@@ -179,7 +182,7 @@ def test_repeated_member_name_is_an_error_row(tmp_path, run_job):
 
 # ---------------------------------------------------------------- what the listing takes
 
-def test_underscore_names_are_photos_and_non_images_are_skipped(tmp_path, run_job):
+def test_underscore_names_are_photos_and_non_images_are_skipped(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     for i, name in enumerate(("_MG_1234.JPG", "_DSC0002.JPG", "_selects/pick.jpg")):
         put(src, name.encode(), jpeg(i))

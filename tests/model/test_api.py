@@ -7,7 +7,7 @@ from skimage import data
 import torch
 
 from model import Restorer
-from model.validate import psnr
+from model.metrics import psnr
 
 PHOTO = data.astronaut()[:128, :160]
 

@@ -13,15 +13,19 @@ import subprocess
 import sys
 import time
 
-from conftest import Store, encode, pixels, read_tables
 from PIL import Image
 import pytest
 
 from pipeline import cli, lease, sources
 from pipeline.options import InputOptions, OutputOptions
 from pipeline.reconcile import UnlistedShards
+from tests.support.archives import build_tar_shards
+from tests.support.checks import read_tables
+from tests.support.images import encode, pixels
+from tests.support.jobs import run_job
+from tests.support.stores import Store
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def bmp(seed: int) -> bytes:
@@ -43,7 +47,7 @@ def files(out: Path, sub: str) -> list[str]:
     return sorted(str(p.relative_to(out / sub)) for p in (out / sub).rglob("*") if p.is_file())
 
 
-def test_resharding_refuses_then_prunes_and_keeps_each_key_once(tmp_path, run_job):
+def test_resharding_refuses_then_prunes_and_keeps_each_key_once(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     names = [f"{i:02d}.bmp" for i in range(8)]
     photos(src, names)
@@ -63,9 +67,9 @@ def test_resharding_refuses_then_prunes_and_keeps_each_key_once(tmp_path, run_jo
     assert files(out, "images") == sorted(names)
 
 
-def test_deleted_inputs_are_pruned_and_a_deleted_photo_leaves_its_shard(tmp_path, run_job, make_tar_shards):
+def test_deleted_inputs_are_pruned_and_a_deleted_photo_leaves_its_shard(tmp_path):
     store = Store(str(tmp_path))
-    src, out = Path(make_tar_shards(store, "in", shards=3, samples=2)), tmp_path / "out"
+    src, out = Path(build_tar_shards(store, "in", shards=3, samples=2)), tmp_path / "out"
     run_job(str(src), str(out))
     (src / "shard-0001.tar").unlink()
     with pytest.raises(UnlistedShards, match=r"holds 1 finished shards .*\(shard-0001\)"):
@@ -86,7 +90,7 @@ def test_deleted_inputs_are_pruned_and_a_deleted_photo_leaves_its_shard(tmp_path
     assert keys(out2) == ["a.bmp", "c.bmp"] and files(out2, "images") == ["a.bmp", "c.bmp"]
 
 
-def test_a_photo_replaced_by_one_of_the_same_size_is_restored_again(tmp_path, run_job, read_rows):
+def test_a_photo_replaced_by_one_of_the_same_size_is_restored_again(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     photos(src, ["x/a.bmp", "y/b.bmp"])
     first = run_job(str(src), str(out), image_format="png")
@@ -98,14 +102,14 @@ def test_a_photo_replaced_by_one_of_the_same_size_is_restored_again(tmp_path, ru
 
     second = run_job(str(src), str(out), image_format="png")
     assert second["counts"]["shards_processed"] == 1 and second["counts"]["shards_skipped"] == 1
-    rows = {r["key"]: r for r in read_rows(Store(str(out)), str(out), "metrics")}
+    rows = {r["key"]: r for r in read_tables(Store(str(out)), str(out), "metrics")}
     assert rows["x/a.bmp"]["run_id"] == second["run_id"] and rows["y/b.bmp"]["run_id"] == first["run_id"]
     assert (out / "images/x/a.png").read_bytes() != old
     marker = json.loads((out / "_done/x/part-00000.json").read_text())
     assert marker["input"] == sources.list_files(str(src), {})[0]
 
 
-def test_a_symlinked_output_inside_the_input_is_never_read_back(tmp_path, run_job):
+def test_a_symlinked_output_inside_the_input_is_never_read_back(tmp_path):
     src = tmp_path / "in"
     photos(src, ["a.bmp", "b.bmp", "c.bmp"])
     (src / "restored").mkdir()
@@ -127,7 +131,7 @@ def _lease(out: Path, **kw) -> None:
                                                  "started": now - 60, "heartbeat": now, **kw}))
 
 
-def test_an_output_leased_by_a_live_run_is_refused_and_its_temporaries_kept(tmp_path, run_job, capsys):
+def test_an_output_leased_by_a_live_run_is_refused_and_its_temporaries_kept(tmp_path, capsys):
     src, out = tmp_path / "in", tmp_path / "out"
     photos(src, ["a.bmp"])
     partial = out / "images" / ".imagemend-0123456789ab.partial"  # the other run's file being written
@@ -164,9 +168,9 @@ def test_the_lease_heartbeat_is_refreshed_and_released(tmp_path):
     assert not Path(path).exists()
 
 
-def test_two_jobs_at_once_the_second_is_refused_and_the_first_finishes(tmp_path, make_tar_shards, capsys):
+def test_two_jobs_at_once_the_second_is_refused_and_the_first_finishes(tmp_path, capsys):
     store = Store(str(tmp_path))
-    src, out = make_tar_shards(store, "in", shards=8, samples=6), tmp_path / "out"
+    src, out = build_tar_shards(store, "in", shards=8, samples=6), tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     first = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--input", src, "--output", str(out),
                               "--run-id", "first", "--no-progress"], cwd=REPO, env=env,
@@ -191,7 +195,7 @@ def test_two_jobs_at_once_the_second_is_refused_and_the_first_finishes(tmp_path,
     assert not (out / "_runs" / "second").exists()
 
 
-def test_an_object_replaced_by_one_of_the_same_size_is_restored_again_on_s3(s3_store, run_job):
+def test_an_object_replaced_by_one_of_the_same_size_is_restored_again_on_s3(s3_store):
     """On an object store the listing's ETag tells the new object from the old one."""
     s3_store.put("in", "x", "a.bmp", bmp(0))
     s3_store.put("in", "y", "b.bmp", bmp(1))

@@ -1,7 +1,7 @@
 """The CUDA path against the CPU's fp32: bf16 must not add NaNs, visible error or a colour shift.
 
 Runs only where CUDA exists (skipped in CI, which has no GPU; run on a GPU machine with
-`python -m pytest tests/test_model_cuda.py`).
+`python -m pytest tests/model/test_cuda.py`).
 """
 
 from dataclasses import replace
@@ -9,7 +9,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from skimage import data
-from test_model_train import SMALL, photo_folder
 import torch
 
 from model import Restorer
@@ -20,6 +19,7 @@ from model.noise_floor import noise_cap
 from model.restore import _Planes
 from model.train import train
 from model.weights import load_weights
+from tests.support.training import SMALL, photo_folder
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
