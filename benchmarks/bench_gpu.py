@@ -11,12 +11,11 @@ import os
 import time
 
 from common import best_of, photo, restorer
+from imagemend.model.core.config import RestoreConfig
+from imagemend.model.core.deblur import edge_blur
+from imagemend.model.core.noise_floor import noise_cap
+from imagemend.model.core.restore import row_reader
 import torch
-
-from model.config import RestoreConfig
-from model.deblur import edge_blur
-from model.noise_floor import noise_cap
-from model.restore import row_reader
 
 HALO = RestoreConfig().halo
 

@@ -32,7 +32,7 @@ import torch
 
 
 def bench_speed(sizes, tiles, batches, device, repeats, weights=None) -> list[dict]:
-    from model.config import RestoreConfig
+    from imagemend.model.core.config import RestoreConfig
 
     rows = []
     for mp in sizes:

@@ -12,7 +12,7 @@ For each size, N photos (bench_model.photo, JPEG quality 90) go to a temporary i
   every changed output (pipeline/infer.py does it in the same restore slot). Where the job's
   default splits the cores into several single-thread restores (on a CPU), a third row runs the
   model alone that way too: the job's overhead is the gap to that row.
-- the job: `pipeline.job.run`, exactly what `imagemend run` starts, timed from the call to its
+- the job: `imagemend.pipeline.job.run`, exactly what `imagemend run` starts, timed from the call to its
   return (listing, manifest, Beam, model load, reading, decoding, measuring, restoring, encoding,
   image and Parquet writes, summary); the interpreter's start and imports are not in it. Workers 1
   is the in-process FnApiRunner (the default), N > 1 is `--workers N`. Each job splits `threads`
@@ -119,7 +119,7 @@ def time_at_once(restorer, calls: list[list], strengths: dict, restores: int, re
 
 def run_job(inputs: Path, output: Path, workers: int, **opts) -> tuple[float, dict]:
     """`imagemend run` in this process, as the CLI starts it; workers 1: in-process, N > 1: --workers N."""
-    from pipeline import job, options
+    from imagemend.pipeline import job, options
 
     workers = 0 if workers <= 1 else workers
     run_opts = options.RunOptions.of(str(inputs), str(output), overwrite=True, workers=workers, **opts)
@@ -170,14 +170,13 @@ def bench_pipeline(sizes: list[float], images: int = 0, workers: tuple[int, ...]
 
     images 0: enough photos for about 16 MP per size (at least 2 per shard of the largest worker count).
     """
+    from imagemend.model import Restorer
+    from imagemend.model.core.tasks import TASKS
+    from imagemend.model.core.weights import DEFAULT_WEIGHTS
+    from imagemend.pipeline.decode import decode
+    from imagemend.pipeline.infer import concurrency
+    from imagemend.pipeline.options import InputOptions, ModelOptions, WorkOptions
     import torch
-
-    from model import Restorer
-    from model.tasks import TASKS
-    from model.weights import DEFAULT_WEIGHTS
-    from pipeline.decode import decode
-    from pipeline.infer import concurrency
-    from pipeline.options import InputOptions, ModelOptions, WorkOptions
 
     work = WorkOptions()
     base = {"device": device, "weights": weights, "threads": work.threads if decode_threads is None

@@ -30,8 +30,8 @@ def best_of(fn, repeats: int) -> float:
 
 
 def restorer(device: str, weights: str | None, **cfg):
-    from model import Restorer
-    from model.config import RestoreConfig
-    from model.weights import DEFAULT_WEIGHTS
+    from imagemend.model import Restorer
+    from imagemend.model.core.config import RestoreConfig
+    from imagemend.model.core.weights import DEFAULT_WEIGHTS
 
     return Restorer(weights=weights or DEFAULT_WEIGHTS, device=device, cfg=RestoreConfig(**cfg))

@@ -23,10 +23,10 @@ python3 -c "import torch, apache_beam, pyarrow, numpy; print(torch.__version__, 
 cat "$META/gpu.txt"
 common="--data $DATA --stage local --init $W --weighting fixed --loss-weights deblur=3 --lr 5e-4 --threads 6
   --steps 1000000 --val-every 1000 --ckpt-every 2000 --minutes $MIN"
-OMP_NUM_THREADS=6 timeout $((60 * ${MIN%.*} + 90)) python3 -m model.train $common --batch 32 --patch 128 \
+OMP_NUM_THREADS=6 timeout $((60 * ${MIN%.*} + 90)) python3 -m imagemend.model.training.train $common --batch 32 --patch 128 \
   --out $RUNS/b32p128 >$RUNS/b32p128.log 2>&1 &
 A=$!
-OMP_NUM_THREADS=6 timeout $((60 * ${MIN%.*} + 90)) python3 -m model.train $common --batch 64 --patch 192 \
+OMP_NUM_THREADS=6 timeout $((60 * ${MIN%.*} + 90)) python3 -m imagemend.model.training.train $common --batch 64 --patch 192 \
   --out $RUNS/b64p192 >$RUNS/b64p192.log 2>&1 &
 B=$!
 (for i in $(seq 30); do nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader; sleep 10; done

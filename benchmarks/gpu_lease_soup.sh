@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Session 7's second GPU lease (about 4 minutes of a short budget): N runs of the U-Net's local stage
-# from INIT side by side, one seed each, whose mean is the result (model/merge.py --local with several
+# from INIT side by side, one seed each, whose mean is the result (model/tools/merge.py --local with several
 # files: a model soup); the CUDA tests beside them; then a profile of whole restores on the GPU.
 # Usage: benchmarks/gpu_lease_soup.sh DATA INIT OUT MINUTES N
 set -u
@@ -8,7 +8,7 @@ DATA=$1 INIT=$2 OUT=$3 MIN=$4 N=$5 RUNS=/tmp/runs
 mkdir -p "$RUNS" "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD  # the project is not installed there
 for s in $(seq "$N"); do
-  OMP_NUM_THREADS=3 timeout $((60 * ${MIN%.*} + 75)) python3 -m model.train --data "$DATA" --stage local \
+  OMP_NUM_THREADS=3 timeout $((60 * ${MIN%.*} + 75)) python3 -m imagemend.model.training.train --data "$DATA" --stage local \
     --init "$INIT" --weighting fixed --loss-weights deblur=3 --lr 3e-4 --batch 64 --patch 192 --threads 3 \
     --steps 1000000 --val-every 1000 --ckpt-every 2000 --minutes "$MIN" --seed "$s" --out "$RUNS/s$s" \
     >"$RUNS/s$s.log" 2>&1 &

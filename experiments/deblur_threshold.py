@@ -5,13 +5,12 @@ threshold, on every photo of a folder (session 6; numbers in model/weights/MODEL
 """
 import sys
 
+from imagemend.model.core.config import RestoreConfig
+from imagemend.model.core.restore import Restorer
+from imagemend.model.data import load_photos
+from imagemend.model.evaluation import suites
+from imagemend.model.metrics import psnr
 import numpy as np
-
-from model import suites
-from model.config import RestoreConfig
-from model.data import load_photos
-from model.metrics import psnr
-from model.restore import Restorer
 
 photos = load_photos(sys.argv[1], int(sys.argv[2]))
 on, off = Restorer(cfg=RestoreConfig(min_edge_blur=0.0)), Restorer(cfg=RestoreConfig(min_edge_blur=99.0))

@@ -3,7 +3,7 @@
     python experiments/jpeg_noise_bound.py ../shared/data/val/CBSD68
 
 JPEG's quantisation flattens flat blocks, so their patches read less noise than the photo has; the
-pixel-level lattice detector (model/noise_floor.py) misses about a quarter of quality-90 files. For
+pixel-level lattice detector (model/core/noise_floor.py) misses about a quarter of quality-90 files. For
 each photo saved as JPEG (quality 90 and 75, Gaussian noise 0 / 5 / 8 before saving): the share the
 restorer would denoise with the bound (the pixels alone) and without it (told it is a JPEG file).
 """
@@ -12,11 +12,10 @@ from dataclasses import replace
 import io
 import sys
 
+from imagemend.model import Restorer
+from imagemend.model.data import load_photos
 import numpy as np
 from PIL import Image
-
-from model import Restorer
-from model.data import load_photos
 
 
 def main(data: str) -> None:

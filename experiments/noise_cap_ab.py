@@ -1,4 +1,4 @@
-"""Noise cap A/B (session 6): the restore path with and without model/noise_floor.py, on PNG noise and
+"""Noise cap A/B (session 6): the restore path with and without model/core/noise_floor.py, on PNG noise and
 on noise saved as JPEG (case@quality). Numbers in model/weights/MODEL_CARD.md.
 
     python experiments/noise_cap_ab.py ../shared/data/val/CBSD68 20 clean,noise15,noise10@85,noise10@95
@@ -6,15 +6,14 @@ on noise saved as JPEG (case@quality). Numbers in model/weights/MODEL_CARD.md.
 import io
 import sys
 
+from imagemend.model.core.config import RestoreConfig
+from imagemend.model.core.noise_floor import jpeg_lattice
+from imagemend.model.core.restore import Restorer
+from imagemend.model.data import load_photos
+from imagemend.model.evaluation import suites
+from imagemend.model.metrics import psnr
 import numpy as np
 from PIL import Image
-
-from model import suites
-from model.config import RestoreConfig
-from model.data import load_photos
-from model.metrics import psnr
-from model.noise_floor import jpeg_lattice
-from model.restore import Restorer
 
 photos = load_photos(sys.argv[1], int(sys.argv[2]))
 on, off = Restorer(), Restorer(cfg=RestoreConfig(noise_cap=False))

@@ -14,10 +14,9 @@ range of luma, and the share of clipped pixels.
 
 import sys
 
+from imagemend.model.data import load_photos
+from imagemend.model.evaluation import suites
 import numpy as np
-
-from model import suites
-from model.data import load_photos
 
 CASES = ("exposure-1", "exposure-2", "exposure+0.7", "contrast0.55", "contrast0.75", "cast-warm", "cast-cool",
          "cast-green")

@@ -7,7 +7,7 @@ The shipped global branch reads whole-image statistics and cannot tell an undere
 dark scene (MODEL_CARD, "What this model does not do yet"); neither can a photo's extremes
 (experiments/tone_extremes.py). This trains a small CNN on a thumbnail's content (sRGB and log
 linear luminance) to read the exposure EV and log contrast that the training prior's tone damages
-(model.degrade) applied, on 360 CBSD432 photos; the other 72 are clean photos it never saw, whose
+(imagemend.model.damage.degrade) applied, on 360 CBSD432 photos; the other 72 are clean photos it never saw, whose
 largest reading sets the do-no-harm threshold. It then reports, on CBSD68, the reading error on
 clean photos and per damage case, the share of damaged photos beyond the threshold, the clean
 photos beyond it, and the PSNR gain of undoing the read exposure where the gate fires.
@@ -22,15 +22,14 @@ import argparse
 import math
 import time
 
+from imagemend.model.core.color import linear_to_srgb, luminance, normalise_gains, srgb_to_linear
+from imagemend.model.damage.degrade import apply_tone, sample_params
+from imagemend.model.data import load_photos
+from imagemend.model.evaluation import suites
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from model import suites
-from model.color import linear_to_srgb, luminance, normalise_gains, srgb_to_linear
-from model.data import load_photos
-from model.degrade import apply_tone, sample_params
 
 BASE = (106, 160)  # a BSDS photo / 3, landscape
 THUMB = (96, 144)  # what the CNN sees, pooled by 2 inside

@@ -1,6 +1,6 @@
 """imagemend's multitask restoration network: degradations, network, training, restoration."""
 
-from .restore import Restored, Restorer
-from .tasks import TASKS
+from .core.restore import Restored, Restorer
+from .core.tasks import TASKS
 
 __all__ = ["TASKS", "Restored", "Restorer"]

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image, ImageOps
 import torch
 
-from .pixels import IMAGE_SUFFIXES
+from .core.pixels import IMAGE_SUFFIXES
 
 
 def list_images(url: str) -> list[str]:

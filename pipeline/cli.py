@@ -90,20 +90,22 @@ class Command:
 
 JOB_PARSER = dict(allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=BEAM_EPILOG)
 COMMANDS = {
-    "train": Command("model.train", "train the multitask network on clean photos"),
-    "run": Command("pipeline.job", "restore an archive with an Apache Beam batch job (other flags are Beam "
-                   "pipeline options)", beam=True, parser=JOB_PARSER),
-    "demo": Command("pipeline.demo", "damage scikit-image's sample photos and restore them", beam=True,
+    "train": Command("imagemend.model.training.train", "train the multitask network on clean photos"),
+    "run": Command("imagemend.pipeline.job", "restore an archive with an Apache Beam batch job (other flags are "
+                   "Beam pipeline options)", beam=True, parser=JOB_PARSER),
+    "demo": Command("imagemend.pipeline.demo", "damage scikit-image's sample photos and restore them", beam=True,
                     parser=dict(allow_abbrev=False)),
-    "eval": Command("pipeline.evaluate", "damage clean photos with a named suite, restore them with the `run` job "
-                    "and add full-reference columns (other flags are Beam pipeline options)", beam=True,
+    "eval": Command("imagemend.pipeline.evaluate", "damage clean photos with a named suite, restore them with the "
+                    "`run` job and add full-reference columns (other flags are Beam pipeline options)", beam=True,
                     parser=JOB_PARSER),
-    "report": Command("model.report", "write docs/QUALITY.md: imagemend against classical and single-task methods"),
-    "estimators": Command("model.estimators_doc", "write docs/ESTIMATORS.md: do the no-reference estimates track the "
-                          "damage?"),
-    "preview": Command("pipeline.preview", "a before/after page of a run's output (static HTML, from the outputs "
-                       "alone)"),
-    "schema": Command("pipeline.schema", "the columns of the metrics and errors Parquet tables, with what each means"),
+    "report": Command("imagemend.model.reports.quality", "write docs/QUALITY.md: imagemend against classical and "
+                      "single-task methods"),
+    "estimators": Command("imagemend.model.reports.estimators", "write docs/ESTIMATORS.md: do the no-reference "
+                          "estimates track the damage?"),
+    "preview": Command("imagemend.pipeline.preview", "a before/after page of a run's output (static HTML, from the "
+                       "outputs alone)"),
+    "schema": Command("imagemend.pipeline.schema", "the columns of the metrics and errors Parquet tables, with what "
+                      "each means"),
 }
 
 

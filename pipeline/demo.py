@@ -1,7 +1,7 @@
 """`imagemend demo`: scikit-image's bundled photos, damaged on the fly, restored by the `run` job.
 
 The photos ship inside scikit-image (no download) and the damage is the project's own seeded
-degradation model (model/degrade.py), so every machine builds the same inputs. They are written as
+degradation model (model/damage/degrade.py), so every machine builds the same inputs. They are written as
 loose files under <output>/input and restored into <output>/restored by exactly the job that
 `imagemend run` starts, with the in-process runner unless Beam flags say otherwise.
 """
@@ -9,10 +9,9 @@ loose files under <output>/input and restored into <output>/restored by exactly 
 import argparse
 import io
 
+from imagemend.model.damage.degrade import damaged, fixed_params
 import numpy as np
 from PIL import Image
-
-from model.degrade import damaged, fixed_params
 
 from . import job, options
 from .storage import atomic_write, filesystem, join, to_uri
@@ -77,9 +76,8 @@ def main(args: argparse.Namespace) -> dict:
 
 def per_image(output: str, storage_options: dict) -> str:
     """One line per photo from the metrics files: what ran, and the noise and cast measures before -> after."""
+    from imagemend.model.core.tasks import TASKS
     import pyarrow.parquet as pq
-
-    from model.tasks import TASKS
 
     fs, root = filesystem(output, storage_options)
     rows = []

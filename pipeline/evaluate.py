@@ -4,7 +4,7 @@
 
 Nothing is forked from `run`: the same launcher, graph, shards and runners, given the hooks of an
 Evaluation (shard.Hooks), which only this command builds: a worker turns each clean record it reads
-into one damaged record per case (model/suites.py, seeded by case and key, so any worker makes the
+into one damaged record per case (model/evaluation/suites.py, seeded by case and key, so any worker makes the
 same damage), named <case>/<clean key>; the records then go through decode, restore, measure and
 encode like any other, and before a record is written its input and output are scored against the
 clean photo (model/metrics.py): the metrics Parquet gains the columns of FIELDS. Restored images are
@@ -22,13 +22,12 @@ from dataclasses import dataclass, replace
 import io
 import sys
 
+from imagemend.model import metrics
+from imagemend.model.core.pixels import to_uint8
+from imagemend.model.evaluation.suites import Case, suite
 import numpy as np
 from PIL import Image
 import pyarrow as pa
-
-from model import metrics
-from model.pixels import to_uint8
-from model.suites import Case, suite
 
 from . import job, options, schema
 from .decode import decode
@@ -42,7 +41,7 @@ SCORES = ("psnr", "ssim", "ciede2000")
 
 # the full-reference columns, after the metrics schema's (model/metrics.py)
 FIELDS = (
-    column("case", pa.string(), "case of the suite (model/suites.py) the input was damaged with; the key is "
+    column("case", pa.string(), "case of the suite (model/evaluation/suites.py) the input was damaged with; the key is "
        "<case>/<clean key>", False),
     column("task", pa.string(), "what the case exercises: denoise, deblur, cast, exposure, contrast, mixed or clean",
        False),
@@ -65,7 +64,8 @@ METRICS_SCHEMA = pa.schema([*schema.METRICS_SCHEMA, *FIELDS])
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clean", required=True, help="fsspec URL of clean photos: prefix, glob, tar or Parquet shards")
-    p.add_argument("--suite", required=True, help="named suite of cases (model/suites.py): standard, quick, ...")
+    p.add_argument("--suite", required=True,
+                   help="named suite of cases (model/evaluation/suites.py): standard, quick, ...")
     p.add_argument("--cases", default="", help="comma-separated subset of the suite's cases (default: all)")
     p.add_argument("--output", required=True, help="fsspec URL of the output prefix")
     options.add_processing_arguments(p)

@@ -1,7 +1,7 @@
 """imagemend as a Beam `ModelHandler`, for users who have their own pipeline.
 
     from apache_beam.ml.inference.base import RunInference
-    from pipeline.handler import RestoreModelHandler
+    from .handler import RestoreModelHandler
 
     restored = images | RunInference(RestoreModelHandler())   # PredictionResult(image, Restored)
 
@@ -15,9 +15,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
-
-from model import Restorer
-from model.weights import DEFAULT_WEIGHTS
+from imagemend.model import Restorer
+from imagemend.model.core.weights import DEFAULT_WEIGHTS
 
 
 class RestoreModelHandler(ModelHandler[Any, PredictionResult, Restorer]):

@@ -22,10 +22,9 @@ import time
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
+from imagemend.model import Restorer
+from imagemend.model.core.weights import DEFAULT_WEIGHTS
 import numpy as np
-
-from model import Restorer
-from model.weights import DEFAULT_WEIGHTS
 
 from .options import ModelOptions, RunOptions
 from .progress import Progress

@@ -21,23 +21,14 @@ import time
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
-
-from model.tasks import TASKS
-from model.weights import DEFAULT_WEIGHTS, recorded_digest, recorded_info
+from imagemend.model.core.tasks import TASKS
+from imagemend.model.core.weights import DEFAULT_WEIGHTS, recorded_digest, recorded_info
 
 from . import graph, lease, options, progress, reconcile
 from .infer import model_name
 from .options import ModelOptions, OutputOptions, RunOptions
 from .shard import Hooks
-from .sinks import (
-    OutputPaths,
-    finished_shards,
-    forget_finished,
-    keep_settings,
-    read_json,
-    write_json,
-    write_manifest,
-)
+from .sinks import OutputPaths, finished_shards, forget_finished, keep_settings, read_json, write_json, write_manifest
 from .sources import NoInput, Shard, list_shards
 from .storage import clean_partials, filesystem, to_uri
 

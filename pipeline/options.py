@@ -17,8 +17,8 @@ import json
 import secrets
 import time
 
-from model.config import RestoreConfig
-from model.tasks import TASKS
+from imagemend.model.core.config import RestoreConfig
+from imagemend.model.core.tasks import TASKS
 
 LAYOUTS = ("auto", "files", "tar", "parquet")
 IMAGE_FORMATS = ("same", "png", "jpeg", "webp", "tiff")
@@ -213,7 +213,7 @@ def add_processing_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--assume", type=parse_tasks, default=[], help="tasks whose damage you know the archive has, "
                    "e.g. exposure,contrast: corrected wherever the model reads any, not only where no clean photo "
                    "reads as much (clean photos get corrected too); cast, exposure and contrast are then read from "
-                   "the photo's statistics (model/tone_cues.py)")
+                   "the photo's statistics (model/core/tone_cues.py)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (cuda never falls back to cpu)")
     p.add_argument("--weights", help="weights file (path or fsspec URL; default: the shipped weights)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",

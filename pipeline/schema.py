@@ -7,12 +7,11 @@ weight-free measure (pipeline/measures.py), each before and after restoration.
 
 import argparse
 
+from imagemend.model.core.restore import REASONS
+from imagemend.model.core.tasks import REGISTRY
 import pyarrow as pa
 
-from model.restore import REASONS
-from model.tasks import REGISTRY
-
-# task -> (weight-free measure key, what the measure is); the model's estimate of each is model/tasks.py's
+# task -> (weight-free measure key, what the measure is); the model's estimate of each is model/core/tasks.py's
 MEASURES = {
     "denoise": ("noise_sigma", "Immerkaer noise sigma, 8-bit steps, mean over colour channels; null under 3x3 pixels"),
     "deblur": ("laplacian_var", "variance of the Laplacian of luma, 8-bit units^2 (lower is blurrier); null under 3x3 "

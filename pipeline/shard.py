@@ -25,11 +25,10 @@ import time
 from typing import TYPE_CHECKING
 
 from fsspec import AbstractFileSystem
+from imagemend.model.core.measures import measure
+from imagemend.model.core.tasks import REGISTRY, TASKS
 import numpy as np
 import pyarrow as pa
-
-from model.measures import measure
-from model.tasks import REGISTRY, TASKS
 
 from .decode import Decoded, decode
 from .encode import EXTENSIONS, FORMATS, encode, output_format, output_name, same_format

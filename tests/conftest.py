@@ -71,7 +71,7 @@ def active_weights(tmp_path_factory) -> str:
     """A seeded network whose every head is non-zero, saved like shipped weights: tests of evaluation
     machinery need a model that changes pixels, not one that restores well (nor the shipped file,
     whose architecture may be mid-change in a working tree)."""
-    from model.weights import save_weights
+    from imagemend.model.core.weights import save_weights
 
     path = tmp_path_factory.mktemp("weights") / "active.safetensors"
     save_weights(path, active_network(), {"note": "test network"})

@@ -1,14 +1,14 @@
-"""`python -m model.tools.edge_blur_readings`: the edge blur reading and the deconvolution's gain per case,
+"""`python -m imagemend.model.tools.edge_blur_readings`: the edge blur reading and the deconvolution's gain per case,
 on clean photos damaged by the suite: where RestoreConfig.min_edge_blur comes from."""
 
 import argparse
 
 import numpy as np
 
-from .. import suites
-from ..config import RestoreConfig
+from ..core.config import RestoreConfig
+from ..core.deblur import deconvolve, photo_tensor, read_photo, wiener_kernel
 from ..data import load_photos
-from ..deblur import deconvolve, photo_tensor, read_photo, wiener_kernel
+from ..evaluation import suites
 from ..metrics import psnr
 
 

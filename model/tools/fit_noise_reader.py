@@ -1,6 +1,6 @@
-"""Train the noise reader (model/noise_level.py) on patches of clean photos damaged on the fly.
+"""Train the noise reader (model/core/noise_level.py) on patches of clean photos damaged on the fly.
 
-Damage is the training prior's (model/config.py DegradationConfig: clean, Gaussian, Poisson,
+Damage is the training prior's (model/core/config.py DegradationConfig: clean, Gaussian, Poisson,
 correlated, JPEG and camera-pipeline noise, with blur and tone damage); each patch is labelled
 with the RMS of the noise the damage added (before any JPEG: the reader measures noise, not JPEG's
 error, so a clean web JPEG reads clean) on top of the image a restorer should reach.
@@ -15,10 +15,10 @@ import time
 from safetensors.torch import save_file
 import torch
 
-from ..config import DegradationConfig
+from ..core.config import DegradationConfig
+from ..core.noise_level import PATCH, NoiseReader, patch_features
+from ..damage.degrade import degrade, sample_params
 from ..data import list_images, load_rgb, random_crops
-from ..degrade import degrade, sample_params
-from ..noise_level import PATCH, NoiseReader, patch_features
 
 VIEW = 128  # side of the damaged view patches are cut from
 VIEWS_PER_DRAW = 32
@@ -77,7 +77,8 @@ def fit(data: str, out: str, views: int, steps: int, lr: float, seed: int) -> di
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", required=True, help="clean training photos (never the validation sets)")
-    ap.add_argument("--out", required=True, help="reader weights (safetensors); model.merge puts them in a release")
+    ap.add_argument("--out", required=True,
+                    help="reader weights (safetensors); imagemend.model.tools.merge puts them in a release")
     ap.add_argument("--views", type=int, default=4000, help="damaged views of the photos, 8 patches each")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--lr", type=float, default=2e-3)

@@ -1,4 +1,5 @@
-"""`python -m model.tools.fit_tone_cues`: fit the told tone readings (model/tone_cues.py) and write their table.
+"""`python -m imagemend.model.tools.fit_tone_cues`: fit the told tone readings (model/core/tone_cues.py), write
+their table.
 
 Each told set's combinations are fitted on CBSD432 copies with the training prior's damage (noise, blur and
 JPEG included) and some of the told tone damages, no other.
@@ -14,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import DegradationConfig
+from ..core.config import DegradationConfig
+from ..core.pixels import to_tensor, to_uint8
+from ..core.tasks import TONE_TASKS
+from ..core.tone_cues import CUES, TABLE, Fit, fit, rgb_view, told_key
+from ..damage.degrade import degrade, sample_params
 from ..data import load_photos
-from ..degrade import degrade, sample_params
-from ..pixels import to_tensor, to_uint8
-from ..tasks import TONE_TASKS
-from ..tone_cues import CUES, TABLE, Fit, fit, rgb_view, told_key
 
 # per damage: quadratic terms, ridge. Clipping bends exposure's cues (a +1 EV photo's highlights stop
 # moving): quadratic terms bring its told reading error at -1 / +0.7 EV on CBSD68 from 0.31 / 0.28 to
@@ -49,7 +50,7 @@ def _damaged_copies(a: np.ndarray, per_photo: int, seed: int, noisy: bool) -> li
 
 def samples(photos: dict[str, np.ndarray], per_photo: int, seed: int = 0, noisy: bool = True,
             workers: int = 1) -> list[dict]:
-    """Damaged copies of clean photos with the training prior's damage (model.degrade), each tone
+    """Damaged copies of clean photos with the training prior's damage (imagemend.model.damage.degrade), each tone
     damage present half the time: per copy, which tone damages it has, every task's cues, the truth.
     Each photo draws from its own seed, so the copies do not depend on the number of workers."""
     args = [(a, per_photo, seed * 100_003 + i, noisy) for i, a in enumerate(photos.values())]

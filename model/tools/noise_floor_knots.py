@@ -1,13 +1,13 @@
-"""`python -m model.tools.noise_floor_knots`: flat-patch readings per Gaussian noise sigma, on clean photos
-damaged by the suite: the knots of model/noise_floor.py's CAP_KNOTS."""
+"""`python -m imagemend.model.tools.noise_floor_knots`: flat-patch readings per Gaussian noise sigma, on clean photos
+damaged by the suite: the knots of model/core/noise_floor.py's CAP_KNOTS."""
 
 import argparse
 
 import numpy as np
 
-from .. import suites
+from ..core.noise_floor import flat_noise
 from ..data import load_photos
-from ..noise_floor import flat_noise
+from ..evaluation import suites
 
 
 def main(argv: list[str] | None = None) -> None:

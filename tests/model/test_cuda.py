@@ -6,19 +6,19 @@ Runs only where CUDA exists (skipped in CI, which has no GPU; run on a GPU machi
 
 from dataclasses import replace
 
+from imagemend.model import Restorer
+from imagemend.model.core.config import LossConfig, NetConfig, RestoreConfig
+from imagemend.model.core.deblur import edge_blur
+from imagemend.model.core.noise_floor import noise_cap
+from imagemend.model.core.restore import _Planes
+from imagemend.model.core.weights import load_weights
+from imagemend.model.metrics import capped_psnr
+from imagemend.model.training.train import train
 import numpy as np
 import pytest
 from skimage import data
 import torch
 
-from model import Restorer
-from model.config import LossConfig, NetConfig, RestoreConfig
-from model.deblur import edge_blur
-from model.metrics import capped_psnr
-from model.noise_floor import noise_cap
-from model.restore import _Planes
-from model.train import train
-from model.weights import load_weights
 from tests.support.training import SMALL, photo_folder
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

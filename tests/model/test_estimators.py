@@ -1,6 +1,7 @@
 """The no-reference estimates track the true damage within the tolerances docs/ESTIMATORS.md reports.
 
-Weight-free measures are checked on scikit-image's sample photos against model.estimators.TOLERANCES;
+Weight-free measures are checked on scikit-image's sample photos against
+imagemend.model.evaluation.estimators.TOLERANCES;
 the model's severity heads only once trained weights ship (on the untrained placeholder they are
 skipped, not loosened).
 """
@@ -8,14 +9,14 @@ skipped, not loosened).
 import argparse
 import json
 
+from imagemend.model.core.restore import Restorer
+from imagemend.model.evaluation import estimators
+from imagemend.model.evaluation.suites import suite
+from imagemend.model.reports import estimators as estimators_doc
+from imagemend.model.reports.figures import SAMPLE_PHOTOS, sample_photo
+from imagemend.model.reports.provenance import PLACEHOLDER
 from PIL import Image
 import pytest
-
-from model import estimators, estimators_doc
-from model.figures import SAMPLE_PHOTOS, sample_photo
-from model.provenance import PLACEHOLDER
-from model.restore import Restorer
-from model.suites import suite
 
 CASES = ("clean", "noise15", "noise25", "blur-gauss1", "blur-gauss2", "blur-gauss3", "blur-motion5", "blur-motion9",
          "blur-motion13", "cast-warm", "cast-green", "exposure-1", "exposure+0.7", "contrast0.55", "contrast0.85")

@@ -1,11 +1,10 @@
-"""The project's evaluation command (`python -m model.evaluate`) on photos a test makes."""
+"""The project's evaluation command (`python -m imagemend.model.evaluation.evaluate`) on photos a test makes."""
 
 import json
 
+from imagemend.model.evaluation import evaluate
 from PIL import Image
 from skimage import data
-
-from model import evaluate
 
 
 def test_the_evaluation_command_runs_the_named_cases_and_says_what_it_was_told(tmp_path):

@@ -1,10 +1,9 @@
-"""The weight-free pixel measures written beside each output (model/measures.py)."""
+"""The weight-free pixel measures written beside each output (model/core/measures.py)."""
 
 
+from imagemend.model.core import measures
 import numpy as np
 import pytest
-
-from model import measures
 
 
 def test_measures_respond_to_what_they_measure():

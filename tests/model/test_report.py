@@ -5,16 +5,17 @@ from dataclasses import replace
 import json
 import shlex
 
+from imagemend.model.core.config import LossConfig, TrainConfig
+from imagemend.model.evaluation import baselines
+from imagemend.model.evaluation.scoring import Method, ScoreCache, identity, score_all, summarise
+from imagemend.model.evaluation.suites import CASES
+from imagemend.model.metrics import capped_psnr
+from imagemend.model.reports import quality as report
+from imagemend.model.training import train
 import numpy as np
 from PIL import Image
 import pytest
 from skimage import data
-
-from model import baselines, report, train
-from model.config import LossConfig, TrainConfig
-from model.metrics import capped_psnr
-from model.scoring import Method, ScoreCache, identity, score_all, summarise
-from model.suites import CASES
 
 PHOTO = data.astronaut()[60:188, 150:310]
 
@@ -114,9 +115,10 @@ def test_the_model_package_never_imports_beam_or_the_pipeline():
     import subprocess
     import sys
 
-    code = ("import sys, model.report, model.estimators, model.evaluate, model.figures, model.scoring, model.suites, "
-            "model.metrics, model.measures; print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('apache_beam', 'pipeline')))")
+    code = ("import sys, imagemend.model.reports.quality, imagemend.model.reports.estimators, "
+            "imagemend.model.tools.calibrate, imagemend.model.evaluation.evaluate; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'apache_beam' "
+            "or m.startswith('imagemend.pipeline')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
 
@@ -156,7 +158,8 @@ def test_a_score_cache_resumes_a_stopped_run_and_recomputes_what_changed(tmp_pat
 def test_model_scores_are_keyed_on_every_module_restore_draws_on():
     import inspect
 
-    from model import restore, scoring
+    from imagemend.model.core import restore
+    from imagemend.model.evaluation import scoring
 
     drawn = {v.__name__ if inspect.ismodule(v) else inspect.getmodule(v).__name__ for v in vars(restore).values()
              if inspect.ismodule(v) or inspect.isfunction(v) or inspect.isclass(v)}
@@ -199,9 +202,8 @@ def test_a_loss_where_imagemend_left_the_photos_alone_says_so():
 def test_report_scores_real_pairs_against_their_references_and_sheets_noisy_photos(tmp_path, active_weights):
     """Pairs `<name>_real` / `<name>_mean` (here scikit-image photos through the camera pipeline) get the
     "Real photos" section; noisy photos without references get a sheet under the ignored real/ folder."""
+    from imagemend.model.damage import camera
     import torch
-
-    from model import camera
 
     pairs, noisy = tmp_path / "pairs", tmp_path / "noisy"
     pairs.mkdir(), noisy.mkdir()
@@ -235,17 +237,17 @@ def test_restoring_never_imports_the_damage_evaluation_or_fitting_code():
     import subprocess
     import sys
 
-    code = ("import sys, model.restore; print(sorted(m for m in sys.modules if m in ('model.degrade', 'model.camera', "
-            "'model.suites', 'model.metrics', 'model.validate', 'model.data', 'model.train') "
-            "or m.startswith('model.tools')))")
+    code = ("import sys, imagemend.model.core.restore; "
+            "print(sorted(m for m in sys.modules if m.startswith('imagemend.model.') "
+            "and not m.startswith('imagemend.model.core')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
 
 
 def test_the_real_photo_section_stands_without_classical_methods():
     """`--baselines` may leave out non-local means and BM3D: the section then compares with the input alone."""
-    from model.real_photos import REAL, section
-    from model.scoring import Score
+    from imagemend.model.evaluation.scoring import Score
+    from imagemend.model.reports.real_photos import REAL, section
 
     scores = [Score(d, REAL.name, m, k, 0.25, 0.1, p, 0.9, 1.0)
               for k, base in (("a_real.png", 30.0), ("b_real.png", 34.0))

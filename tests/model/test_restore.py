@@ -1,13 +1,12 @@
 """The restorer: exact tiling, every image mode and depth, task switches."""
 
+from imagemend.model.core.config import RestoreConfig
+from imagemend.model.core.restore import Restorer
+from imagemend.model.core.tasks import TASKS
 import numpy as np
 import pytest
 from skimage import data
 import torch
-
-from model.config import RestoreConfig
-from model.restore import Restorer
-from model.tasks import TASKS
 
 
 def restorer(net, **cfg):

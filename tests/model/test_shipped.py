@@ -5,15 +5,15 @@ mismatched weights file, not a small regression. Tasks the shipped weights do no
 strict xfails: the day they start working, the xfail fails and the margin must be written down.
 """
 
+from imagemend.model import Restorer
+from imagemend.model.core.config import RestoreConfig
+from imagemend.model.core.tasks import THRESHOLD
+from imagemend.model.damage.degrade import damaged, fixed_params
+from imagemend.model.evaluation import suites
+from imagemend.model.metrics import psnr
 import numpy as np
 import pytest
 from skimage import data
-
-from model import Restorer, suites
-from model.config import RestoreConfig
-from model.degrade import damaged, fixed_params
-from model.metrics import psnr
-from model.tasks import THRESHOLD
 
 PHOTOS = [data.chelsea(), data.coffee()]
 NOT_YET = pytest.mark.xfail(strict=True, reason="the global heads are not accurate enough yet: below their "
@@ -60,7 +60,7 @@ def test_shipped_weights_are_trained_and_calibrated(restorer):
 
 @pytest.mark.parametrize("sigma", [10, 25, 50])
 def test_shipped_noise_readings_are_gaussian_sigma(restorer, sigma):
-    """The calibrated reading (model/calibrate.py) is within 15 % of the Gaussian sigma added
+    """The calibrated reading (model/tools/calibrate.py) is within 15 % of the Gaussian sigma added
     (issue 2's target); 5 to 11 % on CBSD68 (MODEL_CARD.md)."""
     assert restorer.noise_curve is not None
     noisy = damaged(PHOTOS, fixed_params(1, noise_sigma=sigma), seed=5)
@@ -76,7 +76,7 @@ TOLD = {"cast-warm": 0.5, "exposure-1": 5.0, "exposure+0.7": 5.0, "contrast0.55"
 @pytest.mark.parametrize("case,gain", list(TOLD.items()), ids=list(TOLD))
 def test_told_the_damage_the_tone_is_read_from_the_photo(case, gain):
     """Blind, the tone tasks stay off (the xfails above); told the archive has the damage, its
-    statistics say how strong (model/tone_cues.py) and the correction gains, even the cast that the
+    statistics say how strong (model/core/tone_cues.py) and the correction gains, even the cast that the
     weights disable blind; the other thresholds stay the calibrated ones."""
     task = suites.CASES[case].task
     told, blind = Restorer(device="cpu", assume=(task,)), Restorer(device="cpu")
@@ -98,10 +98,9 @@ def camera_shot(photo: np.ndarray, shot: float, seed: int = 3, blur: float = 0.0
     """(noisy camera JPEG, clean render) of a photo through the camera pipeline at one noise level."""
     from dataclasses import replace
 
+    from imagemend.model.damage import camera
+    from imagemend.model.damage.degrade import apply_blur, blur_kernel
     import torch
-
-    from model import camera
-    from model.degrade import apply_blur, blur_kernel
 
     g = torch.Generator().manual_seed(seed)
     x = torch.from_numpy(photo.copy()).permute(2, 0, 1)[None].float() / 255

@@ -5,12 +5,11 @@ import math
 import subprocess
 import sys
 
+from imagemend.model.core.color import LUMA
+from imagemend.model.evaluation.suites import CASES, SUITES, suite
 import numpy as np
 import pytest
 from skimage import data
-
-from model.color import LUMA
-from model.suites import CASES, SUITES, suite
 
 PHOTO = data.chelsea()[:96, :128]
 
@@ -34,7 +33,7 @@ def test_the_damage_of_a_photo_depends_on_case_and_key_only():
 
 
 def test_the_damage_is_the_same_in_a_fresh_process():
-    code = ("import hashlib; from skimage import data; from model.suites import CASES; "
+    code = ("import hashlib; from skimage import data; from imagemend.model.evaluation.suites import CASES; "
             "print(hashlib.sha256(CASES['mixed'].apply(data.chelsea()[:96, :128], 'a/b.png').tobytes()).hexdigest())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == digest(CASES["mixed"].apply(PHOTO, "a/b.png"))

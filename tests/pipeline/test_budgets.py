@@ -19,15 +19,15 @@ import sys
 import tarfile
 import textwrap
 
+from imagemend.pipeline import decode as dec
+from imagemend.pipeline import sources
+from imagemend.pipeline.options import InputOptions, RunOptions
+from imagemend.pipeline.retry import Backoff
 from PIL import Image
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import decode as dec
-from pipeline import sources
-from pipeline.options import InputOptions, RunOptions
-from pipeline.retry import Backoff
 from tests.support.checks import read_tables
 from tests.support.images import encode, pixels
 from tests.support.jobs import run_job
@@ -116,7 +116,7 @@ def test_a_parquet_cell_over_the_budget_is_its_row_error(tmp_path):
 def test_the_budget_flag_and_its_default():
     import argparse
 
-    from pipeline import options
+    from imagemend.pipeline import options
 
     p = argparse.ArgumentParser()
     options.add_arguments(p)
@@ -131,7 +131,8 @@ BOMB = 512 * 2**20  # zeros in one member: gzip at level 1 makes about 2 MB of t
 
 MEASURE = textwrap.dedent("""
     import json, resource, sys
-    from pipeline import job, options
+    from imagemend.pipeline import job
+    from imagemend.pipeline import options
     def run(src, out):
         opts = options.RunOptions.of(src, out, max_bytes=2**20)
         return job.run(opts, options.beam_args([]))["counts"]

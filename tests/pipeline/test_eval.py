@@ -4,18 +4,18 @@ import io
 from pathlib import Path
 import shutil
 
+from imagemend.model import metrics
+from imagemend.model.evaluation.suites import CASES
+from imagemend.pipeline import cli, evaluate, schema, shard
+from imagemend.pipeline.decode import decode
+from imagemend.pipeline.infer import Restoration
+from imagemend.pipeline.options import OutputOptions
+from imagemend.pipeline.sources import Record
 import numpy as np
 from PIL import Image
 import pyarrow as pa
 import pytest
 
-from model import metrics
-from model.suites import CASES
-from pipeline import cli, evaluate, schema, shard
-from pipeline.decode import decode
-from pipeline.infer import Restoration
-from pipeline.options import OutputOptions
-from pipeline.sources import Record
 from tests.support.checks import open_output, read_tables
 from tests.support.images import encode, pixels
 from tests.support.stores import Store

@@ -4,18 +4,17 @@ import argparse
 import io
 import threading
 
+from imagemend.pipeline import decode as dec
+from imagemend.pipeline import options, shard, sources
+from imagemend.pipeline.options import ModelOptions, RunOptions
 import numpy as np
 from PIL import Image
 import pytest
 from skimage.data import astronaut
 
-from pipeline import decode as dec
-from pipeline import options, shard, sources
-from pipeline.options import ModelOptions, RunOptions
-
 
 def test_the_cores_split_into_single_thread_restores():
-    from pipeline.infer import concurrency
+    from imagemend.pipeline.infer import concurrency
 
     def plan(cuda=False, cpus=2, workers=0, **kw):
         return concurrency(ModelOptions(**kw), workers, cuda, cpus)
@@ -35,10 +34,9 @@ def test_the_cores_split_into_single_thread_restores():
 
 def test_restores_overlap_and_a_large_call_restores_alone(monkeypatch):
     """Two calls must be inside the model at once to pass the barrier; a large call never shares it."""
+    from imagemend.model import Restorer
+    from imagemend.pipeline import infer
     import torch
-
-    from model import Restorer
-    from pipeline import infer
 
     inside, most, threads = [], [], []
 
@@ -76,8 +74,8 @@ def test_restores_overlap_and_a_large_call_restores_alone(monkeypatch):
 
 
 def test_assumed_damage_reaches_the_model():
-    from model.config import RestoreConfig
-    from pipeline import infer
+    from imagemend.model.core.config import RestoreConfig
+    from imagemend.pipeline import infer
 
     told = infer.load_model(ModelOptions(device="cpu", assume=("exposure",))).restorer.cfg
     blind = infer.load_model(ModelOptions(device="cpu")).restorer.cfg
@@ -88,9 +86,8 @@ def test_assumed_damage_reaches_the_model():
 
 
 def test_precision_and_compile_flags_reach_the_model(active_weights):
+    from imagemend.pipeline import infer
     import torch
-
-    from pipeline import infer
 
     p = argparse.ArgumentParser()
     options.add_arguments(p)
@@ -110,8 +107,8 @@ def _item(pixels: np.ndarray, index: int) -> shard.Item:
 
 def test_the_job_bounds_the_noise_of_a_png_and_not_of_a_jpeg_file(active_net):
     """The model is told which inputs are JPEG files by what decode found (their quantisation tables)."""
-    from model import Restorer
-    from pipeline.infer import LoadedModel
+    from imagemend.model import Restorer
+    from imagemend.pipeline.infer import LoadedModel
 
     photo = astronaut()
     decoded = []
@@ -126,8 +123,8 @@ def test_the_job_bounds_the_noise_of_a_png_and_not_of_a_jpeg_file(active_net):
 
 
 def test_a_failing_image_fails_alone_and_a_device_error_fails_the_bundle():
-    from model import Restorer
-    from pipeline.infer import LoadedModel
+    from imagemend.model import Restorer
+    from imagemend.pipeline.infer import LoadedModel
 
     model = LoadedModel(Restorer(device="cpu"), "imagemend-base")
     good = np.full((16, 24, 3), 120, np.uint8)

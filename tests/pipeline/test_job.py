@@ -1,13 +1,12 @@
 """Where the job runs, and the device checked there (pipeline/job.py)."""
 
 
+from imagemend.pipeline import options
 import pytest
-
-from pipeline import options
 
 
 def test_cuda_is_checked_on_the_launcher_only_where_the_job_runs():
-    from pipeline import job
+    from imagemend.pipeline import job
 
     assert job.runs_here(options.beam_args([]))
     assert job.runs_here(["--runner", "PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"])

@@ -16,13 +16,13 @@ import sys
 import tarfile
 import time
 
+from imagemend.pipeline import cli
+from imagemend.pipeline import decode as dec
 import numpy as np
 from PIL import Image
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import cli
-from pipeline import decode as dec
 from tests.support.archives import build_archive, build_tar_shards
 from tests.support.checks import check_run, open_output, read_tables, same_outputs
 from tests.support.jobs import run_job
@@ -132,8 +132,8 @@ def test_killed_run_resumes_to_the_same_outputs(tmp_path, local_store):
     reference = run_job(src, str(ref))
 
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--input", src, "--output", str(out),
-                             "--run-id", "killed"], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "imagemend.pipeline.cli", "run", "--input", src,
+                             "--output", str(out), "--run-id", "killed"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 240
@@ -172,10 +172,10 @@ def test_weights_replaced_in_place_stop_a_rerun(tmp_path, local_store, active_we
     """The output's settings name the weights by their digest: the same path with other weights is caught."""
     import shutil
 
-    from model.weights import DEFAULT_WEIGHTS
+    from imagemend.model.core.weights import DEFAULT_WEIGHTS
 
     archive = build_archive(local_store, "tar")
-    weights, out = tmp_path / "model.safetensors", str(tmp_path / "out")
+    weights, out = tmp_path / "imagemend.model.safetensors", str(tmp_path / "out")
     shutil.copy(DEFAULT_WEIGHTS, weights)
     run_job(archive.input, out, weights=str(weights))
     shutil.copy(active_weights, weights)
@@ -294,7 +294,8 @@ def test_ctrl_c_says_one_line_exits_130_and_a_rerun_finishes(tmp_path, local_sto
     src = build_tar_shards(local_store, "in", shards=shards, samples=3)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--input", src, "--output", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "imagemend.pipeline.cli", "run", "--input", src,
+                             "--output", str(out)],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's
     try:

@@ -2,10 +2,9 @@
 
 import argparse
 
+from imagemend.pipeline import options
+from imagemend.pipeline.options import RunOptions
 import pytest
-
-from pipeline import options
-from pipeline.options import RunOptions
 
 
 def test_options_parse_tasks_strengths_and_beam_flags():

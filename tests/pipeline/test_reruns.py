@@ -13,12 +13,12 @@ import subprocess
 import sys
 import time
 
+from imagemend.pipeline import cli, lease, sources
+from imagemend.pipeline.options import InputOptions, OutputOptions
+from imagemend.pipeline.reconcile import UnlistedShards
 from PIL import Image
 import pytest
 
-from pipeline import cli, lease, sources
-from pipeline.options import InputOptions, OutputOptions
-from pipeline.reconcile import UnlistedShards
 from tests.support.archives import build_tar_shards
 from tests.support.checks import read_tables
 from tests.support.images import encode, pixels
@@ -172,8 +172,8 @@ def test_two_jobs_at_once_the_second_is_refused_and_the_first_finishes(tmp_path,
     store = Store(str(tmp_path))
     src, out = build_tar_shards(store, "in", shards=8, samples=6), tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    first = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--input", src, "--output", str(out),
-                              "--run-id", "first", "--no-progress"], cwd=REPO, env=env,
+    first = subprocess.Popen([sys.executable, "-m", "imagemend.pipeline.cli", "run", "--input", src,
+                              "--output", str(out), "--run-id", "first", "--no-progress"], cwd=REPO, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pipeline import schema
+from imagemend.pipeline import schema
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,10 +1,9 @@
 """Listing the input, telling its layout, grouping files into shards (pipeline/sources.py)."""
 
 
+from imagemend.pipeline import sources
+from imagemend.pipeline.options import InputOptions, OutputOptions
 import pytest
-
-from pipeline import sources
-from pipeline.options import InputOptions, OutputOptions
 
 
 def test_listing_prefix_glob_and_single_file(local_store):

@@ -2,9 +2,8 @@
 
 from pathlib import Path
 
+from imagemend.pipeline import storage
 import pytest
-
-from pipeline import storage
 
 
 @pytest.mark.parametrize("name,want", [("a/b.jpg", "a/b.jpg"), ("./a//b.jpg", "a/b.jpg"), ("x", "x")])

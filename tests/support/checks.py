@@ -15,7 +15,7 @@ from tests.support.stores import Store
 
 
 def read_tables(store: Store, output: str, kind: str) -> list[dict]:
-    from pipeline.sinks import read_tables as read
+    from imagemend.pipeline.sinks import read_tables as read
 
     return read(store.fs, store.fs._strip_protocol(output).rstrip("/"), kind)
 
@@ -79,7 +79,7 @@ def check_input_facts(r: dict, want: dict) -> None:
 
 def check_status(r: dict) -> None:
     """Restored exactly where some task was applied, else unchanged."""
-    from model.tasks import TASKS
+    from imagemend.model.core.tasks import TASKS
 
     assert r["status"] in ("restored", "unchanged")
     assert r["status"] == ("restored" if any(r[f"{t}_applied"] for t in TASKS) else "unchanged")
@@ -92,7 +92,7 @@ def check_provenance(r: dict, run_id: str) -> None:
 
 def check_estimates(r: dict) -> None:
     """Finite estimates for every task, a strength where a task was applied, the readings the model took."""
-    from model.tasks import TASKS
+    from imagemend.model.core.tasks import TASKS
 
     for t in TASKS:
         assert np.isfinite(r[f"{t}_estimate_before"]) and np.isfinite(r[f"{t}_estimate_after"])

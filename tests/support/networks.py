@@ -3,9 +3,8 @@
 
 def active_network():
     """A seeded network whose every head is non-zero, so each code path changes the pixels."""
+    from imagemend.model.core.net import ImagemendNet
     import torch
-
-    from model.net import ImagemendNet
 
     torch.manual_seed(0)
     net = ImagemendNet()

@@ -4,14 +4,14 @@ Camera noise is signal-dependent, spatially correlated (demosaicing), sharpened 
 quantised away by JPEG; it then barely shows in Immerkaer's energy or in the flattest patches,
 which JPEG empties in any photo (PolyU's ISO 1600 to 12800 captures read about 0 on both). As in
 CBDNet (Guo et al. 2019) a small network learns to read it instead, trained on the damage that
-makes it (model/camera.py, next to Gaussian, Poisson and JPEG damage and clean patches): each
+makes it (model/damage/camera.py, next to Gaussian, Poisson and JPEG damage and clean patches): each
 48 px patch on a regular grid gets a reading of its own noise RMS in 8-bit steps, and the photo's
 reading is the median of them, so a few textured patches that read as noisy do not decide.
 Patches are binned by their mean brightness for a level per intensity (`levels`), which is what
 a camera's signal-dependent noise looks like.
 
-    python -m model.tools.fit_noise_reader --data ../shared/data/train/CBSD432 --out reader.safetensors
-    python -m model.merge ... --noise-reader reader.safetensors   # into the shipped weights
+    python -m imagemend.model.tools.fit_noise_reader --data ../shared/data/train/CBSD432 --out reader.safetensors
+    python -m imagemend.model.tools.merge ... --noise-reader reader.safetensors   # into the shipped weights
 """
 
 import json

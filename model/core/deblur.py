@@ -17,7 +17,7 @@ tile only needs `RADIUS` more pixels of context. The blur is read before denoisi
 spread over the image; the filter runs after the U-Net's denoising, undoing the damage in the
 reverse order it was done.
 
-    python -m model.tools.edge_blur_readings --data ../shared/data/train/CBSD432   # per case, to calibrate
+    python -m imagemend.model.tools.edge_blur_readings --data ../shared/data/train/CBSD432   # per case, to calibrate
 """
 
 from collections.abc import Callable

@@ -7,7 +7,7 @@ file, since it belongs to that estimator. The global tasks get the maximum over 
 a wrong cast, exposure or contrast correction changes every pixel, while a denoiser at a small
 sigma does little harm.
 
-    python -m model.calibrate --data ../shared/data/train/CBSD432 --weights W [--disable cast]
+    python -m imagemend.model.tools.calibrate --data ../shared/data/train/CBSD432 --weights W [--disable cast]
 
 --disable keeps a task off whatever its estimate (threshold infinity), for a head that fails on
 photos it was not calibrated on; the reason is stored with the thresholds.
@@ -25,11 +25,11 @@ import argparse
 import numpy as np
 import torch
 
-from . import suites
-from .config import RestoreConfig
-from .data import load_photos
-from .restore import Restorer
-from .weights import DEFAULT_WEIGHTS, load_weights, save_weights
+from ..core.config import RestoreConfig
+from ..core.restore import Restorer
+from ..core.weights import DEFAULT_WEIGHTS, load_weights, save_weights
+from ..data import load_photos
+from ..evaluation import suites
 
 MEASURE = {"min_noise_sigma": "noise_sigma", "min_blur": "blur", "min_cast": "cast",
            "min_exposure": "exposure_ev", "min_contrast": "contrast_curve", "min_edge_blur": "edge_blur",

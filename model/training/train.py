@@ -23,15 +23,15 @@ import time
 import torch
 from tqdm import tqdm
 
-from .config import DegradationConfig, LossConfig, NetConfig, TrainConfig
-from .data import list_images, load_rgb, random_crops
-from .degrade import degrade, sample_params
+from ..core.config import DegradationConfig, LossConfig, NetConfig, TrainConfig
+from ..core.net import ImagemendNet, correct_tone
+from ..core.stats import tensor_stats
+from ..core.tasks import TASK, TASKS
+from ..core.weights import load_local, load_weights, pick_device, save_weights
+from ..damage.degrade import degrade, sample_params
+from ..data import list_images, load_rgb, random_crops
 from .loss import Weighting, task_losses
-from .net import ImagemendNet, correct_tone
-from .stats import tensor_stats
-from .tasks import TASK, TASKS
 from .validate import validate
-from .weights import load_local, load_weights, pick_device, save_weights
 
 CAMERA_READ_ERROR = 0.2  # log-normal spread of the conditioning around a camera sample's true noise
 def damage_for(tasks: tuple[str, ...], cfg: DegradationConfig = DegradationConfig()) -> DegradationConfig:
@@ -56,7 +56,7 @@ def train_step(net, weighting, images, g, cfg: TrainConfig, dcfg: DegradationCon
     oy = torch.randint(side - cfg.patch + 1, (cfg.batch,), generator=g).tolist()
     ox = torch.randint(side - cfg.patch + 1, (cfg.batch,), generator=g).tolist()
     true = (torch.rand(cfg.batch, generator=g) < 0.5).to(device)
-    # camera noise is read by model/noise_level.py, not by the head: condition on its truth, off by
+    # camera noise is read by model/core/noise_level.py, not by the head: condition on its truth, off by
     # the reading's typical error
     camera = p["on_camera"].to(device)
     jitter = (CAMERA_READ_ERROR * torch.randn(cfg.batch, generator=g)).exp().to(device)
@@ -128,7 +128,7 @@ def train(data: str, out: str, cfg: TrainConfig, loss_cfg: LossConfig, net_cfg: 
     weighting = Weighting(loss_cfg).to(dev)
     trained = {"joint": net, "global": net.glob, "local": net.local}[stage]
     groups = [{"params": list(trained.parameters()), "base_lr": cfg.lr}]
-    if loss_cfg.weighting == "uncertainty":  # the log-variances: their own rate, no decay (model/loss.py)
+    if loss_cfg.weighting == "uncertainty":  # the log-variances: their own rate, no decay (model/training/loss.py)
         groups.append({"params": list(weighting.parameters()), "base_lr": loss_cfg.uncertainty_lr,
                        "weight_decay": 0.0})
     params = [p for g in groups for p in g["params"]]
@@ -203,7 +203,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val", help="folder of held-out photos for periodic validation PSNR")
     p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ",".join(TASKS))
     p.add_argument("--loss-weights", default="",
-                   help="override task loss weights, e.g. deblur=3,exposure=0.3 (defaults in model/config.py)")
+                   help="override task loss weights, e.g. deblur=3,exposure=0.3 (defaults in model/core/config.py)")
     p.add_argument("--weighting", choices=("fixed", "uncertainty"), default=LossConfig().weighting)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--init", help="start from these weights instead of random")

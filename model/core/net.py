@@ -1,6 +1,6 @@
 """The imagemend network: a global branch for colour and tone, a local U-Net for noise and blur.
 
-Global branch. From a fixed grid of whole-image statistics (model/stats.py) a small CNN predicts,
+Global branch. From a fixed grid of whole-image statistics (model/core/stats.py) a small CNN predicts,
 once per image, one severity per task (noise sigma, blur radius, cast log-gains, exposure EV,
 contrast factor and gamma) and the parameters of a global correction: white-balance gains and an
 exposure gain in linear light, and a monotone tone curve in sRGB. The cast is located as in FFCC
@@ -206,7 +206,7 @@ class ImagemendNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.glob, self.local = GlobalNet(cfg), LocalNet(cfg)
-        self.noise_reader: NoiseReader | None = None  # camera noise (model/noise_level.py); weights may carry one
+        self.noise_reader: NoiseReader | None = None  # camera noise (model/core/noise_level.py); weights may carry one
 
     def estimate(self, stats: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.glob(stats)

@@ -3,8 +3,8 @@
     imagemend report --data ../shared/data/val/CBSD68 --data ../shared/data/val/Set14 \\
         [--single-task denoise=runs/single-denoise/final.safetensors ...] [--limit N] [--cases a,b]
 
-On the same photos and the same seeded cases (model/suites.py) it scores the damaged input, the
-classical methods of each case's task (model/baselines.py, each with what it is told), the shipped
+On the same photos and the same seeded cases (model/evaluation/suites.py) it scores the damaged input, the
+classical methods of each case's task (model/evaluation/baselines.py, each with what it is told), the shipped
 multitask model with every task on and with only the case's task on, and single-task models of the
 same architecture and training budget where they are given. PSNR, SSIM and CIEDE2000 per photo
 (model/metrics.py), mean and worst per case, seconds per megapixel. The verdicts at the top are
@@ -19,19 +19,17 @@ import shlex
 
 import torch
 
-from . import (
-    baselines,
-    real_photos,
-)
-from .config import TrainConfig
-from .data import load_photos
+from ..core.config import TrainConfig
+from ..core.restore import Restorer
+from ..core.tasks import TASKS
+from ..core.weights import DEFAULT_WEIGHTS
+from ..data import load_photos
+from ..evaluation import baselines
+from ..evaluation.scoring import Method, ScoreCache, classical, identity, model_version, score_all, summarise
+from ..evaluation.suites import Case, markdown, suite
+from . import real_photos
 from .figures import SAMPLE_PHOTOS, TILE, contact_sheet, psnr_chart, speed_chart
 from .provenance import commit, header, is_placeholder
-from .restore import Restorer
-from .scoring import Method, ScoreCache, classical, identity, model_version, score_all, summarise
-from .suites import Case, markdown, suite
-from .tasks import TASKS
-from .weights import DEFAULT_WEIGHTS
 
 NO_HARM_DB = 40.0  # a clean photo must come back at least this close to itself
 SINGLE_TASK_MARGIN_DB = 0.3  # multitask may trail a single-task model by this much on its task
@@ -96,7 +94,8 @@ def recipe(info: dict, out: str, tasks: list[str] | None = None) -> str:
         cmd.append(f"--device {info['device']}")
     cal = info.get("calibration")
     if cal:
-        cmd.append(f"&& python -m model.calibrate --data {shlex.quote(cal['data'])} --weights {out}/final.safetensors "
+        cmd.append(f"&& python -m imagemend.model.tools.calibrate --data {shlex.quote(cal['data'])} "
+                   f"--weights {out}/final.safetensors "
                    f"--quantile {cal['quantile']:g} --global-quantile {cal['global_quantile']:g}"
                    + ("".join(f" --disable {d}" for d in cal["disabled"]) + f" --reason {shlex.quote(cal['reason'])}"
                       if cal.get("disabled") and not tasks else ""))
@@ -383,7 +382,8 @@ def document(args, r: Restorer, weights_name: str, cases: tuple[Case, ...], s: d
                                   assets / f"sheet-{c.task}.png")
             lines += [f"![{c.name}]({sheet.relative_to(assets.parent)})", ""]
     lines += real or []
-    lines += ["## The cases", "", f"Suite `{args.suite}` (model/suites.py); each photo's damage is seeded from the "
+    lines += ["## The cases", "", f"Suite `{args.suite}` (model/evaluation/suites.py); each photo's damage is seeded "
+              "from the "
               "case name and the photo's file name, so every run and every method sees the same damaged photos.",
               "", markdown(cases), "",
               "## Classical methods", "",

@@ -25,24 +25,23 @@ from types import ModuleType
 
 import numpy as np
 
-from . import (
-    baselines,
+from .. import metrics
+from ..core import (
     color,
     config,
     deblur,
-    degrade,
-    metrics,
     net,
     noise_floor,
     noise_level,
     pixels,
     restore,
     stats,
-    suites,
     tasks,
     tone_cues,
     weights,
 )
+from ..damage import degrade
+from . import baselines, suites
 from .suites import Case
 
 Run = Callable[[np.ndarray, Case], np.ndarray]

@@ -1,10 +1,10 @@
 """Named, seeded evaluation suites: the one definition of what every evaluation case does to a photo.
 
-A case is one fixed damage (model.degrade.fixed_params) named after what it is. It is applied with
+A case is one fixed damage (imagemend.model.damage.degrade.fixed_params) named after what it is. It is applied with
 a generator seeded from the suite seed, the case name and the photo's key (its path under the data
 folder), so a photo gets the same damage whatever order it is read in, whichever worker reads it
 and whichever suite holds the case. `imagemend eval`, `imagemend report`, `imagemend estimators`
-and `python -m model.evaluate` all take their cases from here.
+and `python -m imagemend.model.evaluation.evaluate` all take their cases from here.
 """
 
 from dataclasses import dataclass
@@ -15,10 +15,10 @@ import math
 import numpy as np
 import torch
 
-from .color import LUMA, normalise_gains
-from .config import DegradationConfig
-from .degrade import damaged, fixed_params, kernels_for
-from .tasks import TASKS
+from ..core.color import LUMA, normalise_gains
+from ..core.config import DegradationConfig
+from ..core.tasks import TASKS
+from ..damage.degrade import damaged, fixed_params, kernels_for
 
 SEED = 2024
 KINDS = (*TASKS, "mixed", "clean")  # what a case exercises: one task, several, or none
@@ -59,7 +59,7 @@ class Case:
 
     @cached_property
     def truth(self) -> dict[str, float]:
-        """The true severities, in the units of the model's estimates (model.restore.severities)."""
+        """The true severities, in the units of the model's estimates (imagemend.model.core.restore.severities)."""
         p = self.params()
         _, amount = kernels_for(p, DegradationConfig().blur_kernel)
         log_gains = p["cast_log_gain"].double()
@@ -129,7 +129,7 @@ SUITES: dict[str, tuple[str, ...]] = {
                 "contrast0.55", "clean"),
     # one case per task: tests and smoke runs
     "quick": ("noise25", "blur-gauss2", "cast-warm", "exposure-1", "contrast0.55", "mixed", "clean"),
-    # severity sweeps for validating the no-reference estimators (model/estimators.py)
+    # severity sweeps for validating the no-reference estimators (model/evaluation/estimators.py)
     "estimators": ("clean", "noise5", "noise10", "noise15", "noise25", "noise35", "noise50",
                    "blur-gauss0.5", "blur-gauss1", "blur-gauss1.5", "blur-gauss2", "blur-gauss3",
                    "blur-motion5", "blur-motion9", "blur-motion13", "cast-faint", "cast-warm", "cast-cool",

@@ -2,12 +2,12 @@
 
 import numpy as np
 
-from .degrade import damaged, fixed_params
-from .metrics import psnr
+from ..damage.degrade import damaged, fixed_params
+from ..metrics import psnr
 
 
 def validate(net, images: list[np.ndarray]) -> dict[str, float]:
-    from .restore import Restorer  # restore imports the network module; keep train importable alone
+    from ..core.restore import Restorer  # restore imports the network module; keep train importable alone
 
     r = Restorer(net, device=str(next(net.parameters()).device))
     scores = {}

@@ -1,4 +1,4 @@
-"""docs/ESTIMATORS.md: the estimators' errors (model/estimators.py) as tables and a figure.
+"""docs/ESTIMATORS.md: the estimators' errors (model/evaluation/estimators.py) as tables and a figure.
 
     imagemend estimators --data ../shared/data/val/CBSD68 --data ../shared/data/val/Set14
 """
@@ -8,10 +8,10 @@ import json
 import math
 from pathlib import Path
 
-from .config import RestoreConfig
-from .estimators import SOURCES, check, collect, summary
-from .suites import suite
-from .tasks import TASKS
+from ..core.config import RestoreConfig
+from ..core.tasks import TASKS
+from ..evaluation.estimators import SOURCES, check, collect, summary
+from ..evaluation.suites import suite
 
 UNITS = {"denoise": "sigma, 8-bit steps", "cast": "max |log gain| over channels, linear light",
          "exposure": "EV", "contrast": "log contrast factor"}
@@ -52,7 +52,7 @@ def markdown(s: dict, header: list[str], cfg: RestoreConfig | None = None) -> st
             lines.append(f"| {LABEL[x]} | {_cell(row, 'pooled')} | {_cell(row, 'within_mean')} | "
                          f"{_cell(row, 'within_worst')} |")
     lines += ["", "## Edge blur reading (Gaussian sigma, px; weight-free)", "",
-              "The sigma `model/deblur.py` reads on the photo's edges decides the Wiener deconvolution: from "
+              "The sigma `model/core/deblur.py` reads on the photo's edges decides the Wiener deconvolution: from "
               f"{(cfg or RestoreConfig()).min_edge_blur:g} px on (`min_edge_blur`), where the four edge orientations "
               "agree (anisotropy at most `max_anisotropy`; motion blur is left to the sharpen head). A photo's own "
               "blur adds in quadrature, so small sigmas read high. *Deconvolved*: share of the photos the restorer "
@@ -65,7 +65,8 @@ def markdown(s: dict, header: list[str], cfg: RestoreConfig | None = None) -> st
         lines.append(f"| {name} | {sigma} | {row['median']:.2f} | {err} | {_cell(row, 'p90')} | "
                      f"{row['anisotropy_median']:.2f} | {100 * row['deconvolved']:.0f} % |")
     lines += ["", "## Tolerances", "",
-              "What `tests/model/test_estimators.py` holds the estimators to (`TOLERANCES` in model/estimators.py; "
+              "What `tests/model/test_estimators.py` holds the estimators to (`TOLERANCES` in "
+              "model/evaluation/estimators.py; "
               "the tests run on scikit-image's sample photos, the model's only on trained weights), against "
               "these photos:", "", "| check | measured | tolerance | holds |", "|---|---|---|---|"]
     lines += [f"| {n} | {'-' if v is None else f'{v:.3f}'} | {op} {t:g} | {'yes' if ok else '**no**'} |"
@@ -74,7 +75,7 @@ def markdown(s: dict, header: list[str], cfg: RestoreConfig | None = None) -> st
     if c:
         lines += ["", f"## Clean photos flagged as damaged ({c['images']} photos)", "",
                   "The model flags a task when its estimate reaches the task's threshold (`RestoreConfig`, "
-                  "calibrated per weights file by model/calibrate.py; then `run` applies the task). The "
+                  "calibrated per weights file by model/tools/calibrate.py; then `run` applies the task). The "
                   "weight-free estimates are held to the same thresholds where they "
                   "share the unit; their 90th percentile on clean photos is the lowest threshold that would "
                   "flag at most one clean photo in ten.", "",
@@ -93,11 +94,11 @@ def markdown(s: dict, header: list[str], cfg: RestoreConfig | None = None) -> st
 def main(args: argparse.Namespace) -> None:
     import torch
 
-    from .data import load_photos
+    from ..core.restore import Restorer
+    from ..core.weights import DEFAULT_WEIGHTS
+    from ..data import load_photos
     from .figures import estimator_scatter
     from .provenance import commit, header, is_placeholder
-    from .restore import Restorer
-    from .weights import DEFAULT_WEIGHTS
 
     code = commit()
     torch.set_num_threads(args.threads)

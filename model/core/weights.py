@@ -22,7 +22,8 @@ from .config import NetConfig
 from .net import ImagemendNet
 from .noise_level import NoiseReader
 
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "imagemend-base.safetensors"
+WEIGHTS_DIR = Path(__file__).parents[1] / "weights"  # the shipped files, beside the packages
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "imagemend-base.safetensors"
 
 
 class WeightsError(ValueError):

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """Camera-pipeline damage (model/camera.py): noise added in raw, then the camera's processing.
+    """Camera-pipeline damage (model/damage/camera.py): noise added in raw, then the camera's processing.
     shot / read are variances in linear raw units; the shot range spans about ISO 100 to 12800."""
     shot: tuple[float, float] = (1e-5, 1e-2)  # log-uniform
     read_line: tuple[float, float] = (2.18, 1.20)  # log(read) = slope * log(shot) + intercept ...
@@ -104,7 +104,7 @@ GPU_TILES = 8
 class RestoreConfig:
     tile: int = 1024  # core tile side (multiple of 8); memory scales with this, not the image
     # context read around a core; >= the U-Net's receptive radius (82 px) plus the deconvolution
-    # kernel's (model/deblur.py, 12 px) for exact tiling
+    # kernel's (model/core/deblur.py, 12 px) for exact tiling
     halo: int = 96
     border: int = 16  # reflected margin around the image, the U-Net's context at photo edges
     # input pixels per forward pass; None: one tile on CPU (batching tiles is slower there,
@@ -116,13 +116,13 @@ class RestoreConfig:
     # readings just above the threshold are as often texture as faint noise (chosen on Set14: journal,
     # sessions 6 to 8)
     denoise_onset: float = 1.0
-    noise_cap: bool = True  # bound the noise reading by the flattest patches' (model/noise_floor.py)
+    noise_cap: bool = True  # bound the noise reading by the flattest patches' (model/core/noise_floor.py)
     noise_cap_below: float = 15.0  # 8-bit: readings from here up are noise, not texture, and keep the head's
-    # the camera-noise reader's RMS (model/noise_level.py) counts from here: above clean photos' readings
+    # the camera-noise reader's RMS (model/core/noise_level.py) counts from here: above clean photos' readings
     min_camera_noise: float = 2.5  # 8-bit
     min_blur: float = 0.45  # px, the global branch's reading: the sharpen head
-    # Wiener deconvolution from the edges' blur reading (model/deblur.py): above what every clean photo
-    # reads, camera photos and web JPEGs included (python -m model.tools.edge_blur_readings; MODEL_CARD.md);
+    # Wiener deconvolution from the edges' blur reading (model/core/deblur.py): above what every clean photo
+    # reads, camera photos and web JPEGs included (python -m imagemend.model.tools.edge_blur_readings; MODEL_CARD.md);
     # a Gaussian blur reads isotropic, a motion blur does not
     min_edge_blur: float = 1.3  # px
     max_anisotropy: float = 2.0

@@ -1,8 +1,8 @@
 """Blind quality of a weights file on held-out photos, next to the damaged input and classical baselines.
 
-    python -m model.evaluate --data ../shared/data/val/CBSD68 --out docs/eval
+    python -m imagemend.model.evaluation.evaluate --data ../shared/data/val/CBSD68 --out docs/eval
 
-Every case of the suite (model/suites.py, `standard` unless --suite says otherwise) damages each
+Every case of the suite (model/evaluation/suites.py, `standard` unless --suite says otherwise) damages each
 photo with a fixed degradation seeded from the case and the photo's name; the network is given no
 hint of which. Writes results.json and results.md (means, worst image, severity-head accuracy, speed).
 """
@@ -17,12 +17,12 @@ import time
 import numpy as np
 import torch
 
+from ..core.restore import Restorer
+from ..core.tasks import TASK
+from ..core.weights import DEFAULT_WEIGHTS
+from ..data import load_photos
 from . import baselines, estimators, suites
-from .data import load_photos
-from .restore import Restorer
 from .scoring import Method, identity, score_all, summarise
-from .tasks import TASK
-from .weights import DEFAULT_WEIGHTS
 
 SEED = suites.SEED
 MODEL_VS_INPUT = "imagemend vs input"
@@ -56,7 +56,7 @@ def evaluate_cases(r: Restorer, photos: dict[str, np.ndarray], cases: tuple[suit
 
 
 def severity_accuracy(r: Restorer, photos: dict[str, np.ndarray]) -> dict:
-    """Noise and exposure estimates against the truth, and clean photos flagged, from model/estimators.py."""
+    """Noise and exposure estimates against the truth, and clean photos flagged, from model/evaluation/estimators.py."""
     levels = ("noise10", "noise15", "noise25", "noise35", "noise50", "exposure-1.5", "exposure-1", "exposure-0.5",
               "exposure+0.5", "exposure+0.7", "exposure+1", "clean")
     readings = estimators.collect(photos, tuple(suites.CASES[c] for c in levels), r)
@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--out", required=True, help="folder for results.json and results.md")
     p.add_argument("--limit", type=int, help="only the first N photos")
-    p.add_argument("--suite", default="standard", choices=list(suites.SUITES), help="cases (model/suites.py)")
+    p.add_argument("--suite", default="standard", choices=list(suites.SUITES),
+                   help="cases (model/evaluation/suites.py)")
     p.add_argument("--cases", default="", help="comma-separated cases of the suite (default: all of them)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-speed", action="store_true")

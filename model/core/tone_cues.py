@@ -12,7 +12,7 @@ many cues (Cheng, Price, Cohen and Brown, CVPR 2015, do this with trees for the 
 the cues' errors cancel. Each told set has its own combinations, fitted on CBSD432 copies with the
 training prior's damage (noise, blur and JPEG included) and some of the told tone damages, no other:
 
-    python -m model.tools.fit_tone_cues --data ../shared/data/train/CBSD432 --workers 2   # writes TABLE
+    python -m imagemend.model.tools.fit_tone_cues --data ../shared/data/train/CBSD432 --workers 2   # writes TABLE
 
 The cues are read on a view of the photo area-averaged to a long side of about VIEW px.
 """
@@ -28,8 +28,9 @@ import torch
 from .color import LUMA, normalise_gains, srgb_to_linear
 from .pixels import white_level
 from .tasks import TONE_TASKS
+from .weights import WEIGHTS_DIR
 
-TABLE = Path(__file__).with_name("weights") / "tone_cues.json"
+TABLE = WEIGHTS_DIR / "tone_cues.json"
 VIEW = 256  # long side of the view the cues are read on
 LOG_FLOOR = 1 / 4096  # linear light: darker than this reads as this
 

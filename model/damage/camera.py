@@ -24,9 +24,9 @@ from PIL import Image
 import torch
 import torch.nn.functional as F
 
-from .color import linear_to_srgb, srgb_to_linear
-from .config import CameraConfig
-from .pixels import to_uint8
+from ..core.color import linear_to_srgb, srgb_to_linear
+from ..core.config import CameraConfig
+from ..core.pixels import to_uint8
 
 # XYZ -> camera matrices of four cameras (as published with the unprocessing paper)
 XYZ2CAM = torch.tensor([

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from . import baselines
-from .data import load_photos
-from .restore import Restorer
-from .scoring import Method, Score, ScoreCache, fingerprint, identity, model_version, score
-from .suites import Case
+from ..core.restore import Restorer
+from ..data import load_photos
+from ..evaluation import baselines
+from ..evaluation.scoring import Method, Score, ScoreCache, fingerprint, identity, model_version, score
+from ..evaluation.suites import Case
 
 REAL = Case("real-noise", "denoise", ())  # the damage is the camera's own: nothing is applied
 NLM_STRENGTHS = (2.0, 3.0, 4.0, 5.0, 6.0)  # 8-bit sigma told to non-local means (h = 0.8 sigma)
@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from .scoring import summarise
-    from .weights import DEFAULT_WEIGHTS
+    from ..core.weights import DEFAULT_WEIGHTS
+    from ..evaluation.scoring import summarise
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pairs", required=True, help="noisy captures `*_real.*` beside references `*_mean.*`")

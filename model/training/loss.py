@@ -17,7 +17,7 @@ Uncertainty weighting (Kendall et al. 2018) replaces w_t by learned exp(-s_t) pl
 import torch
 import torch.nn as nn
 
-from .config import LossConfig
+from ..core.config import LossConfig
 
 LOSS_TERMS = ("denoise", "deblur", "cast", "exposure", "contrast", "severity")
 

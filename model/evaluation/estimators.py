@@ -1,15 +1,15 @@
 """Do the no-reference estimates mean what they say? Checked on photos damaged by known amounts.
 
 `imagemend run` reports per task the model's severity estimate (Restorer.estimate) and a weight-free
-measure (model/measures.py). This damages validation photos with the `estimators` suite
-(model/suites.py), where every case has a known true severity, and reports how each tracks it:
+measure (model/core/measures.py). This damages validation photos with the `estimators` suite
+(model/evaluation/suites.py), where every case has a known true severity, and reports how each tracks it:
 
 - noise: error of the estimated sigma, 8-bit steps;
 - blur: Spearman rank correlation with the true RMS blur radius, over all photos and within each
   photo (the Laplacian variance has no unit of blur, so it is only asked to rank);
 - cast: error of the luminance-normalised log channel gains in linear light, max over channels;
 - exposure: EV error; contrast: error of the log contrast factor;
-- edge blur: the sigma the edges read (model/deblur.py, weight-free, what decides the Wiener
+- edge blur: the sigma the edges read (model/core/deblur.py, weight-free, what decides the Wiener
   deconvolution) against the Gaussian blur's sigma, and how often each case is deconvolved;
 - clean: how often a clean photo is flagged as needing each task.
 
@@ -17,7 +17,7 @@ A weight-free measure is read two ways: alone ("no reference", what one archive 
 converted to the task's unit with the constants below) and as the change from the clean photo
 ("paired", what the before/after columns of `run` show).
 
-The document (docs/ESTIMATORS.md) is written by model/estimators_doc.py.
+The document (docs/ESTIMATORS.md) is written by model/reports/estimators.py.
 """
 
 from dataclasses import dataclass
@@ -25,12 +25,12 @@ import math
 
 import numpy as np
 
-from .color import normalise_gains
-from .config import RestoreConfig
-from .deblur import read_photo
-from .measures import measure
+from ..core.color import normalise_gains
+from ..core.config import RestoreConfig
+from ..core.deblur import read_photo
+from ..core.measures import measure
+from ..core.tasks import REGISTRY, TASK, TASKS
 from .suites import Case
-from .tasks import REGISTRY, TASK, TASKS
 
 REF_LUMA = 0.46  # sRGB value of mid grey (18 % reflectance): where a no-reference EV estimate puts 0 EV
 REF_RMS = 0.20  # RMS luma contrast taken as normal: where a no-reference contrast estimate puts factor 1
@@ -47,12 +47,12 @@ class Reading:
     measure: dict
     clean: dict
     model: dict | None = None  # Restorer.estimate severities
-    needs: dict | None = None  # tasks the restorer would run (model.restore.needs)
+    needs: dict | None = None  # tasks the restorer would run (imagemend.model.core.restore.needs)
 
 
 def collect(photos: dict[str, np.ndarray], cases: tuple[Case, ...], restorer=None) -> list[Reading]:
     """Measure (and, with a restorer, estimate) every case on every photo (key -> clean 8-bit RGB)."""
-    from .restore import needs
+    from ..core.restore import needs
 
     out = []
     for key, img in photos.items():
@@ -173,8 +173,8 @@ def blur_ranks(readings: list[Reading], sources) -> dict:
 def edge_blur_rows(readings: list[Reading], cfg: RestoreConfig | None = None) -> dict:
     """Per case, the edges' sigma reading: its error where the case is a Gaussian blur of known
     sigma (the photo's own blur adds in quadrature, so small sigmas read high), and the share of
-    photos the restorer would deconvolve (model.restore.deconvolves), clean and noisy ones included."""
-    from .restore import deconvolves
+    photos the restorer would deconvolve (imagemend.model.core.restore.deconvolves), clean and noisy ones included."""
+    from ..core.restore import deconvolves
 
     cfg = cfg or RestoreConfig()
     out = {}

@@ -4,21 +4,22 @@
 apart (in parallel, on different machines); this takes the U-Net of one result and the global
 branch of the other. The stages of the model they started from come first in the history.
 
-    python -m model.merge --local runs/local/final.safetensors --global runs/glob/final.safetensors \\
+    python -m imagemend.model.tools.merge --local runs/local/final.safetensors --global runs/glob/final.safetensors \\
         --base model/weights/imagemend-base.safetensors --out merged.safetensors
 
 The calibration (thresholds, noise curve) belongs to the estimator, the global branch, and comes with
 it: a new U-Net under the shipped branch keeps the shipped calibration, while a newly trained branch
-has none until model/calibrate.py measures it.
+has none until model/tools/calibrate.py measures it.
 
-    python -m model.merge --local runs/local/final.safetensors --global model/weights/imagemend-base.safetensors \\
+    python -m imagemend.model.tools.merge --local runs/local/final.safetensors \\
+        --global model/weights/imagemend-base.safetensors \\
         --base model/weights/imagemend-base.safetensors --out merged.safetensors
 """
 
 import argparse
 
-from .noise_level import load_reader, reader_fit_info
-from .weights import load_weights, save_weights
+from ..core.noise_level import load_reader, reader_fit_info
+from ..core.weights import load_weights, save_weights
 
 CALIBRATION_KEYS = ("thresholds", "noise_curve", "calibration")
 STAGE_KEYS = ("stage", "commit", "data", "images", "steps", "wall_s", "device", "amp", "minutes", "train", "loss")
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--base", help="weights both runs started from: their stages open the history")
     p.add_argument("--out", required=True)
     p.add_argument("--commit", help="commit the runs were trained at, for the history")
-    p.add_argument("--noise-reader", help="camera-noise reader weights (python -m model.tools.fit_noise_reader)")
+    p.add_argument("--noise-reader",
+                   help="camera-noise reader weights (python -m imagemend.model.tools.fit_noise_reader)")
     a = p.parse_args(argv)
     print(merge(a.local, a.glob, a.base, a.out, commit=a.commit, noise_reader=a.noise_reader))
 

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from .suites import Case
+from ..evaluation.suites import Case
 
 PLACEHOLDER = "untrained placeholder"
 

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.color import linear_to_srgb, luminance, normalise_gains, srgb_to_linear
+from ..core.config import DegradationConfig
+from ..core.pixels import to_tensor, to_uint8
 from . import camera
-from .color import linear_to_srgb, luminance, normalise_gains, srgb_to_linear
-from .config import DegradationConfig
-from .pixels import to_tensor, to_uint8
 
 BLUR_KINDS = ("gaussian", "anisotropic", "motion", "defocus")
 

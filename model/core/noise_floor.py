@@ -17,7 +17,7 @@ Heavy noise clips in bright and dark flat areas, which then read low, while text
 as high as heavy noise, so readings from `RestoreConfig.noise_cap_below` up are left as the head
 gave them.
 
-    python -m model.tools.noise_floor_knots --data ../shared/data/train/CBSD432   # the knots
+    python -m imagemend.model.tools.noise_floor_knots --data ../shared/data/train/CBSD432   # the knots
 """
 
 import math
@@ -33,7 +33,7 @@ POSITIONS = 40_000  # patches sampled (on a regular grid) per photo
 FLAT_SHARE = 0.005  # the flattest 0.5 % of them
 MAX_CLIPPED = 0.25  # patches with more clipped pixels than this say nothing about noise
 # (sigma, reading) where 2 % of the first 96 CBSD432 photos with Gaussian noise of that sigma read
-# lower; `python -m model.tools.noise_floor_knots --data train/CBSD432`
+# lower; `python -m imagemend.model.tools.noise_floor_knots --data train/CBSD432`
 CAP_KNOTS = ((0.0, 0.0), (5.0, 2.16), (10.0, 4.12), (15.0, 5.78), (25.0, 9.02), (35.0, 12.45), (50.0, 16.96))
 LATTICE_COEFFICIENTS = ((0, 1), (1, 0), (1, 1), (0, 2), (2, 0))  # low frequencies: coarse steps, many non-zero
 LATTICE_STEPS = range(2, 24)

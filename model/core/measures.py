@@ -1,6 +1,6 @@
 """Weight-free, no-reference measures of an image, one per task, taken before and after restoration.
 
-Pure numpy (the pipeline measures every image with them, model/estimators.py validates them).
+Pure numpy (the pipeline measures every image with them, model/evaluation/estimators.py validates them).
 They need no model, so they show what a restoration did even where the model's own estimates are
 off, and they stay comparable when the weights change. Computed over strips of rows: a 50 MP
 photo needs a few strips' worth of memory, not a float copy of the whole image; above SAMPLE pixels
@@ -10,7 +10,7 @@ only every k-th strip is measured (all are local statistics, so an even sample e
 - laplacian_var: variance of the 3x3 Laplacian of luma, 8-bit units squared; falls with blur (deblur).
 - cast: grey-world cast, the largest |log(channel mean / luminance)| in linear light (cast); cast_r,
   cast_g, cast_b are the three log ratios: for a grey-world scene they equal the cast's luminance-
-  normalised log gains (model.color.normalise_gains), so they estimate the cast itself.
+  normalised log gains (imagemend.model.core.color.normalise_gains), so they estimate the cast itself.
 - luminance: mean luma in [0, 1], with clipped_high / clipped_low, the share of pixels whose
   brightest channel is >= 0.995 / <= 0.005 (exposure).
 - rms_contrast: standard deviation of luma in [0, 1] (contrast).
@@ -56,7 +56,7 @@ def measure(pixels: np.ndarray) -> dict[str, float | None]:
     lin = np.zeros(3)
     every = max(1, math.ceil(h * w / SAMPLE))
     # integer pixels are thresholded and differenced as integers: exact, and half the memory traffic
-    ints = arr.dtype.kind == "u"  # uint8 or uint16 (model/pixels.py)
+    ints = arr.dtype.kind == "u"  # uint8 or uint16 (model/core/pixels.py)
     hi_level, lo_level = (math.ceil(0.995 * scale), math.floor(0.005 * scale)) if ints else (0.995, 0.005)
     n = inner = 0
     for r0 in range(0, h, STRIP * every):

@@ -158,7 +158,7 @@ class _Job:
     cols: list[tuple[int, int]]
     canvas: tuple[int, int]
     border: int
-    kernel: torch.Tensor | None = None  # Wiener deconvolution (model/deblur.py), else the sharpen head deblurs
+    kernel: torch.Tensor | None = None  # Wiener deconvolution (model/core/deblur.py), else the sharpen head deblurs
     strip: torch.Tensor | None = None
 
     def window(self, r: int, c: int, halo: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -192,7 +192,7 @@ class Restorer:
         """assume: tasks whose damage the caller vouches for (an archive known to be underexposed):
         they keep cfg's own threshold instead of the weights' do-no-harm one, so clean photos in the
         batch get corrected too, and a tone task is read from the photo's statistics
-        (model/tone_cues.py), not by the head that has to allow for undamaged photos."""
+        (model/core/tone_cues.py), not by the head that has to allow for undamaged photos."""
         if isinstance(weights, ImagemendNet):
             self.net, self.meta = weights, {"sha256": "in-memory", "info": {}}
         else:
@@ -200,7 +200,7 @@ class Restorer:
         self.device = pick_device(device)
         self.net = self.net.to(self.device).eval()
         self.amp = self.device.type == "cuda" if amp is None else amp
-        # weights carry the thresholds calibrated for their own estimator (model/calibrate.py),
+        # weights carry the thresholds calibrated for their own estimator (model/tools/calibrate.py),
         # set above every clean training photo's reading; a task the caller vouches for keeps cfg's
         assume = set(assume)
         self.assumed = frozenset(assume)
@@ -216,7 +216,7 @@ class Restorer:
         kept = {THRESHOLD[t] for t in assume}
         calibrated_thresholds = {k: v for k, v in self.meta["info"].get("thresholds", {}).items() if k not in kept}
         self.cfg = replace(cfg, **calibrated_thresholds) if calibrated else cfg
-        # and the map from the noise head's reading to the Gaussian sigma it means (model/calibrate.py)
+        # and the map from the noise head's reading to the Gaussian sigma it means (model/tools/calibrate.py)
         self.noise_curve = self.meta["info"].get("noise_curve") if calibrated else None
         if self.cfg.pixel_budget is None:
             self.cfg = replace(self.cfg, pixel_budget=default_pixel_budget(self.cfg, self.device.type))
@@ -243,11 +243,11 @@ class Restorer:
         edges = [edge_blur(p.rows(self.device), p.height, p.width) if e else (math.nan, math.nan)
                  for p, e in zip(planes, edges or [True] * len(planes))]
         est["edge_blur"], est["edge_anisotropy"] = torch.tensor(edges, dtype=torch.float32).reshape(-1, 2).unbind(1)
-        # the sigma the head's raw reading means (calibrated weights carry the map, model/calibrate.py):
+        # the sigma the head's raw reading means (calibrated weights carry the map, model/tools/calibrate.py):
         # what is reported, thresholded and conditioned on
         raw = est["noise_sigma"]
         est["noise_sigma_read"] = read_sigma(raw, self.noise_curve) if self.noise_curve else raw
-        if self.cfg.noise_cap:  # texture is not noise: the flat patches bound the reading (model/noise_floor.py)
+        if self.cfg.noise_cap:  # texture is not noise: the flat patches bound the reading (model/core/noise_floor.py)
             # read only where it can change something: from the denoise threshold up to noise_cap_below
             lo, hi = self.cfg.min_noise_sigma, self.cfg.noise_cap_below
             cap = torch.tensor([noise_cap(p.array, self.device) if lo <= r < hi and not j else math.inf
@@ -255,7 +255,7 @@ class Restorer:
                                                    jpeg or [False] * len(planes))], dtype=torch.float32)
             est["noise_sigma_cap"] = cap
             est["noise_sigma_read"] = torch.minimum(est["noise_sigma_read"], cap)
-        if self.net.noise_reader is not None:  # camera noise, which the head cannot see (model/noise_level.py)
+        if self.net.noise_reader is not None:  # camera noise, which the head cannot see (model/core/noise_level.py)
             readings = [noise_level.read(self.net.noise_reader, p.array, self.device) for p in planes]
             for key in readings[0] if readings else ():
                 est[key] = torch.tensor([r[key] for r in readings], dtype=torch.float32)
@@ -480,7 +480,7 @@ def _through(v: torch.Tensor, xs: list[float], ys: list[float]) -> torch.Tensor:
 
 
 def read_sigma(raw: torch.Tensor, curve: dict[str, list[float]]) -> torch.Tensor:
-    """Raw noise readings -> sigma through the calibrated knots (model/calibrate.py)."""
+    """Raw noise readings -> sigma through the calibrated knots (model/tools/calibrate.py)."""
     return _through(raw, curve["raw"], curve["sigma"])
 
 

@@ -2,7 +2,7 @@
 
 BASELINES lists them with what each is told: a method given the true noise sigma or the true blur
 kernel (PSF) has an advantage no blind method has, and the reports say so. The first method of a
-task is its everyday choice (python -m model.evaluate shows that one); `imagemend report` runs all.
+task is its everyday choice (python -m imagemend.model.evaluation.evaluate shows that one); `imagemend report` runs all.
 BM3D comes from the optional `bm3d` package (Tampere University's licence: non-commercial use
 only, cite Dabov et al. 2007 and Makinen et al. 2020), installed with the `report` extra.
 """
@@ -16,8 +16,8 @@ from skimage.filters import unsharp_mask
 from skimage.restoration import denoise_nl_means
 import torch
 
-from .color import LUMA, linear_to_srgb, srgb_to_linear
-from .pixels import to_uint8
+from ..core.color import LUMA, linear_to_srgb, srgb_to_linear
+from ..core.pixels import to_uint8
 from .suites import Case
 
 RL_ITERATIONS = 30  # chosen on scikit-image sample photos, not on evaluation data

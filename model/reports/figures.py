@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .metrics import capped_psnr
-from .scoring import Method
-from .suites import Case
+from ..evaluation.scoring import Method
+from ..evaluation.suites import Case
+from ..metrics import capped_psnr
 
 SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")  # scikit-image's own, licence-free photos
 TILE = 128
@@ -113,8 +113,8 @@ def speed_chart(speeds: dict[str, float], path: Path) -> Path:
 
 
 def estimator_scatter(readings: list, path: Path) -> Path:
-    """Estimate against truth per task and source (model/estimators.py readings)."""
-    from .estimators import SOURCES, estimate
+    """Estimate against truth per task and source (model/evaluation/estimators.py readings)."""
+    from ..evaluation.estimators import SOURCES, estimate
 
     plt = _pyplot()
     panels = (("denoise", "noise sigma", lambda v: v), ("exposure", "EV", lambda v: v),
@@ -155,6 +155,6 @@ def estimator_scatter(readings: list, path: Path) -> Path:
 
 
 def _truth(case: Case, task: str):
-    from .estimators import truth
+    from ..evaluation.estimators import truth
 
     return truth(case, task)

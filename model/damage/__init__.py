@@ -1,0 +1,1 @@
+"""Synthetic and camera-pipeline damage, for training and evaluation."""

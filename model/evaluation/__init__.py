@@ -1,0 +1,1 @@
+"""Evaluation: damage suites, classical baselines, scoring and the estimators' checks."""

@@ -1,0 +1,1 @@
+"""The documents: docs/QUALITY.md, docs/ESTIMATORS.md, their figures and their provenance."""

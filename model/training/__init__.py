@@ -1,0 +1,1 @@
+"""Training: the loop, the losses and the quick validation it runs."""
