@@ -1,0 +1,159 @@
+"""Tone and colour damage read per group of photos, not per photo (issue #21).
+
+One photo cannot tell its own exposure, colour and contrast from damage: clean photos' readings
+(model/tone_cues.py) spread about 0.9 EV and 0.2 stops of colour, as far as the damages we undo.
+An archive's photos share their damage (a scan batch, a roll, a camera on the wrong white
+balance), and over a group of n photos the natural spread shrinks by sqrt(n) while a shared
+damage does not. So, per group:
+
+1. each photo's reading, on the 256 px view: exposure in EV and contrast as a log factor from the
+   told-set fit of all three tone tasks; the cast (log R/G, log B/G) from the grey-edge 6-norm cue
+   alone, which moves with a cast exactly. The fit's cast reading spreads less per photo but is shrunk
+   toward "no cast" and bent (CBSD68: a warm cast of 0.22 / -0.29 read 0.06 / -0.10, a cool one of
+   -0.22 / 0.22 read -0.15 / 0.01): a group's mean of it cannot say how much to undo;
+2. a robust group reading: readings beyond 3 MADs of the median dropped, the rest averaged
+   (NegPy's roll average with outliers dropped; nearly a mean's efficiency on clean data);
+3. a test of the group reading against a prior of clean groups (model/weights/group_prior.json):
+   clean group readings scatter around the clean mean by the collections' spread (tau^2, an
+   unseen archive is another collection) plus the photos' spread over n (sigma^2 / n). A task is
+   corrected only where "clean" is rejected at level alpha / 3 (Bonferroni over the three tasks, so
+   a clean group comes back wholly untouched with probability at least 1 - alpha);
+4. each photo's damage: shrunk from its own reading toward the group's (empirical Bayes, James-Stein
+   style: the shared part of the group's spread is estimated from the spread beyond sigma^2), and
+   never moved more than LIMIT sigmas from its own reading (Efron and Morris's limited translation,
+   JASA 1972): a photo that clearly differs from its group is not forced into the group's correction.
+"""
+
+from dataclasses import asdict, dataclass, field
+import json
+import math
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+
+from . import tone_cues
+
+PRIOR = Path(__file__).with_name("weights") / "group_prior.json"
+TASKS = ("cast", "exposure", "contrast")
+SLICES = {"cast": slice(0, 2), "exposure": slice(2, 3), "contrast": slice(3, 4)}  # columns of a reading
+COLUMNS = ("cast_rg", "cast_bg", "exposure_ev", "contrast_log")
+FULL = "cast,exposure,contrast"  # the told-set fit read: an archive may have any of the three
+OUTLIER_MADS = 3.0
+LIMIT = 2.5  # limited translation, in the photos' sigmas
+MIN_GROUP = 8
+GREY_EDGE = slice(22, 24)  # the grey-edge 6-norm's log R/G, log B/G among tone_cues.cast_cues
+
+
+def photo_reading(pixels: np.ndarray, table: dict | None = None) -> np.ndarray:
+    """A photo's tone readings (COLUMNS): grey-edge chroma, and the told fit's exposure and contrast."""
+    fits = (table or _table())[FULL]
+    view = tone_cues.rgb_view(pixels)
+    cast = tone_cues.cast_cues(view)[GREY_EDGE]
+    return np.concatenate([cast, *(fits[t](tone_cues.CUES[t](view)) for t in ("exposure", "contrast"))])
+
+
+_TABLE: dict = {}
+
+
+def _table() -> dict:
+    if not _TABLE:
+        _TABLE.update(tone_cues.load_table())
+    return _TABLE
+
+
+def robust_mean(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column: the mean of the readings within OUTLIER_MADS scaled MADs of the median, and
+    which readings were kept (all, where the MAD is 0)."""
+    x = np.atleast_2d(x)
+    med = np.median(x, 0)
+    mad = 1.4826 * np.median(np.abs(x - med), 0)
+    keep = np.abs(x - med) <= OUTLIER_MADS * np.where(mad > 0, mad, np.inf)
+    return np.array([x[keep[:, j], j].mean() for j in range(x.shape[1])]), keep
+
+
+@dataclass
+class GroupPrior:
+    """Clean groups' readings: mean (per column), covariance between collections (tau^2) and of
+    photos within one (sigma^2), both 4x4 over COLUMNS."""
+    mean: list[float]
+    between: list[list[float]]
+    within: list[list[float]]
+    provenance: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path = PRIOR) -> "GroupPrior":
+        return cls(**json.loads(Path(path).read_text()))
+
+    def save(self, path: Path = PRIOR) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=1) + "\n")
+
+    def block(self, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        s = SLICES[task]
+        return np.asarray(self.mean)[s], np.asarray(self.between)[s, s], np.asarray(self.within)[s, s]
+
+
+@dataclass
+class TaskDecision:
+    corrected: bool
+    reason: str  # "corrected", "clean prior not rejected" or "too small"
+    estimate: list[float]  # the group's damage: its robust reading minus the clean mean
+    statistic: float  # squared Mahalanobis distance from clean (chi-square, 1 or 2 dof)
+    critical: float  # the statistic's rejection threshold
+
+
+@dataclass
+class GroupDecision:
+    size: int
+    reading: list[float]  # robust group reading (COLUMNS)
+    tasks: dict[str, TaskDecision]
+    photos: list[dict[str, list[float]]]  # per photo, per corrected task: its shrunk damage
+
+    def tone(self) -> list[dict | None]:
+        """What Restorer.restore(tone=...) takes: per photo, the told damages (None: per-photo behaviour)."""
+        return [{t: v if t == "cast" else v[0] for t, v in p.items()} or None for p in self.photos]
+
+
+def _critical(dof: int, level: float) -> float:
+    """Chi-square quantile 1 - level for 1 or 2 degrees of freedom (closed forms, no SciPy)."""
+    if dof == 2:
+        return -2 * math.log(level)
+    return NormalDist().inv_cdf(1 - level / 2) ** 2
+
+
+def decide(readings: np.ndarray, prior: GroupPrior, alpha: float = 0.01, min_group: int = MIN_GROUP) -> GroupDecision:
+    """The group's decision per task and each photo's damage (readings: one row per photo, COLUMNS)."""
+    x = np.atleast_2d(np.asarray(readings, dtype=np.float64))
+    n = len(x)
+    m, keep = robust_mean(x) if n else (np.full(len(COLUMNS), np.nan), np.zeros((0, len(COLUMNS)), bool))
+    tasks, photos = {}, [{} for _ in range(n)]
+    for t in TASKS:
+        s = SLICES[t]
+        mu, tau2, sigma2 = prior.block(t)
+        d = m[s] - mu
+        k = max(int(keep[:, s].all(1).sum()), 1)  # readings the mean rests on
+        cov = tau2 + sigma2 / k
+        stat = float(d @ np.linalg.solve(cov, d)) if n else 0.0
+        crit = _critical(len(d), alpha / len(TASKS))
+        if n < min_group:
+            tasks[t] = TaskDecision(False, "too small", d.tolist(), stat, crit)
+            continue
+        hit = stat > crit
+        tasks[t] = TaskDecision(hit, "corrected" if hit else "clean prior not rejected", d.tolist(), stat, crit)
+        if hit:
+            for i, row in enumerate(shrink(x[:, s] - mu, d, sigma2)):
+                photos[i][t] = row.tolist()
+    return GroupDecision(n, m.tolist(), tasks, photos)
+
+
+def shrink(own: np.ndarray, group: np.ndarray, sigma2: np.ndarray, limit: float = LIMIT) -> np.ndarray:
+    """Each photo's damage given its own reading (rows) and the group's damage: the posterior mean
+    under damage ~ N(group, s^2) and reading ~ N(damage, sigma^2), s^2 the group's spread beyond
+    sigma^2 (method of moments, per column), then held within `limit` sigmas of the photo's own
+    reading (limited translation): shared damage is read from the group, a photo apart stays apart."""
+    sd = np.sqrt(np.diag(sigma2))
+    spread = np.median(np.abs(own - np.median(own, 0)), 0) * 1.4826  # robust: one outlier does not widen it
+    s2 = np.maximum(spread ** 2 - sd ** 2, 0.0)
+    b = s2 / (s2 + sd ** 2)  # the weight of the photo's own reading
+    post = group + b * (own - group)
+    return np.clip(post, own - limit * sd, own + limit * sd)

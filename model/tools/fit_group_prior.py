@@ -1,0 +1,104 @@
+"""`python -m model.tools.fit_group_prior`: fit the clean-group prior of model/groups.py and write it.
+
+Clean photos of several collections are read (model.groups.photo_reading) and cut into seeded
+pseudo-groups of 8 to 40 photos. The prior's within-group covariance is the pooled covariance of
+readings within those groups; its between-collection covariance is that of the collections' mean
+readings (each collection weighs the same): an unseen archive is one more collection, and the
+collections differ (BSDS, Set14, CSun_Hays80 and the PolyU70 references differ in their average
+exposure and colour). CBSD432 and CBSD68 are both BSDS and count as one collection.
+
+    python -m model.tools.fit_group_prior --data ../shared/data   # writes model/weights/group_prior.json
+
+False alarms must not be measured with the prior that saw the collection measured on: model.group_eval
+refits this prior with that collection left out (leave one collection out).
+"""
+
+import argparse
+from pathlib import Path
+import sys
+
+import numpy as np
+from PIL import Image
+
+from ..data import list_images
+from ..groups import COLUMNS, PRIOR, GroupPrior, photo_reading
+
+LONG_SIDE = 512  # photos are read at most this long (the 256 px view is read from it)
+# collection -> (source, glob under the data root). BSDS counts once: CBSD432 and CBSD68 are one source
+COLLECTIONS = {"CBSD432": ("BSDS", "train/CBSD432/*"), "CBSD68": ("BSDS", "val/CBSD68/*"),
+               "Set14": ("Set14", "val/Set14/*"), "CSun_Hays80": ("CSun_Hays80", "extra/CSun_Hays80/*"),
+               "PolyU70": ("PolyU70", "val/real/PolyU70/*_mean.JPG")}
+
+
+def load_collection(root: str | Path, name: str, long_side: int = LONG_SIDE) -> dict[str, np.ndarray]:
+    """A collection's photos as 8-bit RGB, area-reduced to at most `long_side` px, keyed by file name."""
+    out = {}
+    for f in list_images(str(Path(root) / COLLECTIONS[name][1])):
+        with Image.open(f) as img:
+            img = img.convert("RGB")
+            scale = long_side / max(img.size)
+            if scale < 1:
+                img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BOX)
+            out[Path(f).name] = np.asarray(img)
+    return out
+
+
+def pseudo_groups(n: int, rng: np.random.Generator, sizes: tuple[int, int] = (8, 40)) -> list[np.ndarray]:
+    """A shuffled collection of n photos cut into consecutive groups of random sizes in `sizes`."""
+    order, groups, i = rng.permutation(n), [], 0
+    while i + sizes[0] <= n:
+        k = int(rng.integers(sizes[0], sizes[1] + 1))
+        groups.append(order[i:i + k])
+        i += k
+    return groups
+
+
+def fit_prior(readings: dict[str, np.ndarray], seed: int = 0, provenance: dict | None = None) -> GroupPrior:
+    """readings: collection -> (photos, COLUMNS). Collections of one source (COLLECTIONS) are pooled."""
+    sources: dict[str, list[np.ndarray]] = {}
+    for name, r in readings.items():
+        sources.setdefault(COLLECTIONS.get(name, (name,))[0], []).append(r)
+    rng = np.random.default_rng(seed)
+    means, resid, counts = [], [], {}
+    for src, parts in sorted(sources.items()):
+        r = np.concatenate(parts)
+        counts[src] = len(r)
+        means.append(r.mean(0))
+        for g in pseudo_groups(len(r), rng):
+            resid.append((r[g] - r[g].mean(0)) * np.sqrt(len(g) / (len(g) - 1)))
+    means, resid = np.array(means), np.concatenate(resid)
+    within = resid.T @ resid / len(resid)
+    # the spread of collection means, less what their own photos' spread puts into it
+    between = np.cov(means.T, ddof=1) - within * np.mean([1 / c for c in counts.values()])
+    between = _nearest_psd(between)
+    prov = {"sources": counts, "pseudo_group_photos": len(resid), "seed": seed, "columns": list(COLUMNS),
+            **(provenance or {})}
+    return GroupPrior(means.mean(0).tolist(), between.tolist(), within.tolist(), prov)
+
+
+def _nearest_psd(a: np.ndarray, floor: float = 1e-6) -> np.ndarray:
+    w, v = np.linalg.eigh((a + a.T) / 2)
+    return (v * np.maximum(w, floor)) @ v.T
+
+
+def read_all(root: str | Path, names) -> dict[str, np.ndarray]:
+    return {n: np.array([photo_reading(a) for a in load_collection(root, n).values()]) for n in names}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, help="the data root holding train/, val/ and extra/")
+    ap.add_argument("--collections", nargs="+", default=list(COLLECTIONS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=PRIOR)
+    a = ap.parse_args(argv)
+    readings = read_all(a.data, a.collections)
+    prior = fit_prior(readings, a.seed, {"command": "python -m model.tools.fit_group_prior " + " ".join(
+        sys.argv[1:] if argv is None else argv), "collections": {n: len(r) for n, r in readings.items()},
+        "long_side": LONG_SIDE})
+    prior.save(a.out)
+    print(f"wrote {a.out}: {prior.provenance['sources']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Tone and colour damage read per group (model/groups.py): a shared damage is found and undone,
+a clean group is left alone, a small group falls back, a photo apart stays apart."""
+
+import numpy as np
+import pytest
+from skimage import data
+
+from model import groups
+from model.suites import CASES
+from model.tools.fit_group_prior import fit_prior, pseudo_groups
+
+
+def _photos() -> list[np.ndarray]:
+    """Twelve clean 8-bit photos: crops of scikit-image's bundled colour photos."""
+    out = []
+    for img in (data.astronaut(), data.coffee(), data.chelsea(), data.rocket()):
+        h, w = img.shape[:2]
+        out += [img[y:y + h // 2 + 20, x:x + w // 2 + 20] for y, x in ((0, 0), (h // 3, w // 2 - 20), (h // 2 - 20, 0))]
+    return [np.ascontiguousarray(p) for p in out]
+
+
+PHOTOS = _photos()
+
+
+@pytest.fixture(scope="module")
+def clean_readings() -> np.ndarray:
+    return np.array([groups.photo_reading(p) for p in PHOTOS])
+
+
+@pytest.fixture(scope="module")
+def prior() -> groups.GroupPrior:
+    return groups.GroupPrior.load()
+
+
+def _psnr(a, b) -> float:
+    return float(10 * np.log10(255.0 ** 2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
+
+
+def test_a_shared_underexposure_is_found_and_undone(prior, clean_readings):
+    from model.restore import Restorer
+
+    dark = [CASES["exposure-1"].apply(p, str(i)) for i, p in enumerate(PHOTOS)]
+    dec = groups.decide(np.array([groups.photo_reading(d) for d in dark]), prior)
+    assert dec.tasks["exposure"].corrected and dec.tasks["exposure"].reason == "corrected"
+    assert dec.tasks["exposure"].estimate[0] == pytest.approx(-1.0, abs=0.35)
+    assert not dec.tasks["cast"].corrected
+    tone = dec.tone()
+    assert all(t is not None and "exposure" in t for t in tone)
+    tasks = {"denoise": 0.0, "deblur": 0.0, "cast": 1.0, "exposure": 1.0, "contrast": 1.0}
+    out = Restorer(device="cpu").restore(dark, tasks, tone=tone)
+    assert all(r.reasons["exposure"] == "group" and r.applied["exposure"] for r in out)
+    before = np.mean([_psnr(d, c) for d, c in zip(dark, PHOTOS)])
+    after = np.mean([_psnr(r.image, c) for r, c in zip(out, PHOTOS)])
+    assert after > before + 3, (before, after)
+    # without the group's damages the blind restorer leaves the dark photos as they came
+    blind = Restorer(device="cpu").restore(dark[:2], tasks)
+    assert all(np.array_equal(r.image, d) for r, d in zip(blind, dark[:2]))
+
+
+def test_a_clean_group_is_left_alone(prior, clean_readings):
+    dec = groups.decide(clean_readings, prior)
+    assert not any(d.corrected for d in dec.tasks.values()), {t: d.statistic for t, d in dec.tasks.items()}
+    assert {d.reason for d in dec.tasks.values()} == {"clean prior not rejected"}
+    assert dec.tone() == [None] * len(PHOTOS)
+
+
+def test_a_small_group_falls_back_to_per_photo(prior, clean_readings):
+    shifted = clean_readings[:5] + [0, 0, -3.0, 0]  # a shift no test could miss
+    dec = groups.decide(shifted, prior, min_group=8)
+    assert all(d.reason == "too small" and not d.corrected for d in dec.tasks.values())
+    assert dec.tone() == [None] * 5
+    assert groups.decide(shifted, prior, min_group=5).tasks["exposure"].corrected
+
+
+def test_shrinkage_keeps_a_photo_apart_near_its_own_reading():
+    sigma2 = np.diag([0.3 ** 2])
+    own = np.array([[-1.1], [-0.9], [-1.0], [-1.05], [-0.95], [-1.0], [-0.98], [-1.02], [2.5]])
+    post = groups.shrink(own, np.array([-1.0]), sigma2)
+    np.testing.assert_allclose(post[:-1], -1.0, atol=1e-9)  # shared damage: the group's
+    assert abs(post[-1, 0] - 2.5) <= groups.LIMIT * 0.3 + 1e-9  # the outlier: within LIMIT sigmas of its own
+    assert abs(post[-1, 0] - 2.5) < abs(post[-1, 0] - -1.0)
+
+
+def test_group_reading_drops_outliers_and_is_deterministic(prior, clean_readings):
+    x = np.vstack([clean_readings, clean_readings[:1] + [0, 0, 8.0, 0]])
+    m, keep = groups.robust_mean(x)
+    assert not keep[-1, 2] and keep[:-1, 2].all()
+    np.testing.assert_allclose(m[2], clean_readings[:, 2].mean())
+    a, b = groups.decide(x, prior), groups.decide(x.copy(), prior)
+    assert a == b
+    np.testing.assert_array_equal(groups.photo_reading(PHOTOS[0]), groups.photo_reading(PHOTOS[0].copy()))
+
+
+def test_prior_fit_separates_within_and_between(tmp_path):
+    rng = np.random.default_rng(0)
+    offsets = {"A": 0.0, "B": 0.6, "C": -0.6, "D": 0.0}
+    readings = {k: rng.normal(0, 0.3, (400, 4)) + [0, 0, v, 0] for k, v in offsets.items()}
+    p = fit_prior(readings, seed=0)
+    assert np.asarray(p.within)[2, 2] == pytest.approx(0.09, rel=0.15)
+    assert np.asarray(p.between)[2, 2] == pytest.approx(np.var(list(offsets.values()), ddof=1), rel=0.15)
+    assert np.asarray(p.between)[0, 0] < 0.01
+    p.save(tmp_path / "p.json")
+    assert groups.GroupPrior.load(tmp_path / "p.json") == p
+    sizes = [len(g) for g in pseudo_groups(100, rng)]
+    assert all(8 <= s <= 40 for s in sizes) and sum(sizes) > 100 - 8
