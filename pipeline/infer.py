@@ -125,7 +125,8 @@ class LoadedModel:
         t = time.perf_counter()
         with self._slot(alone=sum(it.pixels for it in items) >= ALONE_PIXELS):
             results = self.restorer.restore([it.dec.pixels for it in items], strengths,
-                                            [bool(it.dec.meta.jpeg) for it in items])  # qtables: a JPEG file
+                                            [bool(it.dec.meta.jpeg) for it in items],  # qtables: a JPEG file
+                                            tone=[it.tone for it in items])  # the group's (pipeline/groups.py)
             after_of = estimates_after(self.restorer, results)
         seconds, total = time.perf_counter() - t, sum(it.pixels for it in items)
         for i, (it, r) in enumerate(zip(items, results)):
@@ -207,9 +208,9 @@ class RestoreShards(beam.DoFn):
         self.progress = Progress()
         self._mp_carry = 0.0
 
-    def process(self, shard: Shard):
+    def process(self, shard: Shard, groups=None):
         t = time.time()
-        counts = process_shard(shard, self.opts, self.model, self.pool, self.progress)
+        counts = process_shard(shard, self.opts, self.model, self.pool, self.progress, groups)
         if counts.get("shards_skipped"):
             Metrics.counter(NAMESPACE, "shards_skipped").inc()
             LOG.info("imagemend: shard %s finished earlier, skipped", shard.id)

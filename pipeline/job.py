@@ -23,7 +23,7 @@ from apache_beam.runners.runner import PipelineState
 from model.tasks import TASKS
 from model.weights import DEFAULT_WEIGHTS, recorded_digest, recorded_info
 
-from . import graph, lease, progress, reconcile
+from . import graph, groups, lease, progress, reconcile
 from .infer import model_name
 from .options import RunOptions
 from .sinks import (
@@ -205,7 +205,8 @@ def run(opts: RunOptions, beam_argv: list[str]) -> dict:
     if opts.sample:
         shards = sample(shards, opts.sample, opts.seed)
     # the weights by their recorded digest, not their path: a file replaced in place changes it
-    settings = {**opts.settings(), "weights_sha256": recorded_digest(opts.weights or DEFAULT_WEIGHTS)}
+    settings = {**opts.settings(), "weights_sha256": recorded_digest(opts.weights or DEFAULT_WEIGHTS),
+                **groups.settings(opts)}
     warn_disabled(opts)
     p = pipeline_for(beam_argv)  # before the output is touched: a runner that cannot start leaves nothing
     out_fs, out_root = filesystem(opts.output, opts.out_storage)
@@ -239,6 +240,7 @@ def _launch(opts: RunOptions, p: beam.Pipeline, beam_argv: list[str], shards: li
         "tasks": opts.strengths, "assumed": list(opts.assume) or None, "image_format": opts.image_format,
         "model": model_name(opts.weights),
         "suite": opts.suite or None, "cases": list(opts.cases) or None,
+        "group_by": opts.group_by if groups.active(opts) else None,
         "manifest": manifest, "started_unix": started,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     }

@@ -64,12 +64,18 @@ class RunOptions:
     run_id: str = ""
     suite: str = ""  # imagemend eval: the input holds clean photos, damaged per case of this suite (model/suites.py)
     cases: tuple[str, ...] = ()  # imagemend eval: only these cases of the suite (default: all)
+    # tone and colour read per group of photos (pipeline/groups.py): folder, shard, archive, exif:Model,
+    # exif:date, column:NAME or none; groups under min_group are per photo; group_alpha: clean groups corrected
+    group_by: str = "folder"
+    min_group: int = 8
+    group_alpha: float = 0.01
 
     def settings(self) -> dict:
         """What changes the bytes a run writes, not how fast it runs: an output keeps one set."""
         return {"tasks": self.strengths, "assume": sorted(self.assume), "weights": self.weights,
                 "image_format": self.image_format, "quality": self.quality, "suite": self.suite,
-                "cases": list(self.cases)}
+                "cases": list(self.cases), "group_by": self.group_by, "min_group": self.min_group,
+                "group_alpha": self.group_alpha}
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
@@ -87,6 +93,11 @@ class RunOptions:
             raise ValueError("--max-bytes and --max-pixels must be >= 1")
         if self.retries < 0 or self.retry_wait_s < 0:
             raise ValueError("--retries and --retry-wait must be >= 0")
+        from .groups import check_group_by
+
+        check_group_by(self.group_by)
+        if self.min_group < 1 or not 0 < self.group_alpha < 1:
+            raise ValueError("--min-group must be >= 1 and --group-alpha in (0, 1)")
         if self.suite or self.cases:
             from model.suites import suite
 
@@ -169,6 +180,13 @@ def add_processing_arguments(p: argparse.ArgumentParser) -> None:
                    "e.g. exposure,contrast: corrected wherever the model reads any, not only where no clean photo "
                    "reads as much (clean photos get corrected too); cast, exposure and contrast are then read from "
                    "the photo's statistics (model/tone_cues.py)")
+    p.add_argument("--group-by", default=d.group_by, metavar="KEY", help="read tone and colour damage per group "
+                   "of photos: folder (default), shard, archive (all one group), exif:Model (camera), exif:date "
+                   "(day taken), column:NAME (a Parquet input's column) or none (per photo only)")
+    p.add_argument("--min-group", type=int, default=d.min_group, help="smaller groups are read per photo "
+                   "(default %(default)s)")
+    p.add_argument("--group-alpha", type=float, default=d.group_alpha, help="share of clean groups that may be "
+                   "corrected by mistake (default %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (cuda never falls back to cpu)")
     p.add_argument("--weights", help="weights file (path or fsspec URL; default: the shipped weights)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
@@ -234,7 +252,7 @@ def from_args(args: argparse.Namespace, **overrides) -> RunOptions:
         progress=args.progress, sample=args.sample, seed=args.seed,
         storage_options=args.storage_options,
         input_storage_options=args.input_storage_options, output_storage_options=args.output_storage_options,
-        run_id=args.run_id,
+        run_id=args.run_id, group_by=args.group_by, min_group=args.min_group, group_alpha=args.group_alpha,
     )
     values.update(overrides)
     return RunOptions(**values)

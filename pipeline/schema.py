@@ -7,8 +7,11 @@ weight-free measure (pipeline/measures.py), each before and after restoration.
 
 import pyarrow as pa
 
+from model.groups import TASKS as GROUP_TASKS
 from model.restore import REASONS
 from model.tasks import REGISTRY
+
+from .groups import GROUP_REASONS
 
 # task -> (weight-free measure key, what the measure is); the model's estimate of each is model/tasks.py's
 MEASURES = {
@@ -33,7 +36,9 @@ def _task_fields() -> list[pa.Field]:
         fields += [
             _f(f"{t}_applied", pa.bool_(), f"whether {t} ran (it is skipped when not asked for or when the "
                "estimated severity is below its threshold)", False),
-            _f(f"{t}_reason", pa.string(), f"why {t} ran or not: {', '.join(REASONS)}", False),
+            _f(f"{t}_reason", pa.string(), f"why {t} ran or not: {', '.join(REASONS)}"
+               + (f"; for a tone task in a group of photos that was tested, {', '.join(GROUP_REASONS)} (group: "
+                  "its group's reading corrected it, pipeline/groups.py)" if t in GROUP_TASKS else ""), False),
             _f(f"{t}_strength", pa.float64(), f"strength {t} ran at (0 when not applied)", False),
             _f(f"{t}_estimate_before", pa.float64(), f"model estimate `{est}` of the input: {est_unit}", False),
             _f(f"{t}_estimate_after", pa.float64(), f"model estimate `{est}` of the output", False),
@@ -64,6 +69,9 @@ METRICS_SCHEMA = pa.schema([
     _f("output_format", pa.string(), "format of the written image", False),
     _f("status", pa.string(), "restored (at least one task applied) or unchanged (the input bytes are copied when "
        "the format is kept)", False),
+    _f("group", pa.string(), "the photo's group of photos under --group-by (pipeline/groups.py; its decision "
+       "is the row of groups/groups.parquet with this key); null with --group-by none or where the photo has no "
+       "value (no EXIF camera model or date, a null Parquet cell)"),
     *_task_fields(),
     _f("clipped_high_before", pa.float64(), "share of input pixels whose brightest channel is >= 0.995", False),
     _f("clipped_high_after", pa.float64(), "the same share in the output", False),

@@ -28,6 +28,7 @@ from model.tasks import REGISTRY, TASKS
 from . import reference
 from .decode import Decoded, decode
 from .encode import EXTENSIONS, FORMATS, encode, output_format, output_name, same_format
+from .groups import active, group_key, photo_reasons, photo_tone
 from .options import RunOptions
 from .progress import Progress, worker_id
 from .retry import Backoff
@@ -57,6 +58,9 @@ class Item:
     status: str = ""
     after: dict = field(default_factory=dict)
     reference: dict = field(default_factory=dict)  # imagemend eval: scores against the clean photo
+    group: str | None = None  # its group of photos (pipeline/groups.py) and the group's decision
+    decision: dict | None = None
+    tone: dict | None = None  # the tone damages its group told (Restorer.restore(tone=))
     data: bytes = b""
     name: str = ""
     format: str = ""
@@ -128,6 +132,7 @@ def _finish(it: Item | Failure, opts: RunOptions) -> Item | Failure:
     """Measure and encode a restored image; an unchanged one keeps its input bytes when the format is kept."""
     if isinstance(it, Failure):
         return it
+    it.reasons = photo_reasons(it.reasons, it.decision)
     fmt = output_format(opts.image_format, it.dec.meta.format)
     it.format, it.name = fmt, output_name(it.rec.name, it.dec.meta.format, fmt)
     if opts.suite:  # imagemend eval: score input and output against the clean photo while the pixels are here
@@ -158,7 +163,7 @@ def metrics_row(it: Item, uri: str, run_id: str, model) -> dict:
         "run_id": run_id, "shard": rec.shard, "index": rec.index, "key": rec.key, "key_bytes": rec.raw_key,
         "source_uri": rec.uri,
         "output_uri": uri, "width": it.width, "height": it.height, "mode": meta.mode,
-        "format": meta.format, "output_format": it.format, "status": it.status,
+        "format": meta.format, "output_format": it.format, "status": it.status, "group": it.group,
     }
     for task in REGISTRY:
         t, est, meas = task.name, task.estimate, MEASURES[task.name][0]
@@ -209,8 +214,9 @@ def _sink(shard: Shard, opts: RunOptions, fs: AbstractFileSystem, paths: OutputP
 class _Run:
     """The mutable state of one shard's pass: sink, rows, failures."""
 
-    def __init__(self, shard: Shard, opts: RunOptions, model, sink, progress: Progress):
+    def __init__(self, shard: Shard, opts: RunOptions, model, sink, progress: Progress, groups=None):
         self.shard, self.opts, self.model, self.sink, self.progress = shard, opts, model, sink, progress
+        self.groups = groups if groups is not None and active(opts) else None
         self.rows: list[dict] = []
         self.failures: list[Failure] = []
         self.names: set[str] = set()
@@ -263,6 +269,10 @@ class _Run:
             if isinstance(x, Failure):  # it has no output in the sink, so its place in the order is free
                 self.write(x)
                 continue
+            if self.groups is not None:
+                x.group = group_key(x.rec, self.shard, self.opts.group_by)
+                x.decision = self.groups.get(x.group) if x.group is not None else None
+                x.tone = photo_tone(self.groups, x.group, self.shard.id, x.rec.index)
             batch.append(x)
             if (sum(it.pixels for it in batch) >= self.model.restorer.cfg.pixel_budget
                     or len(batch) >= self.opts.batch_images):
@@ -273,7 +283,7 @@ class _Run:
 
 
 def process_shard(shard: Shard, opts: RunOptions, model, pool: Executor,
-                  progress: Progress) -> dict:
+                  progress: Progress, groups=None) -> dict:
     """Counts for one shard; a shard with a matching done-marker is skipped (unless --overwrite)."""
     fs_out, root = filesystem(opts.output, opts.out_storage)
     paths = OutputPaths(root)
@@ -283,7 +293,7 @@ def process_shard(shard: Shard, opts: RunOptions, model, pool: Executor,
     fs_in, _ = filesystem(shard.base, opts.in_storage)
     started = time.time()
     sink = _sink(shard, opts, fs_out, paths)
-    run = _Run(shard, opts, model, sink, progress)
+    run = _Run(shard, opts, model, sink, progress, groups)
     try:
         records = read_records(shard, fs_in, opts)
         run.stream(reference.expand(records, opts) if opts.suite else records, pool)
