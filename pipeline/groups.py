@@ -33,9 +33,10 @@ import pyarrow.parquet as pq
 from model import groups as mg
 
 from .options import RunOptions
+from .retry import Backoff
 from .sinks import write_parquet
 from .sources import Failure, Record, Shard, read_records
-from .storage import filesystem, join, safe_key
+from .storage import escape_name, filesystem, join, safe_key
 
 NAMESPACE = "imagemend"
 KINDS = ("none", "folder", "shard", "archive", "exif:Model", "exif:date")  # and column:NAME
@@ -87,14 +88,14 @@ def exif_value(data: bytes, what: str) -> str | None:
     else:
         value = exif.get_ifd(EXIF_IFD).get(EXIF_DATETIME_ORIGINAL) or exif.get(EXIF_DATETIME)
         value = value.split(" ")[0].replace(":", "-") if isinstance(value, str) and value[:4].isdigit() else None
-    value = value.strip("\x00 ").strip() if isinstance(value, str) else None
+    value = escape_name(value.strip("\x00 ").strip()) if isinstance(value, str) else None
     return value or None
 
 
 def group_key(rec: Record, shard: Shard, by: str) -> str | None:
     """The record's group under --group-by `by`; None: no group (per-photo behaviour)."""
     if by == "folder":
-        path = rec.key if shard.layout == "files" else shard.items[0] + "/" + rec.key
+        path = rec.key if shard.layout == "files" else escape_name(shard.items[0]) + "/" + rec.key
         return posixpath.dirname(path) or ROOT
     if by == "shard":
         return shard.id
@@ -104,7 +105,7 @@ def group_key(rec: Record, shard: Shard, by: str) -> str | None:
         return exif_value(rec.data, by.partition(":")[2])
     if by.startswith("column:"):
         value = rec.extra.get("row", {}).get(by.partition(":")[2])
-        return None if value is None else str(value)
+        return None if value is None else escape_name(str(value))
     return None
 
 
@@ -176,7 +177,7 @@ class ReadGroupStats(beam.DoFn):
             records = background(read_records(shard, fs_in, opts), ahead)
             rows = [r for r in ordered_map(self.pool, partial(_read_one, shard=shard, opts=opts), records, ahead) if r]
             table = pa.Table.from_pylist(rows, schema=STATS_SCHEMA).replace_schema_metadata(stamp)
-            write_parquet(fs_out, path, table)
+            Backoff(opts.retries, opts.retry_wait_s)(write_parquet, fs_out, path, table)
             Metrics.counter(NAMESPACE, "group_stats_read_photos").inc(len(rows))
         for r in rows:
             if r["group"] is not None:
@@ -290,7 +291,8 @@ def write_groups(decisions: list[tuple[str, dict]], opts: RunOptions) -> dict:
     if not active(opts):
         return {}
     fs, root = filesystem(opts.output, opts.out_storage)
-    uri = write_parquet(fs, groups_path(root), pa.Table.from_pylist(rows, schema=GROUPS_SCHEMA))
+    uri = Backoff(opts.retries, opts.retry_wait_s)(write_parquet, fs, groups_path(root),
+                                                   pa.Table.from_pylist(rows, schema=GROUPS_SCHEMA))
     counts: dict[str, dict[str, int]] = {t: {} for t in mg.TASKS}
     for r in rows:
         for t in mg.TASKS:
