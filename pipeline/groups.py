@@ -23,6 +23,7 @@ from functools import partial
 import hashlib
 import io
 import posixpath
+import time
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -166,6 +167,7 @@ class ReadGroupStats(beam.DoFn):
         opts = self.opts
         if not active(opts):
             return
+        started = time.perf_counter()
         fs_out, root = filesystem(opts.output, opts.out_storage)
         path, stamp = stats_path(root, shard.id), _stamp(shard, opts)
         rows = kept_stats(fs_out, path, stamp)
@@ -179,6 +181,7 @@ class ReadGroupStats(beam.DoFn):
             table = pa.Table.from_pylist(rows, schema=STATS_SCHEMA).replace_schema_metadata(stamp)
             Backoff(opts.retries, opts.retry_wait_s)(write_parquet, fs_out, path, table)
             Metrics.counter(NAMESPACE, "group_stats_read_photos").inc(len(rows))
+        Metrics.counter(NAMESPACE, "group_stats_ms").inc(round(1000 * (time.perf_counter() - started)))
         for r in rows:
             if r["group"] is not None:
                 yield r["group"], (shard.id, r["index"], tuple(r[c] for c in mg.COLUMNS))
