@@ -75,11 +75,13 @@ def robust_mean(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @dataclass
 class GroupPrior:
     """Clean groups' readings: mean (per column), covariance between collections (tau^2) and of
-    photos within one (sigma^2), both 4x4 over COLUMNS."""
+    photos within one (sigma^2), both 4x4 over COLUMNS; and each reading's gain, its shift per unit
+    of its damage below and above zero (a reading shift over its gain is the damage)."""
     mean: list[float]
     between: list[list[float]]
     within: list[list[float]]
     provenance: dict = field(default_factory=dict)
+    gain: list[list[float]] = field(default_factory=lambda: [[1.0, 1.0]] * len(COLUMNS))
 
     @classmethod
     def load(cls, path: Path = PRIOR) -> "GroupPrior":
@@ -92,12 +94,17 @@ class GroupPrior:
         s = SLICES[task]
         return np.asarray(self.mean)[s], np.asarray(self.between)[s, s], np.asarray(self.within)[s, s]
 
+    def damage(self, task: str, shift: np.ndarray) -> np.ndarray:
+        """Reading shifts from the clean mean (task's columns, any leading shape) in damage units."""
+        g = np.asarray(self.gain)[SLICES[task]]
+        return shift / np.where(shift < 0, g[:, 0], g[:, 1])
+
 
 @dataclass
 class TaskDecision:
     corrected: bool
     reason: str  # "corrected", "clean prior not rejected" or "too small"
-    estimate: list[float]  # the group's damage: its robust reading minus the clean mean
+    estimate: list[float]  # the group's damage: its robust reading's shift from the clean mean over the gain
     statistic: float  # squared Mahalanobis distance from clean (chi-square, 1 or 2 dof)
     critical: float  # the statistic's rejection threshold
 
@@ -136,12 +143,14 @@ def decide(readings: np.ndarray, prior: GroupPrior, alpha: float = 0.01, min_gro
         stat = float(d @ np.linalg.solve(cov, d)) if n else 0.0
         crit = _critical(len(d), alpha / len(TASKS))
         if n < min_group:
-            tasks[t] = TaskDecision(False, "too small", d.tolist(), stat, crit)
+            tasks[t] = TaskDecision(False, "too small", prior.damage(t, d).tolist(), stat, crit)
             continue
         hit = stat > crit
-        tasks[t] = TaskDecision(hit, "corrected" if hit else "clean prior not rejected", d.tolist(), stat, crit)
-        if hit:
-            for i, row in enumerate(shrink(x[:, s] - mu, d, sigma2)):
+        dmg = prior.damage(t, d)
+        tasks[t] = TaskDecision(hit, "corrected" if hit else "clean prior not rejected", dmg.tolist(), stat, crit)
+        if hit:  # in damage units: the photos' spread too, at the group's gain
+            g = np.where(d < 0, *np.asarray(prior.gain)[s].T)
+            for i, row in enumerate(shrink(prior.damage(t, x[:, s] - mu), dmg, sigma2 / np.outer(g, g))):
                 photos[i][t] = row.tolist()
     return GroupDecision(n, m.tolist(), tasks, photos)
 

@@ -7,6 +7,14 @@ readings (each collection weighs the same): an unseen archive is one more collec
 collections differ (BSDS, Set14, CSun_Hays80 and the PolyU70 references differ in their average
 exposure and colour). CBSD432 and CBSD68 are both BSDS and count as one collection.
 
+It also measures how each reading answers its own damage (the gain, below and above zero): the told
+fits are shrunk toward "no damage" and clipping bends them (on CBSD432, -1 EV reads about -0.95, +0.7 EV
+about +0.3, contrast x0.55 about -0.4 of its -0.6), so a group's damage is its reading shift over the
+gain. The gains come from CBSD432 copies with the training prior's ranges of each damage alone. The
+cast's reading (the grey-edge cue) is not a fit: it moves with a cast exactly until highlights clip, and
+its gain is 1 (a gain measured on the prior's strong casts, which clip, was 0.7 and would overcorrect
+the moderate casts that clip little).
+
     python -m model.tools.fit_group_prior --data ../shared/data   # writes model/weights/group_prior.json
 
 False alarms must not be measured with the prior that saw the collection measured on: model.group_eval
@@ -20,8 +28,11 @@ import sys
 import numpy as np
 from PIL import Image
 
+from ..config import DegradationConfig
 from ..data import list_images
-from ..groups import COLUMNS, PRIOR, GroupPrior, photo_reading
+from ..degrade import fixed_params
+from ..groups import COLUMNS, PRIOR, SLICES, GroupPrior, photo_reading
+from ..validate import damaged
 
 LONG_SIDE = 512  # photos are read at most this long (the 256 px view is read from it)
 # collection -> (source, glob under the data root). BSDS counts once: CBSD432 and CBSD68 are one source
@@ -53,7 +64,28 @@ def pseudo_groups(n: int, rng: np.random.Generator, sizes: tuple[int, int] = (8,
     return groups
 
 
-def fit_prior(readings: dict[str, np.ndarray], seed: int = 0, provenance: dict | None = None) -> GroupPrior:
+def response(photos: list[np.ndarray], seed: int = 0) -> list[list[float]]:
+    """Per column, the reading's shift per unit of its own damage, for damage below and above zero
+    (least squares through the origin), from one copy of each photo per damage, drawn from the
+    training prior's ranges (model/config.py DegradationConfig); 1 for the cast's columns."""
+    cfg, rng = DegradationConfig(), np.random.default_rng(seed)
+    shift: dict[str, list[tuple[float, float]]] = {"exposure": [], "contrast": []}
+    for i, a in enumerate(photos):
+        base = photo_reading(a)
+        draws = {"exposure": ("exposure_ev", rng.uniform(*cfg.exposure_ev)),
+                 "contrast": ("contrast", np.exp(rng.uniform(*np.log(cfg.contrast_factor))))}
+        for t, (k, v) in draws.items():
+            r = photo_reading(damaged([a], fixed_params(1, **{k: float(v)}), seed + i)[0]) - base
+            shift[t].append((v if t == "exposure" else np.log(v), r[SLICES[t]][0]))
+    gains = [[1.0, 1.0], [1.0, 1.0]]
+    for t in ("exposure", "contrast"):
+        v, r = np.array(shift[t]).T
+        gains.append([float(v[m] @ r[m] / (v[m] @ v[m])) for m in (v < 0, v > 0)])
+    return gains
+
+
+def fit_prior(readings: dict[str, np.ndarray], seed: int = 0, provenance: dict | None = None,
+              gain: list[list[float]] | None = None) -> GroupPrior:
     """readings: collection -> (photos, COLUMNS). Collections of one source (COLLECTIONS) are pooled."""
     sources: dict[str, list[np.ndarray]] = {}
     for name, r in readings.items():
@@ -73,7 +105,8 @@ def fit_prior(readings: dict[str, np.ndarray], seed: int = 0, provenance: dict |
     between = _nearest_psd(between)
     prov = {"sources": counts, "pseudo_group_photos": len(resid), "seed": seed, "columns": list(COLUMNS),
             **(provenance or {})}
-    return GroupPrior(means.mean(0).tolist(), between.tolist(), within.tolist(), prov)
+    return GroupPrior(means.mean(0).tolist(), between.tolist(), within.tolist(), prov,
+                      gain or [[1.0, 1.0]] * len(COLUMNS))
 
 
 def _nearest_psd(a: np.ndarray, floor: float = 1e-6) -> np.ndarray:
@@ -90,12 +123,14 @@ def main(argv=None) -> None:
     ap.add_argument("--data", required=True, help="the data root holding train/, val/ and extra/")
     ap.add_argument("--collections", nargs="+", default=list(COLLECTIONS))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gain-photos", type=int, default=4, help="every n-th CBSD432 photo measures the gains")
     ap.add_argument("--out", type=Path, default=PRIOR)
     a = ap.parse_args(argv)
     readings = read_all(a.data, a.collections)
+    train = list(load_collection(a.data, "CBSD432").values())[::a.gain_photos]
     prior = fit_prior(readings, a.seed, {"command": "python -m model.tools.fit_group_prior " + " ".join(
         sys.argv[1:] if argv is None else argv), "collections": {n: len(r) for n, r in readings.items()},
-        "long_side": LONG_SIDE})
+        "long_side": LONG_SIDE, "gain_photos": len(train)}, response(train, a.seed))
     prior.save(a.out)
     print(f"wrote {a.out}: {prior.provenance['sources']}")
 
