@@ -296,6 +296,9 @@ def report(summary: dict) -> str:
           if summary.get("files_skipped") else []),
         *[f"{t + ':':16} " + ", ".join(f"{n} {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
           for t, reasons in summary.get("tasks", {}).items()],
+        *([f"groups:          {len(g['decisions'])} by {g['group_by']} ({g['table']}); " + "; ".join(
+            f"{t} " + ", ".join(f"{n} {why}" for why, n in reasons.items()) for t, reasons in g["counts"].items())]
+          if (g := summary.get("groups")) else []),
         *[f"failed at {stage + ':':7} " + ", ".join(f"{n} {kind}" for kind, n in kinds.items())
           for stage, kinds in summary.get("failures", {}).items()],
         *([f"left for a rerun: {c['left']} of the failed (retryable: the store, the network or the disk)"]

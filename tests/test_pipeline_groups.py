@@ -18,7 +18,7 @@ import pytest
 
 from model.degrade import damaged, fixed_params
 from model.metrics import psnr
-from pipeline import groups
+from pipeline import groups, job
 from pipeline.options import RunOptions
 from pipeline.sources import Record, Shard
 
@@ -129,6 +129,7 @@ def test_the_groups_parquet_and_the_summary_give_each_groups_decision_and_reason
     assert summary["groups"]["decisions"]["dark"]["exposure"] == "corrected"
     assert summary["groups"]["counts"]["exposure"] == {"corrected": 1, "clean prior not rejected": 1}
     assert summary["tasks"]["exposure"]["group"] == N
+    assert "groups:          2 by folder" in job.report(summary)  # the terminal's lines
     stats = sorted(p.name for p in (out / "_stats").rglob("*.parquet"))
     assert len(stats) == 6  # one per shard: 3 + 3
 
