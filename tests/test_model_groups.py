@@ -49,6 +49,8 @@ def test_a_shared_underexposure_is_found_and_undone(prior, clean_readings):
     tasks = {"denoise": 0.0, "deblur": 0.0, "cast": 1.0, "exposure": 1.0, "contrast": 1.0}
     out = Restorer(device="cpu").restore(dark, tasks, tone=tone)
     assert all(r.reasons["exposure"] == "group" and r.applied["exposure"] for r in out)
+    # what was undone is the group's reading for each photo, not the blind head's
+    assert [r.estimates["exposure_ev"] for r in out] == pytest.approx([t["exposure"] for t in tone], abs=1e-5)
     before = np.mean([_psnr(d, c) for d, c in zip(dark, PHOTOS)])
     after = np.mean([_psnr(r.image, c) for r, c in zip(out, PHOTOS)])
     assert after > before + 3, (before, after)
