@@ -216,7 +216,7 @@ def decide(kv: tuple[str, list], prior: mg.GroupPrior, opts: RunOptions) -> tupl
     critical value; per photo ((shard, index)) the told damages of the corrected tasks. --assume overrides
     the group (those photos' tasks are read per photo, as told), and a task not asked for is not corrected."""
     group, readings = kv
-    d = mg.decide(np.array([r for _, _, r in readings]), prior, opts.group_alpha, opts.min_group)
+    d = mg.decide(np.array([r for _, _, r in readings]), prior, opts.group_alpha, opts.min_group, opts.group_tasks)
     tasks = {}
     for t, td in d.tasks.items():
         corrected, reason = td.corrected, td.reason
@@ -264,7 +264,8 @@ GROUPS_SCHEMA = pa.schema([
     *[f for t in mg.TASKS for f in (
         pa.field(f"{t}_corrected", pa.bool_(), False, {"doc": f"whether {t} was corrected from the group's reading"}),
         pa.field(f"{t}_reason", pa.string(), False, {"doc": "corrected, clean prior not rejected, too small, "
-                                                             "told by --assume or not requested"}),
+                                                             f"told by --assume, not requested or {mg.NOT_CHOSEN} "
+                                                             "(tested, not applied)"}),
         pa.field(f"{t}_statistic", pa.float64(), True, {"doc": "squared Mahalanobis distance from clean groups"}),
         pa.field(f"{t}_critical", pa.float64(), True, {"doc": "the statistic's rejection threshold at --group-alpha"}),
         pa.field(f"{t}_estimate", pa.list_(pa.float64()), True, {"doc": "the group's damage estimate"}),
@@ -301,6 +302,7 @@ def write_groups(decisions: list[tuple[str, dict]], opts: RunOptions) -> dict:
         for t in mg.TASKS:
             counts[t][r[f"{t}_reason"]] = counts[t].get(r[f"{t}_reason"], 0) + 1
     return {"group_by": opts.group_by, "min_group": opts.min_group, "group_alpha": opts.group_alpha,
+            "group_tasks": list(opts.group_tasks),
             "table": uri, "counts": counts,
             "decisions": {r["group"]: {"size": r["size"], **{t: r[f"{t}_reason"] for t in mg.TASKS}} for r in rows}}
 

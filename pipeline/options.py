@@ -69,13 +69,14 @@ class RunOptions:
     group_by: str = "folder"
     min_group: int = 8
     group_alpha: float = 0.01
+    group_tasks: tuple[str, ...] = ("cast",)  # the tone tasks a group may correct (model.groups.GROUP_TASKS)
 
     def settings(self) -> dict:
         """What changes the bytes a run writes, not how fast it runs: an output keeps one set."""
         return {"tasks": self.strengths, "assume": sorted(self.assume), "weights": self.weights,
                 "image_format": self.image_format, "quality": self.quality, "suite": self.suite,
                 "cases": list(self.cases), "group_by": self.group_by, "min_group": self.min_group,
-                "group_alpha": self.group_alpha}
+                "group_alpha": self.group_alpha, "group_tasks": list(self.group_tasks)}
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:
@@ -98,6 +99,10 @@ class RunOptions:
         check_group_by(self.group_by)
         if self.min_group < 1 or not 0 < self.group_alpha < 1:
             raise ValueError("--min-group must be >= 1 and --group-alpha in (0, 1)")
+        try:  # normalised to model.groups.TASKS' order: the recorded settings compare equal
+            object.__setattr__(self, "group_tasks", parse_group_tasks(",".join(self.group_tasks)))
+        except argparse.ArgumentTypeError as e:
+            raise ValueError(str(e)) from None
         if self.suite or self.cases:
             from model.suites import suite
 
@@ -130,6 +135,17 @@ def parse_tasks(text: str) -> list[str]:
     if bad:
         raise argparse.ArgumentTypeError(f"unknown task(s) {bad}; choose from {', '.join(TASKS)}")
     return tasks
+
+
+def parse_group_tasks(text: str) -> tuple[str, ...]:
+    """--group-tasks: a comma list of cast, exposure, contrast, or all (at least one)."""
+    from model.groups import TASKS as TONE
+
+    tasks = TONE if text.strip() == "all" else tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [t for t in tasks if t not in TONE]
+    if bad or not tasks:
+        raise argparse.ArgumentTypeError(f"--group-tasks takes a comma list of {', '.join(TONE)} or all, not {text!r}")
+    return tuple(t for t in TONE if t in tasks)
 
 
 def parse_strength(text: str) -> dict[str, float]:
@@ -187,6 +203,10 @@ def add_processing_arguments(p: argparse.ArgumentParser) -> None:
                    "(default %(default)s)")
     p.add_argument("--group-alpha", type=float, default=d.group_alpha, help="share of clean groups that may be "
                    "corrected by mistake (default %(default)s)")
+    p.add_argument("--group-tasks", type=parse_group_tasks, default=d.group_tasks, metavar="TASKS",
+                   help="the tone tasks a group may correct: a comma list of cast, exposure, contrast, or all "
+                   "(default: cast; exposure and contrast by group fired on most held-out clean groups of real "
+                   "camera photos, model/weights/eval-groups/results.md); the others are still tested and reported")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (cuda never falls back to cpu)")
     p.add_argument("--weights", help="weights file (path or fsspec URL; default: the shipped weights)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
@@ -253,6 +273,7 @@ def from_args(args: argparse.Namespace, **overrides) -> RunOptions:
         storage_options=args.storage_options,
         input_storage_options=args.input_storage_options, output_storage_options=args.output_storage_options,
         run_id=args.run_id, group_by=args.group_by, min_group=args.min_group, group_alpha=args.group_alpha,
+        group_tasks=tuple(args.group_tasks),
     )
     values.update(overrides)
     return RunOptions(**values)

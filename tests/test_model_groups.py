@@ -36,11 +36,11 @@ def _psnr(a, b) -> float:
     return float(10 * np.log10(255.0 ** 2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
 
 
-def test_a_shared_underexposure_is_found_and_undone(prior, clean_readings):
+def test_a_shared_underexposure_is_found_and_undone_when_exposure_is_opted_in(prior, clean_readings):
     from model.restore import Restorer
 
     dark = [CASES["exposure-1"].apply(p, str(i)) for i, p in enumerate(PHOTOS)]
-    dec = groups.decide(np.array([groups.photo_reading(d) for d in dark]), prior)
+    dec = groups.decide(np.array([groups.photo_reading(d) for d in dark]), prior, tasks=groups.TASKS)
     assert dec.tasks["exposure"].corrected and dec.tasks["exposure"].reason == "corrected"
     assert dec.tasks["exposure"].estimate[0] == pytest.approx(-1.0, abs=0.35)
     assert not dec.tasks["cast"].corrected
@@ -59,10 +59,39 @@ def test_a_shared_underexposure_is_found_and_undone(prior, clean_readings):
     assert all(np.array_equal(r.image, d) for r, d in zip(blind, dark[:2]))
 
 
-def test_a_clean_group_is_left_alone(prior, clean_readings):
-    dec = groups.decide(clean_readings, prior)
+def test_by_default_a_group_corrects_its_cast_and_only_reports_exposure(prior):
+    """The default group tasks are the cast alone: a shared -1 EV is tested and reported (statistic beyond
+    the critical value, a darkening read) but not applied; a shared green cast is corrected."""
+    assert groups.GROUP_TASKS == ("cast",)
+    dark = np.array([groups.photo_reading(CASES["exposure-1"].apply(p, str(i))) for i, p in enumerate(PHOTOS)])
+    dec = groups.decide(dark, prior)
+    ex = dec.tasks["exposure"]
+    assert not ex.corrected and ex.reason == groups.NOT_CHOSEN and "--group-tasks" in ex.reason
+    assert ex.statistic > ex.critical and ex.estimate[0] < -0.5
+    assert dec.tone() == [None] * len(PHOTOS)
+    # the same readings with exposure opted in: corrected (what the default leaves alone is a choice, not a miss)
+    assert groups.decide(dark, prior, tasks=("cast", "exposure")).tasks["exposure"].corrected
+    green = np.array([groups.photo_reading(CASES["cast-green"].apply(p, str(i))) for i, p in enumerate(PHOTOS)])
+    dec = groups.decide(green, prior)
+    assert dec.tasks["cast"].corrected and dec.tasks["cast"].reason == "corrected"
+    assert all(t is not None and set(t) == {"cast"} for t in dec.tone())
+    with pytest.raises(ValueError, match="group tasks"):
+        groups.decide(green, prior, tasks=("cast", "deblur"))
+
+
+def test_bonferroni_splits_alpha_over_the_tasks_a_group_may_correct(prior, clean_readings):
+    one, three = groups.decide(clean_readings, prior), groups.decide(clean_readings, prior, tasks=groups.TASKS)
+    assert one.tasks["cast"].critical == pytest.approx(-2 * np.log(0.01))  # 2 dof, alpha 0.01 for the cast alone
+    assert three.tasks["cast"].critical == pytest.approx(-2 * np.log(0.01 / 3))
+    assert one.tasks["cast"].statistic == three.tasks["cast"].statistic
+
+
+@pytest.mark.parametrize("tasks", [groups.GROUP_TASKS, groups.TASKS])
+def test_a_clean_group_is_left_alone(prior, clean_readings, tasks):
+    dec = groups.decide(clean_readings, prior, tasks=tasks)
     assert not any(d.corrected for d in dec.tasks.values()), {t: d.statistic for t, d in dec.tasks.items()}
-    assert {d.reason for d in dec.tasks.values()} == {"clean prior not rejected"}
+    assert {dec.tasks[t].reason for t in tasks} == {"clean prior not rejected"}
+    assert {dec.tasks[t].reason for t in groups.TASKS if t not in tasks} <= {groups.NOT_CHOSEN}
     assert dec.tone() == [None] * len(PHOTOS)
 
 
@@ -71,7 +100,7 @@ def test_a_small_group_falls_back_to_per_photo(prior, clean_readings):
     dec = groups.decide(shifted, prior, min_group=8)
     assert all(d.reason == "too small" and not d.corrected for d in dec.tasks.values())
     assert dec.tone() == [None] * 5
-    assert groups.decide(shifted, prior, min_group=5).tasks["exposure"].corrected
+    assert groups.decide(shifted, prior, min_group=5, tasks=groups.TASKS).tasks["exposure"].corrected
 
 
 def test_shrinkage_keeps_a_photo_apart_near_its_own_reading():
