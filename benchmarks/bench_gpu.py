@@ -11,11 +11,12 @@ import os
 import time
 
 from common import best_of, photo, restorer
+import torch
+
 from imagemend.model.core.config import RestoreConfig
 from imagemend.model.core.deblur import edge_blur
 from imagemend.model.core.noise_floor import noise_cap
 from imagemend.model.core.restore import row_reader
-import torch
 
 HALO = RestoreConfig().halo
 

@@ -170,13 +170,14 @@ def bench_pipeline(sizes: list[float], images: int = 0, workers: tuple[int, ...]
 
     images 0: enough photos for about 16 MP per size (at least 2 per shard of the largest worker count).
     """
+    import torch
+
     from imagemend.model import Restorer
     from imagemend.model.core.tasks import TASKS
     from imagemend.model.core.weights import DEFAULT_WEIGHTS
     from imagemend.pipeline.decode import decode
     from imagemend.pipeline.infer import concurrency
     from imagemend.pipeline.options import InputOptions, ModelOptions, WorkOptions
-    import torch
 
     work = WorkOptions()
     base = {"device": device, "weights": weights, "threads": work.threads if decode_threads is None

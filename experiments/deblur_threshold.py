@@ -5,12 +5,13 @@ threshold, on every photo of a folder (session 6; numbers in model/weights/MODEL
 """
 import sys
 
+import numpy as np
+
 from imagemend.model.core.config import RestoreConfig
 from imagemend.model.core.restore import Restorer
 from imagemend.model.data import load_photos
 from imagemend.model.evaluation import suites
 from imagemend.model.metrics import psnr
-import numpy as np
 
 photos = load_photos(sys.argv[1], int(sys.argv[2]))
 on, off = Restorer(cfg=RestoreConfig(min_edge_blur=0.0)), Restorer(cfg=RestoreConfig(min_edge_blur=99.0))

@@ -10,12 +10,13 @@ t the calibrated threshold, for each onset width w (0: the hard switch the relea
 from dataclasses import replace
 import sys
 
+import numpy as np
+
 from imagemend.model import Restorer
 from imagemend.model.core.config import TASKS
 from imagemend.model.data import load_photos
 from imagemend.model.evaluation import suites
 from imagemend.model.metrics import capped_psnr, psnr
-import numpy as np
 
 WIDTHS = (0.0, 0.5, 1.0)
 

@@ -12,10 +12,11 @@ from dataclasses import replace
 import io
 import sys
 
-from imagemend.model import Restorer
-from imagemend.model.data import load_photos
 import numpy as np
 from PIL import Image
+
+from imagemend.model import Restorer
+from imagemend.model.data import load_photos
 
 
 def main(data: str) -> None:

@@ -6,14 +6,15 @@ on noise saved as JPEG (case@quality). Numbers in model/weights/MODEL_CARD.md.
 import io
 import sys
 
+import numpy as np
+from PIL import Image
+
 from imagemend.model.core.config import RestoreConfig
 from imagemend.model.core.noise_floor import jpeg_lattice
 from imagemend.model.core.restore import Restorer
 from imagemend.model.data import load_photos
 from imagemend.model.evaluation import suites
 from imagemend.model.metrics import psnr
-import numpy as np
-from PIL import Image
 
 photos = load_photos(sys.argv[1], int(sys.argv[2]))
 on, off = Restorer(), Restorer(cfg=RestoreConfig(noise_cap=False))

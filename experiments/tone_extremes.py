@@ -14,9 +14,10 @@ range of luma, and the share of clipped pixels.
 
 import sys
 
+import numpy as np
+
 from imagemend.model.data import load_photos
 from imagemend.model.evaluation import suites
-import numpy as np
 
 CASES = ("exposure-1", "exposure-2", "exposure+0.7", "contrast0.55", "contrast0.75", "cast-warm", "cast-cool",
          "cast-green")

@@ -22,14 +22,15 @@ import argparse
 import math
 import time
 
-from imagemend.model.core.color import linear_to_srgb, luminance, normalise_gains, srgb_to_linear
-from imagemend.model.damage.degrade import apply_tone, sample_params
-from imagemend.model.data import load_photos
-from imagemend.model.evaluation import suites
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from imagemend.model.core.color import linear_to_srgb, luminance, normalise_gains, srgb_to_linear
+from imagemend.model.damage.degrade import apply_tone, sample_params
+from imagemend.model.data import load_photos
+from imagemend.model.evaluation import suites
 
 BASE = (106, 160)  # a BSDS photo / 3, landscape
 THUMB = (96, 144)  # what the CNN sees, pooled by 2 inside

@@ -9,9 +9,10 @@ loose files under <output>/input and restored into <output>/restored by exactly 
 import argparse
 import io
 
-from imagemend.model.damage.degrade import damaged, fixed_params
 import numpy as np
 from PIL import Image
+
+from imagemend.model.damage.degrade import damaged, fixed_params
 
 from . import job, options
 from .storage import atomic_write, filesystem, join, to_uri
@@ -76,8 +77,9 @@ def main(args: argparse.Namespace) -> dict:
 
 def per_image(output: str, storage_options: dict) -> str:
     """One line per photo from the metrics files: what ran, and the noise and cast measures before -> after."""
-    from imagemend.model.core.tasks import TASKS
     import pyarrow.parquet as pq
+
+    from imagemend.model.core.tasks import TASKS
 
     fs, root = filesystem(output, storage_options)
     rows = []

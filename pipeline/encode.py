@@ -12,9 +12,10 @@ import posixpath
 import struct
 import zlib
 
-from imagemend.model.core.pixels import to_uint8
 import numpy as np
 from PIL import Image
+
+from imagemend.model.core.pixels import to_uint8
 
 from .decode import Meta
 

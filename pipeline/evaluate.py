@@ -22,12 +22,13 @@ from dataclasses import dataclass, replace
 import io
 import sys
 
-from imagemend.model import metrics
-from imagemend.model.core.pixels import to_uint8
-from imagemend.model.evaluation.suites import Case, suite
 import numpy as np
 from PIL import Image
 import pyarrow as pa
+
+from imagemend.model import metrics
+from imagemend.model.core.pixels import to_uint8
+from imagemend.model.evaluation.suites import Case, suite
 
 from . import job, options, schema
 from .decode import decode
@@ -111,7 +112,8 @@ def main(args: argparse.Namespace) -> dict:
 
 
 def from_args(args: argparse.Namespace) -> tuple[options.RunOptions, Evaluation]:
-    opts = options.from_args(args, input=args.clean, output=args.output)
+    # the suite's cases are not an archive: no groups (each case reads photo by photo, as the suites were scored)
+    opts = options.from_args(args, input=args.clean, output=args.output, group_by="none")
     cases = tuple(c.strip() for c in args.cases.split(",") if c.strip())
     return opts, Evaluation(args.suite, cases, opts.input.max_pixels)
 

@@ -1,16 +1,21 @@
 """The Beam graph of `imagemend run`: one function, named transforms, read top to bottom.
 
-    Manifest -> ListShards -> Distribute -> RestoreShards -> Summarize -> WriteSummary
+    Manifest -> ListShards -> Distribute -> ReadGroupStats -> CollectReadings -> Decide -> AllGroups -> WriteGroups
+                                         -> RestoreShards (Decide's output as a side input) -> Summarize -> WriteSummary
 
 The launcher lists the shards once and writes them to a manifest under the output, so the graph
 stays small however many shards there are. ListShards fans the manifest out to one element per
 shard, and the Reshuffle after it spreads them over the workers (without it everything after a
 one-element Create is fused onto one worker). Only shard descriptions and counts cross a shuffle:
-pixels stay inside RestoreShards, which streams each shard from input to output.
+pixels stay inside RestoreShards, which streams each shard from input to output. Pass 1 (pipeline/groups.py)
+reads each photo's tone reading per group, and a group's decision reaches its photos as a side input.
 """
 
 import apache_beam as beam
 
+from imagemend.model.core.groups import GroupPrior
+
+from .groups import CollectReadings, ReadGroupStats, decide, write_groups
 from .infer import RestoreShards
 from .options import RunOptions
 from .shard import Hooks
@@ -47,9 +52,20 @@ def build(p: beam.Pipeline, opts: RunOptions, manifest_uri: str, plan: dict,
         | "ListShards" >> beam.FlatMap(read_manifest, out.storage)
         | "Distribute" >> beam.Reshuffle()
     )
-    counts = shards | "RestoreShards" >> beam.ParDo(RestoreShards(opts, hooks))
+    decisions = (
+        shards
+        | "ReadGroupStats" >> beam.ParDo(ReadGroupStats(opts))
+        | "CollectReadings" >> beam.CombinePerKey(CollectReadings())
+        | "Decide" >> beam.Map(decide, GroupPrior.load(), opts)
+    )
+    groups = (
+        decisions
+        | "AllGroups" >> beam.combiners.ToList()
+        | "WriteGroups" >> beam.Map(write_groups, opts)
+    )
+    counts = shards | "RestoreShards" >> beam.ParDo(RestoreShards(opts, hooks), beam.pvalue.AsDict(decisions))
     return (
         counts
         | "Summarize" >> beam.CombineGlobally(SumCounts())
-        | "WriteSummary" >> beam.Map(write_summary, out.storage, out.url, plan)
+        | "WriteSummary" >> beam.Map(write_summary, out.storage, out.url, plan, beam.pvalue.AsSingleton(groups))
     )

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
 from imagemend.model import Restorer
 from imagemend.model.core.weights import DEFAULT_WEIGHTS
 

@@ -22,9 +22,10 @@ import time
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
+import numpy as np
+
 from imagemend.model import Restorer
 from imagemend.model.core.weights import DEFAULT_WEIGHTS
-import numpy as np
 
 from .options import ModelOptions, RunOptions
 from .progress import Progress
@@ -100,35 +101,38 @@ class LoadedModel:
         """Padded tile pixels per forward pass: a batch worth sending holds at least this many image pixels."""
         return self.restorer.cfg.pixel_budget
 
-    def submit(self, images: list[np.ndarray], jpeg: list[bool], strengths: dict[str, float]) -> Future:
+    def submit(self, images: list[np.ndarray], jpeg: list[bool], strengths: dict[str, float],
+               tone: list[dict | None] | None = None) -> Future:
         """restore() in one of the process's restore threads; with one slot (CUDA), in the caller's
         thread as before: that is how the GPU path was measured, and a thread hop there is untested."""
         if self.restores > 1:
-            return self.pool.submit(self.restore, images, jpeg, strengths)
+            return self.pool.submit(self.restore, images, jpeg, strengths, tone)
         done: Future = Future()
         try:
-            done.set_result(self.restore(images, jpeg, strengths))
+            done.set_result(self.restore(images, jpeg, strengths, tone))
         except Exception as e:  # a device error: raised where the caller reads the result
             done.set_exception(e)
         return done
 
-    def restore(self, images: list[np.ndarray], jpeg: list[bool],
-                strengths: dict[str, float]) -> list[Restoration | Exception]:
-        """Restore a batch (jpeg: which images were decoded from JPEG files); if it fails, retry one by one so
-        that only the culprit fails: its place in the list holds the exception.
+    def restore(self, images: list[np.ndarray], jpeg: list[bool], strengths: dict[str, float],
+                tone: list[dict | None] | None = None) -> list[Restoration | Exception]:
+        """Restore a batch (jpeg: which images were decoded from JPEG files; tone: the tone damages each one's
+        group read, pipeline/groups.py); if it fails, retry one by one so that only the culprit fails: its
+        place in the list holds the exception.
 
         A device error (CUDA out of memory with the tiles already bounded, a lost GPU) is not the
         image's fault: it is raised, failing the bundle, so Beam retries it and no shard is marked done
         with every record in errors.
         """
         try:
-            return self._restore(images, jpeg, strengths)
+            return self._restore(images, jpeg, strengths, tone)
         except Exception as e:
             if device_error(e):
                 raise
             if len(images) == 1:
                 return [e]
-            return [out for a, j in zip(images, jpeg) for out in self.restore([a], [j], strengths)]
+            tone = tone or [None] * len(images)
+            return [out for a, j, g in zip(images, jpeg, tone) for out in self.restore([a], [j], strengths, [g])]
 
     @contextmanager
     def _slot(self, alone: bool) -> Iterator[None]:
@@ -146,13 +150,14 @@ class LoadedModel:
             finally:
                 torch.set_num_threads(self.threads)
 
-    def _restore(self, images: list[np.ndarray], jpeg: list[bool], strengths: dict[str, float]) -> list[Restoration]:
+    def _restore(self, images: list[np.ndarray], jpeg: list[bool], strengths: dict[str, float],
+                 tone: list[dict | None] | None = None) -> list[Restoration]:
         """One call into the model: it restores the batch and reads its outputs' severities (edges only
         where deblur ran, the dearest reading) in the same call."""
         t = time.perf_counter()
         sizes = [a.shape[0] * a.shape[1] for a in images]
         with self._slot(alone=sum(sizes) >= ALONE_PIXELS):
-            results = self.restorer.restore(images, strengths, jpeg, after=True)
+            results = self.restorer.restore(images, strengths, jpeg, tone=tone, after=True)
         seconds, total = time.perf_counter() - t, sum(sizes)
         return [Restoration(r.image, r.estimates, r.estimates_after, r.applied, r.strengths, r.reasons,
                             seconds * n / total) for r, n in zip(results, sizes)]
@@ -217,9 +222,10 @@ class RestoreShards(beam.DoFn):
         self.progress = Progress()
         self._mp_carry = 0.0
 
-    def process(self, shard: Shard):
+    def process(self, shard: Shard, groups=None):
+        """groups: the group decisions (pipeline/groups.py decide), a side input."""
         t = time.time()
-        counts = process_shard(shard, self.opts, self.model, self.pool, self.progress, self.hooks)
+        counts = process_shard(shard, self.opts, self.model, self.pool, self.progress, self.hooks, groups)
         if counts.get("shards_skipped"):
             Metrics.counter(NAMESPACE, "shards_skipped").inc()
             LOG.info("imagemend: shard %s finished earlier, skipped", shard.id)

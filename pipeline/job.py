@@ -21,10 +21,11 @@ import time
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
+
 from imagemend.model.core.tasks import TASKS
 from imagemend.model.core.weights import DEFAULT_WEIGHTS, recorded_digest, recorded_info
 
-from . import graph, lease, options, progress, reconcile
+from . import graph, groups, lease, options, progress, reconcile
 from .infer import model_name
 from .options import ModelOptions, OutputOptions, RunOptions
 from .shard import Hooks
@@ -203,7 +204,7 @@ def run(opts: RunOptions, beam_argv: list[str], hooks: Hooks | None = None) -> d
         shards = sample(shards, inp.sample, inp.seed)
     # the weights by their recorded digest, not their path: a file replaced in place changes it
     settings = {**opts.settings(), **(hooks.settings() if hooks else {}),
-                "weights_sha256": recorded_digest(opts.model.weights or DEFAULT_WEIGHTS)}
+                "weights_sha256": recorded_digest(opts.model.weights or DEFAULT_WEIGHTS), **groups.settings(opts)}
     warn_disabled(opts.model)
     p = pipeline_for(beam_argv)  # before the output is touched: a runner that cannot start leaves nothing
     out_fs, out_root = filesystem(output.url, output.storage)
@@ -238,6 +239,7 @@ def _launch(opts: RunOptions, hooks: Hooks | None, p: beam.Pipeline, beam_argv: 
         "assumed": list(opts.model.assume) or None, "image_format": opts.output.image_format,
         "model": model_name(opts.model.weights),
         "suite": settings["suite"] or None, "cases": settings["cases"] or None,
+        "group_by": opts.groups.group_by if opts.groups.active else None,
         "manifest": manifest, "started_unix": started,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     }
@@ -293,6 +295,9 @@ def report(summary: dict) -> str:
           if summary.get("files_skipped") else []),
         *[f"{t + ':':16} " + ", ".join(f"{n} {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
           for t, reasons in summary.get("tasks", {}).items()],
+        *([f"groups:          {len(g['decisions'])} by {g['group_by']} ({g['table']}); " + "; ".join(
+            f"{t} " + ", ".join(f"{n} {why}" for why, n in reasons.items()) for t, reasons in g["counts"].items())]
+          if (g := summary.get("groups")) else []),
         *[f"failed at {stage + ':':7} " + ", ".join(f"{n} {kind}" for kind, n in kinds.items())
           for stage, kinds in summary.get("failures", {}).items()],
         *([f"left for a rerun: {c['left']} of the failed (retryable: the store, the network or the disk)"]

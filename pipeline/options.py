@@ -1,6 +1,7 @@
 """All configuration of an `imagemend run` in one place: four small frozen parts and their command-line flags.
 
-    RunOptions(input: InputOptions, output: OutputOptions, model: ModelOptions, work: WorkOptions, run_id)
+    RunOptions(input: InputOptions, output: OutputOptions, model: ModelOptions, work: WorkOptions, run_id,
+               groups: GroupOptions)
 
 Each part holds its own defaults and checks, and each function takes the part it uses: the sources
 the input part, the sinks the output part, the model loader the model part (pipeline/infer.py), a
@@ -18,7 +19,8 @@ import secrets
 import time
 
 from imagemend.model.core.config import RestoreConfig
-from imagemend.model.core.tasks import TASKS
+from imagemend.model.core.groups import GROUP_TASKS
+from imagemend.model.core.tasks import TASKS, TONE_TASKS
 
 LAYOUTS = ("auto", "files", "tar", "parquet")
 IMAGE_FORMATS = ("same", "png", "jpeg", "webp", "tiff")
@@ -111,7 +113,37 @@ class WorkOptions:
             raise ValueError("--retries and --retry-wait must be >= 0")
 
 
-PARTS = {"input": InputOptions, "output": OutputOptions, "model": ModelOptions, "work": WorkOptions}
+GROUP_KINDS = ("none", "folder", "shard", "archive", "exif:Model", "exif:date")  # and column:NAME
+
+
+@dataclass(frozen=True)
+class GroupOptions:
+    """Tone and colour read per group of photos (pipeline/groups.py): which photos form a group, how small a
+    group is read per photo, the share of clean groups that may be corrected by mistake, and the tone tasks a
+    group may correct (the others are tested and reported only: model.core.groups.GROUP_TASKS)."""
+    group_by: str = "folder"  # folder, shard, archive, exif:Model, exif:date, column:NAME or none
+    min_group: int = 8
+    group_alpha: float = 0.01
+    group_tasks: tuple[str, ...] = GROUP_TASKS
+
+    def __post_init__(self):
+        if self.group_by not in GROUP_KINDS and not (self.group_by.startswith("column:") and self.group_by[7:]):
+            raise ValueError(f"--group-by must be one of {', '.join(GROUP_KINDS)} or column:NAME, "
+                             f"not {self.group_by!r}")
+        if self.min_group < 1 or not 0 < self.group_alpha < 1:
+            raise ValueError("--min-group must be >= 1 and --group-alpha in (0, 1)")
+        try:  # in the registry's order: the recorded settings compare equal
+            object.__setattr__(self, "group_tasks", parse_group_tasks(",".join(self.group_tasks)))
+        except argparse.ArgumentTypeError as e:
+            raise ValueError(str(e)) from None
+
+    @property
+    def active(self) -> bool:
+        return self.group_by != "none"
+
+
+PARTS = {"input": InputOptions, "output": OutputOptions, "model": ModelOptions, "work": WorkOptions,
+         "groups": GroupOptions}
 
 
 @dataclass(frozen=True)
@@ -122,6 +154,7 @@ class RunOptions:
     model: ModelOptions = field(default_factory=ModelOptions)
     work: WorkOptions = field(default_factory=WorkOptions)
     run_id: str = ""
+    groups: GroupOptions = field(default_factory=GroupOptions)
 
     def __post_init__(self):
         if not self.run_id:
@@ -143,13 +176,18 @@ class RunOptions:
         shared = storage_options or {}
         return cls(InputOptions(input, storage={**shared, **(input_storage_options or {})}, **parts["input"]),
                    OutputOptions(output, storage={**shared, **(output_storage_options or {})}, **parts["output"]),
-                   ModelOptions(**parts["model"]), WorkOptions(**parts["work"]), run_id)
+                   ModelOptions(**parts["model"]), WorkOptions(**parts["work"]), run_id,
+                   GroupOptions(**parts["groups"]))
 
     def settings(self) -> dict:
         """What changes the bytes a run writes, not how fast it runs: an output keeps one set. `suite` and
-        `cases` are an evaluation's (pipeline/evaluate.py): empty in a run, as in the outputs written before."""
+        `cases` are an evaluation's (pipeline/evaluate.py): empty in a run, as in the outputs written before;
+        the grouping only where a run groups (outputs written per photo resume with --group-by none)."""
         return {"tasks": self.model.strengths, "assume": sorted(self.model.assume), "weights": self.model.weights,
-                "image_format": self.output.image_format, "quality": self.output.quality, "suite": "", "cases": []}
+                "image_format": self.output.image_format, "quality": self.output.quality, "suite": "", "cases": [],
+                **({"group_by": self.groups.group_by, "min_group": self.groups.min_group,
+                    "group_alpha": self.groups.group_alpha, "group_tasks": list(self.groups.group_tasks)}
+                   if self.groups.active else {})}
 
 
 def new_run_id() -> str:
@@ -164,6 +202,16 @@ def parse_tasks(text: str) -> list[str]:
     if bad:
         raise argparse.ArgumentTypeError(f"unknown task(s) {bad}; choose from {', '.join(TASKS)}")
     return tasks
+
+
+def parse_group_tasks(text: str) -> tuple[str, ...]:
+    """--group-tasks: a comma list of cast, exposure, contrast, or all (at least one)."""
+    tasks = TONE_TASKS if text.strip() == "all" else tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [t for t in tasks if t not in TONE_TASKS]
+    if bad or not tasks:
+        raise argparse.ArgumentTypeError(f"--group-tasks takes a comma list of {', '.join(TONE_TASKS)} or all, "
+                                         f"not {text!r}")
+    return tuple(t for t in TONE_TASKS if t in tasks)
 
 
 def parse_strength(text: str) -> dict[str, float]:
@@ -202,7 +250,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_processing_arguments(p: argparse.ArgumentParser) -> None:
     """Flags shared by `run` and `demo`."""
-    i, m, w = InputOptions(), ModelOptions(), WorkOptions()
+    i, m, w, g = InputOptions(), ModelOptions(), WorkOptions(), GroupOptions()
     p.add_argument("--layout", choices=LAYOUTS, default="auto", help="force the input layout (default: detect)")
     p.add_argument("--image-format", choices=IMAGE_FORMATS, default="same", help="output image format")
     p.add_argument("--quality", type=int, help="JPEG/WebP quality (default: keep a JPEG's own tables, else 92)")
@@ -214,6 +262,17 @@ def add_processing_arguments(p: argparse.ArgumentParser) -> None:
                    "e.g. exposure,contrast: corrected wherever the model reads any, not only where no clean photo "
                    "reads as much (clean photos get corrected too); cast, exposure and contrast are then read from "
                    "the photo's statistics (model/core/tone_cues.py)")
+    p.add_argument("--group-by", default=g.group_by, metavar="KEY", help="read tone and colour damage per group "
+                   "of photos: folder (default), shard, archive (all one group), exif:Model (camera), exif:date "
+                   "(day taken), column:NAME (a Parquet input's column) or none (per photo only)")
+    p.add_argument("--min-group", type=int, default=g.min_group, help="smaller groups are read per photo "
+                   "(default %(default)s)")
+    p.add_argument("--group-alpha", type=float, default=g.group_alpha, help="share of clean groups that may be "
+                   "corrected by mistake (default %(default)s)")
+    p.add_argument("--group-tasks", type=parse_group_tasks, default=g.group_tasks, metavar="TASKS",
+                   help="the tone tasks a group may correct: a comma list of cast, exposure, contrast, or all "
+                   "(default: cast; exposure and contrast by group fired on most held-out clean groups of real "
+                   "camera photos, model/weights/eval-groups/results.md); the others are still tested and reported")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (cuda never falls back to cpu)")
     p.add_argument("--weights", help="weights file (path or fsspec URL; default: the shipped weights)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
@@ -279,7 +338,8 @@ def from_args(args: argparse.Namespace, **overrides) -> RunOptions:
         progress=args.progress, sample=args.sample, seed=args.seed,
         storage_options=args.storage_options,
         input_storage_options=args.input_storage_options, output_storage_options=args.output_storage_options,
-        run_id=args.run_id,
+        run_id=args.run_id, group_by=args.group_by, min_group=args.min_group, group_alpha=args.group_alpha,
+        group_tasks=tuple(args.group_tasks),
     )
     values.update(overrides)
     return RunOptions.of(**values)

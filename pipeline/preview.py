@@ -16,11 +16,12 @@ import posixpath
 import tarfile
 
 import fsspec
-from imagemend.model.core.pixels import IMAGE_SUFFIXES
-from imagemend.model.core.tasks import TASKS
 import numpy as np
 from PIL import Image, ImageOps
 import pyarrow.parquet as pq
+
+from imagemend.model.core.pixels import IMAGE_SUFFIXES
+from imagemend.model.core.tasks import TASKS
 
 from .options import _json
 from .sinks import read_tables

@@ -7,9 +7,11 @@ weight-free measure (pipeline/measures.py), each before and after restoration.
 
 import argparse
 
-from imagemend.model.core.restore import REASONS
-from imagemend.model.core.tasks import REGISTRY
 import pyarrow as pa
+
+from imagemend.model.core.groups import CLEAN
+from imagemend.model.core.restore import REASONS
+from imagemend.model.core.tasks import REGISTRY, TONE_TASKS
 
 # task -> (weight-free measure key, what the measure is); the model's estimate of each is model/core/tasks.py's
 MEASURES = {
@@ -34,7 +36,9 @@ def _task_fields() -> list[pa.Field]:
         fields += [
             column(f"{t}_applied", pa.bool_(), f"whether {t} ran (it is skipped when not asked for or when the "
                "estimated severity is below its threshold)", False),
-            column(f"{t}_reason", pa.string(), f"why {t} ran or not: {', '.join(REASONS)}", False),
+            column(f"{t}_reason", pa.string(), f"why {t} ran or not: {', '.join(REASONS)}"
+                   + (f"; for a tone task in a group of photos that was tested, {CLEAN} (group: "
+                      "its group's reading corrected it, pipeline/groups.py)" if t in TONE_TASKS else ""), False),
             column(f"{t}_strength", pa.float64(), f"strength {t} ran at (0 when not applied)", False),
             column(f"{t}_estimate_before", pa.float64(), f"model estimate `{est}` of the input: {est_unit}", False),
             column(f"{t}_estimate_after", pa.float64(), f"model estimate `{est}` of the output", False),
@@ -66,6 +70,9 @@ METRICS_SCHEMA = pa.schema([
     column("output_format", pa.string(), "format of the written image", False),
     column("status", pa.string(), "restored (at least one task applied) or unchanged (the input bytes are copied when "
        "the format is kept)", False),
+    column("group", pa.string(), "the photo's group of photos under --group-by (pipeline/groups.py; its decision "
+           "is the row of groups/groups.parquet with this key); null with --group-by none or where the photo has no "
+           "value (no EXIF camera model or date, a null Parquet cell)"),
     *_task_fields(),
     column("clipped_high_before", pa.float64(), "share of input pixels whose brightest channel is >= 0.995", False),
     column("clipped_high_after", pa.float64(), "the same share in the output", False),

@@ -25,13 +25,15 @@ import time
 from typing import TYPE_CHECKING
 
 from fsspec import AbstractFileSystem
-from imagemend.model.core.measures import measure
-from imagemend.model.core.tasks import REGISTRY, TASKS
 import numpy as np
 import pyarrow as pa
 
+from imagemend.model.core.measures import measure
+from imagemend.model.core.tasks import REGISTRY, TASKS
+
 from .decode import Decoded, decode
 from .encode import EXTENSIONS, FORMATS, encode, output_format, output_name, same_format
+from .groups import group_key, photo_reasons, photo_tone
 from .options import OutputOptions, RunOptions, WorkOptions
 from .progress import Progress, worker_id
 from .retry import Backoff
@@ -78,6 +80,9 @@ class Item:
     result: "Restoration | None" = None  # what the model made of it, pixels apart (pipeline/infer.py)
     after: dict = field(default_factory=dict)
     scores: dict = field(default_factory=dict)  # Hooks.score's columns
+    group: str | None = None  # its group of photos (pipeline/groups.py), the group's decision, and the tone
+    decision: dict | None = None  # damages the group told for this photo (Restorer.restore(tone=))
+    tone: dict | None = None
     data: bytes = b""
     name: str = ""
     format: str = ""
@@ -153,7 +158,7 @@ def _restored(it: Item, r: "Restoration | Exception") -> Item | Failure:
     """The item with the model's result (its pixels kept apart, to be freed once encoded), or its failure."""
     if isinstance(r, Exception):
         return Failure.of(it.rec, "restore", r)
-    it.out, it.result = r.image, replace(r, image=None)
+    it.out, it.result = r.image, replace(r, image=None, reasons=photo_reasons(r.reasons, it.decision))
     it.timings["restore_s"] = r.restore_s
     return it
 
@@ -192,7 +197,7 @@ def metrics_row(it: Item, uri: str, run_id: str, model) -> dict:
         "run_id": run_id, "shard": rec.shard, "index": rec.index, "key": rec.key, "key_bytes": rec.raw_key,
         "source_uri": rec.uri,
         "output_uri": uri, "width": it.width, "height": it.height, "mode": meta.mode,
-        "format": meta.format, "output_format": it.format, "status": it.status,
+        "format": meta.format, "output_format": it.format, "status": it.status, "group": it.group,
     }
     for task in REGISTRY:
         t, est, meas = task.name, task.estimate, MEASURES[task.name][0]
@@ -246,8 +251,11 @@ def _sink(shard: Shard, opts: RunOptions, fs: AbstractFileSystem, paths: OutputP
 class _Run:
     """The mutable state of one shard's pass: sink, rows, failures."""
 
-    def __init__(self, opts: RunOptions, model: "LoadedModel", sink, progress: Progress, hooks: Hooks | None):
+    def __init__(self, opts: RunOptions, model: "LoadedModel", sink, progress: Progress, hooks: Hooks | None,
+                 shard: Shard, groups: dict | None = None):
         self.work, self.output, self.max_pixels = opts.work, opts.output, opts.input.max_pixels
+        self.shard, self.group_by = shard, opts.groups.group_by
+        self.groups = groups if groups is not None and opts.groups.active else None
         self.strengths, self.run_id = opts.model.strengths, opts.run_id
         self.model, self.sink, self.progress, self.hooks = model, sink, progress, hooks
         self.rows: list[dict] = []
@@ -296,7 +304,8 @@ class _Run:
 
         def flush():
             images, jpeg = [it.dec.pixels for it in batch], [bool(it.dec.meta.jpeg) for it in batch]  # a JPEG file
-            restoring.append((list(batch), self.model.submit(images, jpeg, self.strengths)))
+            tone = [it.tone for it in batch] if self.groups is not None else None
+            restoring.append((list(batch), self.model.submit(images, jpeg, self.strengths, tone)))
             batch.clear()
             drain(self.model.restores, ahead)
 
@@ -304,6 +313,10 @@ class _Run:
             if isinstance(x, Failure):  # it has no output in the sink, so its place in the order is free
                 self.write(x)
                 continue
+            if self.groups is not None:
+                x.group = group_key(x.rec, self.shard, self.group_by)
+                x.decision = self.groups.get(x.group) if x.group is not None else None
+                x.tone = photo_tone(self.groups, x.group, self.shard.id, x.rec.index)
             batch.append(x)
             if sum(it.pixels for it in batch) >= self.model.pixel_budget or len(batch) >= self.work.batch_images:
                 flush()
@@ -317,7 +330,7 @@ def backoff(work: WorkOptions) -> Backoff:
 
 
 def process_shard(shard: Shard, opts: RunOptions, model: "LoadedModel", pool: Executor, progress: Progress,
-                  hooks: Hooks | None = None) -> dict:
+                  hooks: Hooks | None = None, groups: dict | None = None) -> dict:
     """Counts for one shard; a shard with a matching done-marker is skipped (unless --overwrite)."""
     fs_out, root = filesystem(opts.output.url, opts.output.storage)
     paths = OutputPaths(root)
@@ -327,7 +340,7 @@ def process_shard(shard: Shard, opts: RunOptions, model: "LoadedModel", pool: Ex
     fs_in, _ = filesystem(shard.base, opts.input.storage)
     started = time.time()
     sink = _sink(shard, opts, fs_out, paths, loose=hooks is not None)
-    run = _Run(opts, model, sink, progress, hooks)
+    run = _Run(opts, model, sink, progress, hooks, shard, groups)
     try:
         records = read_records(shard, fs_in, opts.input, backoff(opts.work))
         run.stream(records if hooks is None else hooks.expand(records), pool)

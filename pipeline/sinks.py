@@ -5,6 +5,8 @@ Layout under --output:
     images/<shard>.tar|.parquet     tar and Parquet shards, mirroring the input shards
     metrics/<shard>.parquet         one row per restored record (schema.METRICS_SCHEMA)
     errors/<shard>.parquet          one row per failed record (schema.ERRORS_SCHEMA)
+    groups/groups.parquet           one row per group of photos: its tone decisions (pipeline/groups.py)
+    _stats/<shard>.parquet          the shard's pass-1 tone readings, kept for reruns
     _done/<shard>.json              written last: the shard is finished and is skipped on a rerun
     _runs/<run_id>/shards.jsonl     the shard list of a run;  summary.json  the counts of the last run
     _lease.json                     the run that holds the output while it runs (pipeline/lease.py)
@@ -246,8 +248,9 @@ def read_manifest(uri: str, storage_options: dict) -> Iterator[Shard]:
             yield Shard.from_json(line)
 
 
-def write_summary(counts: dict, storage_options: dict, output: str, plan: dict) -> dict:
-    """The run's counts beside its plan, as summary.json (latest run) and _runs/<run_id>/summary.json."""
+def write_summary(counts: dict, storage_options: dict, output: str, plan: dict, groups: dict | None = None) -> dict:
+    """The run's counts beside its plan, as summary.json (latest run) and _runs/<run_id>/summary.json; groups:
+    the group decisions (pipeline/groups.py write_groups)."""
     fs, root = filesystem(output, storage_options)
     paths = OutputPaths(root)
     flat = {k: v for k, v in counts.items() if ":" not in k}
@@ -260,6 +263,8 @@ def write_summary(counts: dict, storage_options: dict, output: str, plan: dict) 
     summary["metrics"] = to_uri(fs, join(root, "metrics"))
     summary["errors"] = to_uri(fs, join(root, "errors"))
     summary["images"] = to_uri(fs, join(root, "images"))
+    if groups:
+        summary["groups"] = groups
     write_json(fs, paths.summary(plan["run_id"]), summary)
     write_json(fs, paths.summary(), summary)
     return summary

@@ -22,6 +22,7 @@ import tarfile
 from typing import BinaryIO, NamedTuple
 
 from fsspec import AbstractFileSystem
+
 from imagemend.model.core.pixels import IMAGE_SUFFIXES
 
 from .options import InputOptions, OutputOptions

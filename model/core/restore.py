@@ -45,7 +45,8 @@ class Restored:
 
 
 # why a task ran or not, as the metrics' <task>_reason columns say it
-REASONS = ("applied", "told by --assume", "not requested", "disabled by weights", "below threshold", "grey image")
+REASONS = ("applied", "told by --assume", "group", "not requested", "disabled by weights", "below threshold",
+           "grey image")
 
 
 @dataclass
@@ -234,7 +235,7 @@ class Restorer:
 
     @torch.inference_mode()
     def _estimate(self, planes: list[_Planes], edges: list[bool] | None = None,
-                  jpeg: list[bool] | None = None) -> dict[str, torch.Tensor]:
+                  jpeg: list[bool] | None = None, tone: list[dict | None] | None = None) -> dict[str, torch.Tensor]:
         """edges: which images to read the edge blur of (default all; the others read NaN).
         jpeg: which were decoded from JPEG files (default none): their noise reading is not bounded
         by the flattest patches, which JPEG's quantisation flattens whatever the noise."""
@@ -275,6 +276,8 @@ class Restorer:
                 est["contrast"][i] = read["contrast"]
                 knots = est["curve"].shape[1]
                 est["curve"][i] = tone_cues.undo_contrast_curve(read["contrast"], read["mean_luma"], knots)
+        for i, told in enumerate(tone or []):  # the group's damages (model/core/groups.py) stand where given
+            _tell(est, i, told or {}, planes[i].array)
         return est
 
     def estimate(self, images: list[np.ndarray], edges: list[bool] | None = None,
@@ -284,8 +287,9 @@ class Restorer:
         est = self._estimate([_Planes.of(a) for a in images], edges, jpeg)
         return [severities(est, i) for i in range(len(images))]
 
-    def _decide(self, sev: dict[str, float], tasks: dict[str, float], grey: bool) -> tuple[dict, dict, dict]:
-        big = needs(sev, self.cfg, grey)
+    def _decide(self, sev: dict[str, float], tasks: dict[str, float], grey: bool,
+                group: Iterable[str] = ()) -> tuple[dict, dict, dict]:
+        big = needs(sev, self.cfg, grey) | {t: t != "cast" or not grey for t in group}  # the group decided
         applied = {t: bool(big[t] and tasks.get(t, 0.0) > 0) for t in TASKS}
         strength = {t: float(tasks.get(t, 0.0)) if applied[t] else 0.0 for t in TASKS}
         # a soft onset (RestoreConfig.denoise_onset), except where the camera-noise reader decided (its own threshold)
@@ -294,11 +298,11 @@ class Restorer:
             t = self.cfg.min_noise_sigma
             strength["denoise"] *= min(1.0, (sev["noise_sigma"] - t) / (self.cfg.denoise_onset * t))
             applied["denoise"] = strength["denoise"] > 0  # at the threshold itself: nothing to do
-        return applied, strength, {t: self._reason(t, applied[t], tasks, grey) for t in TASKS}
+        return applied, strength, {t: self._reason(t, applied[t], tasks, grey, t in group) for t in TASKS}
 
-    def _reason(self, task: str, applied: bool, tasks: dict[str, float], grey: bool) -> str:
+    def _reason(self, task: str, applied: bool, tasks: dict[str, float], grey: bool, group: bool = False) -> str:
         if applied:
-            return "told by --assume" if task in self.assumed else "applied"
+            return "group" if group else "told by --assume" if task in self.assumed else "applied"
         if tasks.get(task, 0.0) <= 0:
             return "not requested"
         if math.isinf(getattr(self.cfg, THRESHOLD[task])) and task not in self.assumed:
@@ -331,12 +335,15 @@ class Restorer:
 
     @torch.inference_mode()
     def restore(self, images: "list[ImageLike]", tasks: dict[str, float] | None = None,
-                jpeg: list[bool] | None = None, after: bool = False) -> list[Restored]:
+                jpeg: list[bool] | None = None, tone: list[dict | None] | None = None,
+                after: bool = False) -> list[Restored]:
         """A list of images (arrays, PIL images or paths; for one, `restore_one`). tasks maps task ->
         strength (0 switches a task off); default: every task at full strength. jpeg: which images
         were decoded from JPEG files (what the pixels alone tell less surely); by default read from
-        the files and PIL images, False for arrays. after: also read the outputs' severities, as
-        `estimate` would (Restored.estimates_after), in the same call."""
+        the files and PIL images, False for arrays. tone: per image, tone damages its group read
+        (model/core/groups.py GroupDecision.tone: cast as log R/G and log B/G, exposure in EV, contrast as
+        a log factor) or None; they are applied as told readings are, with the reason "group". after: also
+        read the outputs' severities, as `estimate` would (Restored.estimates_after), in the same call."""
         tasks = {t: 1.0 for t in TASKS} if tasks is None else tasks
         unknown = set(tasks) - set(TASKS)
         if unknown:
@@ -348,11 +355,11 @@ class Restorer:
         planes = [_Planes.of(a) for a in images]
         if not planes:
             return []
-        est = self._estimate(planes, jpeg=jpeg)
+        est = self._estimate(planes, jpeg=jpeg, tone=tone)
         jobs, results = [], []
         for i, p in enumerate(planes):
             sev = severities(est, i)
-            applied, strength, reasons = self._decide(sev, tasks, p.grey)
+            applied, strength, reasons = self._decide(sev, tasks, p.grey, tone[i] or {} if tone else ())
             out = images[i].copy()
             results.append(Restored(out, sev, applied, strength, reasons))
             if not any(applied.values()):
@@ -430,6 +437,18 @@ class Restorer:
 
 
 ImageLike = np.ndarray | str | Path  # or a PIL image
+
+
+def _tell(est: dict[str, torch.Tensor], i: int, told: dict, pixels: np.ndarray) -> None:
+    """Image i's estimates overwritten by told tone damages, as the told readings of --assume are."""
+    if "cast" in told:
+        est["cast_log_gain"][i] = tone_cues.chroma_to_log_gains(np.asarray(told["cast"], dtype=np.float64))
+    if "exposure" in told:
+        est["exposure_ev"][i] = float(told["exposure"])
+    if "contrast" in told:
+        mean_luma = float((tone_cues.rgb_view(pixels) @ np.asarray(LUMA)).mean())
+        est["contrast"][i] = float(told["contrast"])
+        est["curve"][i] = tone_cues.undo_contrast_curve(float(told["contrast"]), mean_luma, est["curve"].shape[1])
 
 
 def is_one_image(x) -> bool:

@@ -1,12 +1,13 @@
 """The Python API: one image or a list, arrays, PIL images and paths, and nothing ambiguous."""
 
-from imagemend.model import Restorer
-from imagemend.model.metrics import psnr
 import numpy as np
 from PIL import Image
 import pytest
 from skimage import data
 import torch
+
+from imagemend.model import Restorer
+from imagemend.model.metrics import psnr
 
 PHOTO = data.astronaut()[:128, :160]
 

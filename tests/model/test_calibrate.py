@@ -2,15 +2,16 @@
 
 import math
 
-from imagemend.model.core.config import RestoreConfig
-from imagemend.model.core.restore import Restorer, read_sigma
-from imagemend.model.core.weights import load_weights, save_weights
-from imagemend.model.tools.calibrate import main
 import numpy as np
 from PIL import Image
 import pytest
 from skimage import data
 import torch
+
+from imagemend.model.core.config import RestoreConfig
+from imagemend.model.core.restore import Restorer, read_sigma
+from imagemend.model.core.weights import load_weights, save_weights
+from imagemend.model.tools.calibrate import main
 
 
 def test_thresholds_are_stored_and_a_disabled_task_never_runs(tmp_path, active_net):

@@ -3,12 +3,13 @@
 from dataclasses import replace
 import io
 
-from imagemend.model.core.config import CameraConfig, DegradationConfig
-from imagemend.model.damage import camera
-from imagemend.model.damage.degrade import degrade, sample_params
 from PIL import Image, JpegImagePlugin
 import pytest
 import torch
+
+from imagemend.model.core.config import CameraConfig, DegradationConfig
+from imagemend.model.damage import camera
+from imagemend.model.damage.degrade import degrade, sample_params
 
 
 def photo(n=2, size=64, seed=0):

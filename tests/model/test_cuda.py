@@ -6,6 +6,11 @@ Runs only where CUDA exists (skipped in CI, which has no GPU; run on a GPU machi
 
 from dataclasses import replace
 
+import numpy as np
+import pytest
+from skimage import data
+import torch
+
 from imagemend.model import Restorer
 from imagemend.model.core.config import LossConfig, NetConfig, RestoreConfig
 from imagemend.model.core.deblur import edge_blur
@@ -14,11 +19,6 @@ from imagemend.model.core.restore import _Planes
 from imagemend.model.core.weights import load_weights
 from imagemend.model.metrics import capped_psnr
 from imagemend.model.training.train import train
-import numpy as np
-import pytest
-from skimage import data
-import torch
-
 from tests.support.training import SMALL, photo_folder
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -2,18 +2,19 @@
 
 import math
 
-from imagemend.model.core import deblur
-from imagemend.model.core.config import RestoreConfig
-from imagemend.model.core.restore import Restorer
-from imagemend.model.damage.degrade import blur_kernel
-from imagemend.model.metrics import psnr
-from imagemend.model.tools import edge_blur_readings
 import numpy as np
 from PIL import Image
 import pytest
 from scipy import ndimage as ndi
 from skimage import data, filters
 import torch
+
+from imagemend.model.core import deblur
+from imagemend.model.core.config import RestoreConfig
+from imagemend.model.core.restore import Restorer
+from imagemend.model.damage.degrade import blur_kernel
+from imagemend.model.metrics import psnr
+from imagemend.model.tools import edge_blur_readings
 
 ASTRONAUT = data.astronaut().astype(np.float32) / 255  # reads 0.66 px sharp: its own softness
 

@@ -2,11 +2,12 @@
 
 import math
 
+import pytest
+import torch
+
 from imagemend.model.core.color import linear_to_srgb, srgb_to_linear
 from imagemend.model.core.config import DegradationConfig
 from imagemend.model.damage.degrade import blur_amount, blur_kernel, degrade, fixed_params, sample_params
-import pytest
-import torch
 
 
 def photos(n=4, size=64, seed=0):

@@ -9,14 +9,15 @@ skipped, not loosened).
 import argparse
 import json
 
+from PIL import Image
+import pytest
+
 from imagemend.model.core.restore import Restorer
 from imagemend.model.evaluation import estimators
 from imagemend.model.evaluation.suites import suite
 from imagemend.model.reports import estimators as estimators_doc
 from imagemend.model.reports.figures import SAMPLE_PHOTOS, sample_photo
 from imagemend.model.reports.provenance import PLACEHOLDER
-from PIL import Image
-import pytest
 
 CASES = ("clean", "noise15", "noise25", "blur-gauss1", "blur-gauss2", "blur-gauss3", "blur-motion5", "blur-motion9",
          "blur-motion13", "cast-warm", "cast-green", "exposure-1", "exposure+0.7", "contrast0.55", "contrast0.85")

@@ -2,9 +2,10 @@
 
 import json
 
-from imagemend.model.evaluation import evaluate
 from PIL import Image
 from skimage import data
+
+from imagemend.model.evaluation import evaluate
 
 
 def test_the_evaluation_command_runs_the_named_cases_and_says_what_it_was_told(tmp_path):

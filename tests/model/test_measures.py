@@ -1,9 +1,10 @@
 """The weight-free pixel measures written beside each output (model/core/measures.py)."""
 
 
-from imagemend.model.core import measures
 import numpy as np
 import pytest
+
+from imagemend.model.core import measures
 
 
 def test_measures_respond_to_what_they_measure():

@@ -1,9 +1,10 @@
 """Joining a local-stage U-Net and a global-stage branch keeps each half and the whole history."""
 
+import torch
+
 from imagemend.model.core.net import ImagemendNet
 from imagemend.model.core.weights import load_weights, save_weights
 from imagemend.model.tools.merge import merge
-import torch
 
 
 def test_merge_takes_each_half_from_its_file_and_keeps_the_history(tmp_path):

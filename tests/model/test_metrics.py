@@ -1,12 +1,13 @@
 """Full-reference metrics: the same numbers as scikit-image, and a misshapen output is an error, not a score."""
 
-from imagemend.model import metrics
-from imagemend.model.evaluation.suites import CASES
 import numpy as np
 import pytest
 from skimage import data
 from skimage.color import deltaE_ciede2000, rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from imagemend.model import metrics
+from imagemend.model.evaluation.suites import CASES
 
 PHOTO = data.astronaut()[100:260, 120:320]
 DAMAGES = ("noise25", "blur-gauss2", "cast-warm", "exposure-2", "contrast0.55")

@@ -1,8 +1,9 @@
 """The network's own pieces: what the restore relies on when it skips work."""
 
-from imagemend.model.core.net import PixelShuffle, pixel_unshuffle
 import torch
 import torch.nn.functional as F
+
+from imagemend.model.core.net import PixelShuffle, pixel_unshuffle
 
 
 def test_the_cpu_pixel_shuffles_are_torchs():

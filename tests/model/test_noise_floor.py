@@ -2,14 +2,15 @@
 
 import io
 
-from imagemend.model.core import noise_floor
-from imagemend.model.core.config import RestoreConfig
-from imagemend.model.core.restore import Restorer
-from imagemend.model.tools import noise_floor_knots
 import numpy as np
 from PIL import Image
 import pytest
 from skimage import data
+
+from imagemend.model.core import noise_floor
+from imagemend.model.core.config import RestoreConfig
+from imagemend.model.core.restore import Restorer
+from imagemend.model.tools import noise_floor_knots
 
 PHOTO = data.astronaut()
 

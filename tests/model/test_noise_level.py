@@ -1,11 +1,12 @@
 """The camera-noise reader: where it reads, what it returns, and how a restore uses it."""
 
-from imagemend.model.core.config import RestoreConfig
-from imagemend.model.core.noise_level import MAX_PATCHES, PATCH, NoiseReader, grid_patches, read
-from imagemend.model.core.restore import deconvolves
 import numpy as np
 import pytest
 import torch
+
+from imagemend.model.core.config import RestoreConfig
+from imagemend.model.core.noise_level import MAX_PATCHES, PATCH, NoiseReader, grid_patches, read
+from imagemend.model.core.restore import deconvolves
 
 
 @pytest.mark.parametrize("shape", [(512, 768, 3), (2000, 300, 3), (48, 48), (100, 60, 4)])

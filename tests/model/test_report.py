@@ -5,6 +5,11 @@ from dataclasses import replace
 import json
 import shlex
 
+import numpy as np
+from PIL import Image
+import pytest
+from skimage import data
+
 from imagemend.model.core.config import LossConfig, TrainConfig
 from imagemend.model.evaluation import baselines
 from imagemend.model.evaluation.scoring import Method, ScoreCache, identity, score_all, summarise
@@ -12,10 +17,6 @@ from imagemend.model.evaluation.suites import CASES
 from imagemend.model.metrics import capped_psnr
 from imagemend.model.reports import quality as report
 from imagemend.model.training import train
-import numpy as np
-from PIL import Image
-import pytest
-from skimage import data
 
 PHOTO = data.astronaut()[60:188, 150:310]
 
@@ -202,8 +203,9 @@ def test_a_loss_where_imagemend_left_the_photos_alone_says_so():
 def test_report_scores_real_pairs_against_their_references_and_sheets_noisy_photos(tmp_path, active_weights):
     """Pairs `<name>_real` / `<name>_mean` (here scikit-image photos through the camera pipeline) get the
     "Real photos" section; noisy photos without references get a sheet under the ignored real/ folder."""
-    from imagemend.model.damage import camera
     import torch
+
+    from imagemend.model.damage import camera
 
     pairs, noisy = tmp_path / "pairs", tmp_path / "noisy"
     pairs.mkdir(), noisy.mkdir()

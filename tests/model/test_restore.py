@@ -1,12 +1,13 @@
 """The restorer: exact tiling, every image mode and depth, task switches."""
 
-from imagemend.model.core.config import RestoreConfig
-from imagemend.model.core.restore import Restorer
-from imagemend.model.core.tasks import TASKS
 import numpy as np
 import pytest
 from skimage import data
 import torch
+
+from imagemend.model.core.config import RestoreConfig
+from imagemend.model.core.restore import Restorer
+from imagemend.model.core.tasks import TASKS
 
 
 def restorer(net, **cfg):

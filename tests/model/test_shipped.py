@@ -5,15 +5,16 @@ mismatched weights file, not a small regression. Tasks the shipped weights do no
 strict xfails: the day they start working, the xfail fails and the margin must be written down.
 """
 
+import numpy as np
+import pytest
+from skimage import data
+
 from imagemend.model import Restorer
 from imagemend.model.core.config import RestoreConfig
 from imagemend.model.core.tasks import THRESHOLD
 from imagemend.model.damage.degrade import damaged, fixed_params
 from imagemend.model.evaluation import suites
 from imagemend.model.metrics import psnr
-import numpy as np
-import pytest
-from skimage import data
 
 PHOTOS = [data.chelsea(), data.coffee()]
 NOT_YET = pytest.mark.xfail(strict=True, reason="the global heads are not accurate enough yet: below their "
@@ -98,9 +99,10 @@ def camera_shot(photo: np.ndarray, shot: float, seed: int = 3, blur: float = 0.0
     """(noisy camera JPEG, clean render) of a photo through the camera pipeline at one noise level."""
     from dataclasses import replace
 
+    import torch
+
     from imagemend.model.damage import camera
     from imagemend.model.damage.degrade import apply_blur, blur_kernel
-    import torch
 
     g = torch.Generator().manual_seed(seed)
     x = torch.from_numpy(photo.copy()).permute(2, 0, 1)[None].float() / 255

@@ -2,11 +2,12 @@
 
 import math
 
-from imagemend.model.core.color import linear_to_srgb, srgb_to_linear
-from imagemend.model.core.stats import CHANNELS, CHROMA_RANGE, grid_stats, immerkaer, tensor_stats
 from skimage import data
 import torch
 import torch.nn.functional as F
+
+from imagemend.model.core.color import linear_to_srgb, srgb_to_linear
+from imagemend.model.core.stats import CHANNELS, CHROMA_RANGE, grid_stats, immerkaer, tensor_stats
 
 
 def photo():

@@ -5,11 +5,12 @@ import math
 import subprocess
 import sys
 
-from imagemend.model.core.color import LUMA
-from imagemend.model.evaluation.suites import CASES, SUITES, suite
 import numpy as np
 import pytest
 from skimage import data
+
+from imagemend.model.core.color import LUMA
+from imagemend.model.evaluation.suites import CASES, SUITES, suite
 
 PHOTO = data.chelsea()[:96, :128]
 

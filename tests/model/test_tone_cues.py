@@ -3,13 +3,14 @@ fit command writes a table the restorer reads, and any photo mode reads."""
 
 import json
 
-from imagemend.model.core import tone_cues
-from imagemend.model.damage.degrade import damaged, fixed_params
-from imagemend.model.tools import fit_tone_cues
 import numpy as np
 from PIL import Image
 import pytest
 from skimage import data
+
+from imagemend.model.core import tone_cues
+from imagemend.model.damage.degrade import damaged, fixed_params
+from imagemend.model.tools import fit_tone_cues
 
 PHOTO = (data.astronaut() * 0.8).astype(np.uint8)  # no clipped highlights: every cue moves exactly
 

@@ -2,14 +2,14 @@
 
 from dataclasses import replace
 
-from imagemend.model.core.config import LossConfig, NetConfig
-from imagemend.model.core.net import ImagemendNet
-from imagemend.model.core.weights import load_weights
-from imagemend.model.training.train import loss_config, train
 import numpy as np
 import pytest
 import torch
 
+from imagemend.model.core.config import LossConfig, NetConfig
+from imagemend.model.core.net import ImagemendNet
+from imagemend.model.core.weights import load_weights
+from imagemend.model.training.train import loss_config, train
 from tests.support.training import SMALL, photo_folder
 
 

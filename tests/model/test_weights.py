@@ -1,9 +1,10 @@
 """Weights files: round trip, and refusal of pickles and altered files."""
 
-from imagemend.model.core.net import ImagemendNet
-from imagemend.model.core.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, save_weights
 import pytest
 import torch
+
+from imagemend.model.core.net import ImagemendNet
+from imagemend.model.core.weights import DEFAULT_WEIGHTS, WeightsError, load_weights, save_weights
 
 
 def test_round_trip_keeps_every_tensor_and_the_info(tmp_path):

@@ -19,15 +19,15 @@ import sys
 import tarfile
 import textwrap
 
-from imagemend.pipeline import decode as dec
-from imagemend.pipeline import sources
-from imagemend.pipeline.options import InputOptions, RunOptions
-from imagemend.pipeline.retry import Backoff
 from PIL import Image
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from imagemend.pipeline import decode as dec
+from imagemend.pipeline import sources
+from imagemend.pipeline.options import InputOptions, RunOptions
+from imagemend.pipeline.retry import Backoff
 from tests.support.checks import read_tables
 from tests.support.images import encode, pixels
 from tests.support.jobs import run_job

@@ -2,12 +2,12 @@
 
 import io
 
-from imagemend.pipeline import decode as dec
-from imagemend.pipeline import encode as enc
 import numpy as np
 from PIL import Image, ImageCms
 import pytest
 
+from imagemend.pipeline import decode as dec
+from imagemend.pipeline import encode as enc
 from tests.support.images import encode
 
 

@@ -4,6 +4,11 @@ import io
 from pathlib import Path
 import shutil
 
+import numpy as np
+from PIL import Image
+import pyarrow as pa
+import pytest
+
 from imagemend.model import metrics
 from imagemend.model.evaluation.suites import CASES
 from imagemend.pipeline import cli, evaluate, schema, shard
@@ -11,11 +16,6 @@ from imagemend.pipeline.decode import decode
 from imagemend.pipeline.infer import Restoration
 from imagemend.pipeline.options import OutputOptions
 from imagemend.pipeline.sources import Record
-import numpy as np
-from PIL import Image
-import pyarrow as pa
-import pytest
-
 from tests.support.checks import open_output, read_tables
 from tests.support.images import encode, pixels
 from tests.support.stores import Store

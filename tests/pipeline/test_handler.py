@@ -4,10 +4,11 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that
-from imagemend.model.metrics import psnr
-from imagemend.pipeline.handler import RestoreModelHandler
 import numpy as np
 from skimage import data
+
+from imagemend.model.metrics import psnr
+from imagemend.pipeline.handler import RestoreModelHandler
 
 CLEAN = [data.astronaut()[:96, :128], data.coffee()[:80, :112]]  # two sizes in one batch
 

@@ -4,13 +4,14 @@ import argparse
 import io
 import threading
 
-from imagemend.pipeline import decode as dec
-from imagemend.pipeline import options, shard, sources
-from imagemend.pipeline.options import ModelOptions, RunOptions
 import numpy as np
 from PIL import Image
 import pytest
 from skimage.data import astronaut
+
+from imagemend.pipeline import decode as dec
+from imagemend.pipeline import options, shard, sources
+from imagemend.pipeline.options import ModelOptions, RunOptions
 
 
 def test_the_cores_split_into_single_thread_restores():
@@ -34,9 +35,10 @@ def test_the_cores_split_into_single_thread_restores():
 
 def test_restores_overlap_and_a_large_call_restores_alone(monkeypatch):
     """Two calls must be inside the model at once to pass the barrier; a large call never shares it."""
+    import torch
+
     from imagemend.model import Restorer
     from imagemend.pipeline import infer
-    import torch
 
     inside, most, threads = [], [], []
 
@@ -86,8 +88,9 @@ def test_assumed_damage_reaches_the_model():
 
 
 def test_precision_and_compile_flags_reach_the_model(active_weights):
-    from imagemend.pipeline import infer
     import torch
+
+    from imagemend.pipeline import infer
 
     p = argparse.ArgumentParser()
     options.add_arguments(p)

@@ -1,8 +1,9 @@
 """Where the job runs, and the device checked there (pipeline/job.py)."""
 
 
-from imagemend.pipeline import options
 import pytest
+
+from imagemend.pipeline import options
 
 
 def test_cuda_is_checked_on_the_launcher_only_where_the_job_runs():

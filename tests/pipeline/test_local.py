@@ -16,13 +16,13 @@ import sys
 import tarfile
 import time
 
-from imagemend.pipeline import cli
-from imagemend.pipeline import decode as dec
 import numpy as np
 from PIL import Image
 import pyarrow.parquet as pq
 import pytest
 
+from imagemend.pipeline import cli
+from imagemend.pipeline import decode as dec
 from tests.support.archives import build_archive, build_tar_shards
 from tests.support.checks import check_run, open_output, read_tables, same_outputs
 from tests.support.jobs import run_job

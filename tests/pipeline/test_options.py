@@ -2,9 +2,10 @@
 
 import argparse
 
+import pytest
+
 from imagemend.pipeline import options
 from imagemend.pipeline.options import RunOptions
-import pytest
 
 
 def test_options_parse_tasks_strengths_and_beam_flags():

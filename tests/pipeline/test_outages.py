@@ -17,12 +17,12 @@ import subprocess
 import threading
 import time
 
-from imagemend.pipeline import cli
-from imagemend.pipeline.retry import Backoff, StoreDown, retryable, transient
-from imagemend.pipeline.sources import Failure, Record
 from PIL import Image
 import pytest
 
+from imagemend.pipeline import cli
+from imagemend.pipeline.retry import Backoff, StoreDown, retryable, transient
+from imagemend.pipeline.sources import Failure, Record
 from tests.support.checks import read_tables
 from tests.support.images import encode, pixels
 from tests.support.jobs import run_job

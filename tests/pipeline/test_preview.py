@@ -5,13 +5,14 @@ from pathlib import Path
 import shutil
 import subprocess
 
-from imagemend.pipeline import cli
-from imagemend.pipeline.preview import THUMB
 import numpy as np
 from PIL import Image
 import pytest
 from skimage import data
 from skimage.feature import match_template
+
+from imagemend.pipeline import cli
+from imagemend.pipeline.preview import THUMB
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 

@@ -11,13 +11,13 @@ import os
 from pathlib import Path
 import tarfile
 
-from imagemend.pipeline import job, sources, storage
-from imagemend.pipeline.options import InputOptions, OutputOptions
-from imagemend.pipeline.retry import Backoff
 from PIL import Image
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from imagemend.pipeline import job, sources, storage
+from imagemend.pipeline.options import InputOptions, OutputOptions
+from imagemend.pipeline.retry import Backoff
 from tests.support.checks import read_tables
 from tests.support.images import encode, pixels
 from tests.support.jobs import run_job

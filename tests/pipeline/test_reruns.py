@@ -13,12 +13,12 @@ import subprocess
 import sys
 import time
 
-from imagemend.pipeline import cli, lease, sources
-from imagemend.pipeline.options import InputOptions, OutputOptions
-from imagemend.pipeline.reconcile import UnlistedShards
 from PIL import Image
 import pytest
 
+from imagemend.pipeline import cli, lease, sources
+from imagemend.pipeline.options import InputOptions, OutputOptions
+from imagemend.pipeline.reconcile import UnlistedShards
 from tests.support.archives import build_tar_shards
 from tests.support.checks import read_tables
 from tests.support.images import encode, pixels

@@ -13,9 +13,9 @@ import json
 import os
 from pathlib import Path
 
-from imagemend.pipeline import cli
 from PIL import Image
 
+from imagemend.pipeline import cli
 from tests.support.archives import build_archive
 from tests.support.checks import check_run, same_outputs
 from tests.support.jobs import run_job

@@ -3,8 +3,9 @@
 import threading
 import time
 
-from imagemend.pipeline import shard
 import pytest
+
+from imagemend.pipeline import shard
 
 
 def test_background_and_ordered_map_keep_order_and_surface_errors():

@@ -1,9 +1,10 @@
 """Listing the input, telling its layout, grouping files into shards (pipeline/sources.py)."""
 
 
+import pytest
+
 from imagemend.pipeline import sources
 from imagemend.pipeline.options import InputOptions, OutputOptions
-import pytest
 
 
 def test_listing_prefix_glob_and_single_file(local_store):

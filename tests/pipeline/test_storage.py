@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
-from imagemend.pipeline import storage
 import pytest
+
+from imagemend.pipeline import storage
 
 
 @pytest.mark.parametrize("name,want", [("a/b.jpg", "a/b.jpg"), ("./a//b.jpg", "a/b.jpg"), ("x", "x")])

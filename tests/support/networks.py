@@ -3,8 +3,9 @@
 
 def active_network():
     """A seeded network whose every head is non-zero, so each code path changes the pixels."""
-    from imagemend.model.core.net import ImagemendNet
     import torch
+
+    from imagemend.model.core.net import ImagemendNet
 
     torch.manual_seed(0)
     net = ImagemendNet()

@@ -2,9 +2,10 @@
 
 from dataclasses import replace
 
-from imagemend.model.core.config import TrainConfig
 from PIL import Image
 from skimage import data
+
+from imagemend.model.core.config import TrainConfig
 
 SMALL = replace(TrainConfig(), batch=2, patch=32, global_size=(64, 96), warmup=2, ckpt_every=2, val_every=1000)
 

@@ -1,0 +1,70 @@
+"""What pass 1 of grouping (pipeline/groups.py: each photo decoded again and its tone reading taken) costs
+against the whole job (issue #21's target: at most 10 % of the job's time). Nothing here asserts a speed.
+
+    PYTHONPATH=$PWD python benchmarks/bench_groups.py --images 40 --megapixels 0.25
+
+N noisy photos (benchmarks/common.photo, JPEG quality 90) in one folder; the job (`imagemend.pipeline.job.run`, the
+in-process FnApiRunner, as `imagemend run` starts it) runs into a fresh output with --group-by none and with
+--group-by folder, alternately, `--repeats` times each; rows give the best wall time of each, their
+difference, and pass 1's own thread-seconds (the `group_stats_ms` counter: reading, decoding, the reading
+itself, the stats file), which overlap pass 2 only where the runner runs them at once. A rerun of the grouped
+job on its finished output shows what a resume costs (kept readings, no photo decoded).
+"""
+
+import argparse
+import io
+import os
+from pathlib import Path
+import sys
+import tempfile
+import time
+
+from common import photo
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--images", type=int, default=40)
+    ap.add_argument("--megapixels", type=float, default=0.25)
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    from imagemend.pipeline import job, options
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in" / "roll"
+        src.mkdir(parents=True)
+        for i in range(args.images):
+            buf = io.BytesIO()
+            Image.fromarray(photo(args.megapixels, seed=i)).save(buf, "JPEG", quality=90)
+            (src / f"{i:03d}.jpg").write_bytes(buf.getvalue())
+        best: dict[str, float] = {}
+        pass1: dict[str, float] = {}
+        for r in range(args.repeats):
+            for by, overwrite in (("none", False), ("folder", False), ("folder", True)):
+                row = by + (" (kept readings)" if overwrite else "")
+                out = Path(tmp) / f"out-{by}-{r - overwrite}"  # --overwrite: the previous grouped output again
+                opts = options.RunOptions(str(src.parent), str(out), group_by=by, progress=False, overwrite=overwrite)
+                t = time.perf_counter()
+                summary = job.run(opts, options.beam_args([]))
+                best[row] = min(best.get(row, 1e9), time.perf_counter() - t)
+                ms = summary["beam_counters"].get("group_stats_ms", 0) / 1000
+                pass1[row] = min(pass1.get(row, 1e9), ms)
+        t = time.perf_counter()
+        again = job.run(options.RunOptions(str(src.parent), str(out), group_by="folder", progress=False),
+                        options.beam_args([]))
+        rerun = time.perf_counter() - t
+    base = best["none"]
+    print(f"{args.images} photos of {args.megapixels} MP in one folder, {os.cpu_count()} CPUs seen, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, best of {args.repeats}:")
+    for row, sec in best.items():
+        print(f"  --group-by {row:24} {sec:7.2f} s  {100 * (sec - base) / base:+6.1f} %  pass 1 thread-s "
+              f"{pass1[row]:.2f} ({100 * pass1[row] / base:.1f} % of the ungrouped job)")
+    print(f"  finished rerun, grouped: {rerun:.2f} s, photos decoded by pass 1: "
+          f"{again['beam_counters'].get('group_stats_read_photos', 0)}")
+
+
+if __name__ == "__main__":
+    main()

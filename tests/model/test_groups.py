@@ -1,0 +1,136 @@
+"""Tone and colour damage read per group (model/core/groups.py): a shared damage is found and undone,
+a clean group is left alone, a small group falls back, a photo apart stays apart."""
+
+import numpy as np
+import pytest
+from skimage import data
+
+from imagemend.model.core import groups
+from imagemend.model.evaluation.group_prior import fit_prior, pseudo_groups
+from imagemend.model.evaluation.suites import CASES
+
+
+def _photos() -> list[np.ndarray]:
+    """Twelve clean 8-bit photos: crops of scikit-image's bundled colour photos."""
+    out = []
+    for img in (data.astronaut(), data.coffee(), data.chelsea(), data.rocket()):
+        h, w = img.shape[:2]
+        out += [img[y:y + h // 2 + 20, x:x + w // 2 + 20] for y, x in ((0, 0), (h // 3, w // 2 - 20), (h // 2 - 20, 0))]
+    return [np.ascontiguousarray(p) for p in out]
+
+
+PHOTOS = _photos()
+
+
+@pytest.fixture(scope="module")
+def clean_readings() -> np.ndarray:
+    return np.array([groups.photo_reading(p) for p in PHOTOS])
+
+
+@pytest.fixture(scope="module")
+def prior() -> groups.GroupPrior:
+    return groups.GroupPrior.load()
+
+
+def _psnr(a, b) -> float:
+    return float(10 * np.log10(255.0 ** 2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
+
+
+def test_a_shared_underexposure_is_found_and_undone_when_exposure_is_opted_in(prior, clean_readings):
+    from imagemend.model.core.restore import Restorer
+
+    dark = [CASES["exposure-1"].apply(p, str(i)) for i, p in enumerate(PHOTOS)]
+    dec = groups.decide(np.array([groups.photo_reading(d) for d in dark]), prior, tasks=groups.TASKS)
+    assert dec.tasks["exposure"].corrected and dec.tasks["exposure"].reason == "corrected"
+    assert dec.tasks["exposure"].estimate[0] == pytest.approx(-1.0, abs=0.35)
+    assert not dec.tasks["cast"].corrected
+    tone = dec.tone()
+    assert all(t is not None and "exposure" in t for t in tone)
+    tasks = {"denoise": 0.0, "deblur": 0.0, "cast": 1.0, "exposure": 1.0, "contrast": 1.0}
+    out = Restorer(device="cpu").restore(dark, tasks, tone=tone)
+    assert all(r.reasons["exposure"] == "group" and r.applied["exposure"] for r in out)
+    # what was undone is the group's reading for each photo, not the blind head's
+    assert [r.estimates["exposure_ev"] for r in out] == pytest.approx([t["exposure"] for t in tone], abs=1e-5)
+    before = np.mean([_psnr(d, c) for d, c in zip(dark, PHOTOS)])
+    after = np.mean([_psnr(r.image, c) for r, c in zip(out, PHOTOS)])
+    assert after > before + 3, (before, after)
+    # without the group's damages the blind restorer leaves the dark photos as they came
+    blind = Restorer(device="cpu").restore(dark[:2], tasks)
+    assert all(np.array_equal(r.image, d) for r, d in zip(blind, dark[:2]))
+
+
+def test_by_default_a_group_corrects_its_cast_and_only_reports_exposure(prior):
+    """The default group tasks are the cast alone: a shared -1 EV is tested and reported (statistic beyond
+    the critical value, a darkening read) but not applied; a shared green cast is corrected."""
+    assert groups.GROUP_TASKS == ("cast",)
+    dark = np.array([groups.photo_reading(CASES["exposure-1"].apply(p, str(i))) for i, p in enumerate(PHOTOS)])
+    dec = groups.decide(dark, prior)
+    ex = dec.tasks["exposure"]
+    assert not ex.corrected and ex.reason == groups.NOT_CHOSEN and "--group-tasks" in ex.reason
+    assert ex.statistic > ex.critical and ex.estimate[0] < -0.5
+    assert dec.tone() == [None] * len(PHOTOS)
+    # the same readings with exposure opted in: corrected (what the default leaves alone is a choice, not a miss)
+    assert groups.decide(dark, prior, tasks=("cast", "exposure")).tasks["exposure"].corrected
+    green = np.array([groups.photo_reading(CASES["cast-green"].apply(p, str(i))) for i, p in enumerate(PHOTOS)])
+    dec = groups.decide(green, prior)
+    assert dec.tasks["cast"].corrected and dec.tasks["cast"].reason == "corrected"
+    assert all(t is not None and set(t) == {"cast"} for t in dec.tone())
+    with pytest.raises(ValueError, match="group tasks"):
+        groups.decide(green, prior, tasks=("cast", "deblur"))
+
+
+def test_bonferroni_splits_alpha_over_the_tasks_a_group_may_correct(prior, clean_readings):
+    one, three = groups.decide(clean_readings, prior), groups.decide(clean_readings, prior, tasks=groups.TASKS)
+    assert one.tasks["cast"].critical == pytest.approx(-2 * np.log(0.01))  # 2 dof, alpha 0.01 for the cast alone
+    assert three.tasks["cast"].critical == pytest.approx(-2 * np.log(0.01 / 3))
+    assert one.tasks["cast"].statistic == three.tasks["cast"].statistic
+
+
+@pytest.mark.parametrize("tasks", [groups.GROUP_TASKS, groups.TASKS])
+def test_a_clean_group_is_left_alone(prior, clean_readings, tasks):
+    dec = groups.decide(clean_readings, prior, tasks=tasks)
+    assert not any(d.corrected for d in dec.tasks.values()), {t: d.statistic for t, d in dec.tasks.items()}
+    assert {dec.tasks[t].reason for t in tasks} == {"clean prior not rejected"}
+    assert {dec.tasks[t].reason for t in groups.TASKS if t not in tasks} <= {groups.NOT_CHOSEN}
+    assert dec.tone() == [None] * len(PHOTOS)
+
+
+def test_a_small_group_falls_back_to_per_photo(prior, clean_readings):
+    shifted = clean_readings[:5] + [0, 0, -3.0, 0]  # a shift no test could miss
+    dec = groups.decide(shifted, prior, min_group=8)
+    assert all(d.reason == "too small" and not d.corrected for d in dec.tasks.values())
+    assert dec.tone() == [None] * 5
+    assert groups.decide(shifted, prior, min_group=5, tasks=groups.TASKS).tasks["exposure"].corrected
+
+
+def test_shrinkage_keeps_a_photo_apart_near_its_own_reading():
+    sigma2 = np.diag([0.3 ** 2])
+    own = np.array([[-1.1], [-0.9], [-1.0], [-1.05], [-0.95], [-1.0], [-0.98], [-1.02], [2.5]])
+    post = groups.shrink(own, np.array([-1.0]), sigma2)
+    np.testing.assert_allclose(post[:-1], -1.0, atol=1e-9)  # shared damage: the group's
+    assert abs(post[-1, 0] - 2.5) <= groups.LIMIT * 0.3 + 1e-9  # the outlier: within LIMIT sigmas of its own
+    assert abs(post[-1, 0] - 2.5) < abs(post[-1, 0] - -1.0)
+
+
+def test_group_reading_drops_outliers_and_is_deterministic(prior, clean_readings):
+    x = np.vstack([clean_readings, clean_readings[:1] + [0, 0, 8.0, 0]])
+    m, keep = groups.robust_mean(x)
+    assert not keep[-1, 2] and keep[:-1, 2].all()
+    np.testing.assert_allclose(m[2], clean_readings[:, 2].mean())
+    a, b = groups.decide(x, prior), groups.decide(x.copy(), prior)
+    assert a == b
+    np.testing.assert_array_equal(groups.photo_reading(PHOTOS[0]), groups.photo_reading(PHOTOS[0].copy()))
+
+
+def test_prior_fit_separates_within_and_between(tmp_path):
+    rng = np.random.default_rng(0)
+    offsets = {"A": 0.0, "B": 0.6, "C": -0.6, "D": 0.0}
+    readings = {k: rng.normal(0, 0.3, (400, 4)) + [0, 0, v, 0] for k, v in offsets.items()}
+    p = fit_prior(readings, seed=0)
+    assert np.asarray(p.within)[2, 2] == pytest.approx(0.09, rel=0.15)
+    assert np.asarray(p.between)[2, 2] == pytest.approx(np.var(list(offsets.values()), ddof=1), rel=0.15)
+    assert np.asarray(p.between)[0, 0] < 0.01
+    p.save(tmp_path / "p.json")
+    assert groups.GroupPrior.load(tmp_path / "p.json") == p
+    sizes = [len(g) for g in pseudo_groups(100, rng)]
+    assert all(8 <= s <= 40 for s in sizes) and sum(sizes) > 100 - 8
