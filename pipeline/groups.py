@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 import hashlib
 import io
+import logging
 import posixpath
 import time
 
@@ -40,6 +41,7 @@ from .sources import Failure, Record, Shard, read_records
 from .storage import escape_name, filesystem, join, safe_key
 
 NAMESPACE = "imagemend"
+LOG = logging.getLogger("imagemend")
 EXIF_MODEL, EXIF_DATETIME, EXIF_IFD, EXIF_DATETIME_ORIGINAL = 0x0110, 0x0132, 0x8769, 0x9003
 ROOT = "."  # the folder key of photos at the top of the input
 # why a metrics row's tone task did not run where its group decided it (besides imagemend.model.core.restore.REASONS)
@@ -130,11 +132,13 @@ def kept_stats(fs, path: str, stamp: dict) -> list[dict] | None:
     return t.to_pylist() if all(meta.get(k) == v for k, v in stamp.items()) else None
 
 
-def _read_one(x: Record | Failure, shard: Shard, opts: RunOptions) -> dict | None:
+def _read_one(x: Record | Failure, shard: Shard, opts: RunOptions) -> dict | Failure | None:
+    """A photo's reading; a read the store, the network or the disk failed (Failure.retryable) comes back, so
+    that the shard's readings are not kept incomplete; other failures are pass 2's to report."""
     from .decode import decode
 
     if isinstance(x, Failure):
-        return None
+        return x if x.retryable else None
     try:
         reading = mg.photo_reading(decode(x.data, opts.input.max_pixels).pixels)
     except Exception:  # a photo that does not decode is pass 2's failure to report
@@ -171,9 +175,14 @@ class ReadGroupStats(beam.DoFn):
             ahead = max(2, 2 * opts.work.threads)
             backoff = Backoff(opts.work.retries, opts.work.retry_wait_s)
             records = background(read_records(shard, fs_in, opts.input, backoff), ahead)
-            rows = [r for r in ordered_map(self.pool, partial(_read_one, shard=shard, opts=opts), records, ahead) if r]
-            table = pa.Table.from_pylist(rows, schema=STATS_SCHEMA).replace_schema_metadata(stamp)
-            backoff(write_parquet, fs_out, path, table)
+            read = list(ordered_map(self.pool, partial(_read_one, shard=shard, opts=opts), records, ahead))
+            rows = [r for r in read if isinstance(r, dict)]
+            if not any(isinstance(r, Failure) for r in read):  # kept only whole: a rerun reads what was missed
+                table = pa.Table.from_pylist(rows, schema=STATS_SCHEMA).replace_schema_metadata(stamp)
+                try:
+                    backoff(write_parquet, fs_out, path, table)
+                except Exception as e:  # the readings are a cache; pass 2 reports what the store fails
+                    LOG.warning("imagemend: the tone readings of shard %s were not kept: %s", shard.id, e)
             Metrics.counter(NAMESPACE, "group_stats_read_photos").inc(len(rows))
         Metrics.counter(NAMESPACE, "group_stats_ms").inc(round(1000 * (time.perf_counter() - started)))
         for r in rows:
