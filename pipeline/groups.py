@@ -7,7 +7,7 @@ Pass 1 (ReadGroupStats) reads each photo's cheap tone reading (imagemend.model.c
 view) keyed by its group, and keeps them per shard in `_stats/<shard>.parquet`, stamped with the shard's
 fingerprint, the --group-by and the reading's version: a rerun reads those instead of the photos. The
 readings of a group are collected whole (a group is at most thousands of photos), decided once against the
-prior (`decide`), and pass 2 restores each photo with its own shrunk damage (`photo_tone`). The decisions go
+prior (`decide`), and pass 2 restores each photo with its own damage (`photo_tone`). The decisions go
 to `groups/groups.parquet` (GROUPS_SCHEMA) and into summary.json.
 
 Group keys (--group-by): folder (the photo's parent folder in its key; for a tar or Parquet shard, the

@@ -143,7 +143,7 @@ class GroupDecision:
     size: int
     reading: list[float]  # robust group reading (COLUMNS)
     tasks: dict[str, TaskDecision]
-    photos: list[dict[str, list[float]]]  # per photo, per corrected task: its shrunk damage
+    photos: list[dict[str, list[float]]]  # per photo, per corrected task: its damage (posterior-weighted, the mixture)
 
     def tone(self) -> list[dict | None]:
         """What Restorer.restore(tone=...) takes: per photo, the told damages (None: per-photo behaviour)."""

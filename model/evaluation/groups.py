@@ -4,7 +4,7 @@ Seeded pseudo-archives from CBSD68, Set14, CSun_Hays80 and the PolyU70 reference
 which only the prior sees). Each collection's groups are judged by a prior refitted with that
 collection left out (model/tools/fit_group_prior.py), so no group is tested against a prior that saw
 its clean photos. Corrections go through the real Restorer with the shipped weights, the tone tasks
-only (denoise and deblur off, so the numbers are the tone correction's), with each photo's shrunk
+only (denoise and deblur off, so the numbers are the tone correction's), with each photo's own
 damage handed in as `tone=`. Photos are read at most 512 px long (the tone cues read a 256 px view).
 
 Two table sets from the same seeded groups: the tasks a group corrects by default
