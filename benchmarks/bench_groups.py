@@ -46,14 +46,15 @@ def main() -> None:
             for by, overwrite in (("none", False), ("folder", False), ("folder", True)):
                 row = by + (" (kept readings)" if overwrite else "")
                 out = Path(tmp) / f"out-{by}-{r - overwrite}"  # --overwrite: the previous grouped output again
-                opts = options.RunOptions(str(src.parent), str(out), group_by=by, progress=False, overwrite=overwrite)
+                opts = options.RunOptions.of(str(src.parent), str(out), group_by=by, progress=False,
+                                             overwrite=overwrite)
                 t = time.perf_counter()
                 summary = job.run(opts, options.beam_args([]))
                 best[row] = min(best.get(row, 1e9), time.perf_counter() - t)
                 ms = summary["beam_counters"].get("group_stats_ms", 0) / 1000
                 pass1[row] = min(pass1.get(row, 1e9), ms)
         t = time.perf_counter()
-        again = job.run(options.RunOptions(str(src.parent), str(out), group_by="folder", progress=False),
+        again = job.run(options.RunOptions.of(str(src.parent), str(out), group_by="folder", progress=False),
                         options.beam_args([]))
         rerun = time.perf_counter() - t
     base = best["none"]
