@@ -1,19 +1,15 @@
-"""Tone and colour damage read per group of photos, not per photo (issue #21).
+"""Tone and colour damage read per group of photos, not per photo.
 
 One photo cannot tell its own exposure, colour and contrast from damage: clean photos' readings
 spread about as far as the damages we undo. An archive's photos share their damage (a scan batch,
 a roll, a camera on the wrong white balance), and over a group of n photos the photos' spread
 shrinks by sqrt(n) while a shared damage does not. What does not shrink is the spread between
-collections: in the shipped prior, the exposure reading spreads 0.38 EV between photos of one
-collection but 0.32 EV between collections' means (PolyU70's references read 0.65 EV darker than
-BSDS, Set14 and CSun_Hays80), so no group size makes -1 EV more than about 3 such deviations.
-So, per group:
+collections, which the prior carries. So, per group:
 
 1. each photo's reading, on the 256 px view: exposure in EV and contrast as a log factor from the
    told-set fit of all three tone tasks; the cast (log R/G, log B/G) from the grey-edge 6-norm cue
-   alone, which moves with a cast exactly. The fit's cast reading spreads less per photo but is shrunk
-   toward "no cast" and bent (CBSD68: a warm cast of 0.22 / -0.29 read 0.06 / -0.10, a cool one of
-   -0.22 / 0.22 read -0.15 / 0.01): a group's mean of it cannot say how much to undo;
+   alone, which moves with a cast exactly (the fit's cast reading is shrunk toward "no cast" and bent,
+   so a group's mean of it cannot say how much to undo);
 2. a robust group reading: readings beyond 3 MADs of the median dropped, the rest averaged
    (NegPy's roll average with outliers dropped; nearly a mean's efficiency on clean data);
 3. a test of the group reading against a prior of clean groups (model/weights/group_prior.json):
@@ -21,30 +17,18 @@ So, per group:
    unseen archive is another collection) plus the photos' spread over n (sigma^2 / n). A task is
    corrected only where "clean" is rejected at level alpha / k, k the tasks a group may correct
    (Bonferroni over them, so a clean group comes back wholly untouched with probability at least
-   1 - alpha). Which tasks a group may correct is a setting (`tasks`, GROUP_TASKS by default: the
-   cast alone). Held out (each collection judged by a prior fitted without it), exposure and
-   contrast fired on most clean groups of PolyU70's real camera photos (at alpha / 3), the cast
-   on 2 of 800 clean groups at alpha 0.01, alone (model/weights/eval-groups/results.md); a task
-   outside `tasks` is still tested, at the same level, and reported, not applied;
+   1 - alpha). Which tasks a group may correct is a setting (`tasks`; GROUP_TASKS, the cast alone, by
+   default: held out, exposure and contrast fire on clean groups of real camera photos,
+   model/weights/eval-groups/results.md); a task outside `tasks` is tested and reported, not applied;
 4. each photo's damage, in a corrected group: a batch is a mixture, some photos share the damage and
    some do not (half a box faded, a roll with frames from another camera). Each photo's reading
    r_i ~ pi N(mu0 + delta, S) + (1 - pi) N(mu0, S), mu0 and S the prior's clean mean and per-photo
    (within) covariance; delta, the shared damage's reading shift, and pi, the damaged share, are fitted
    by EM_STEPS steps of EM from delta = the robust group reading minus mu0 and pi all but 1 (pi = 1
    exactly is a fixed point of EM, so pi is kept half a photo from 0 and n). A photo's damage is its
-   posterior probability of the damaged component times delta over the gain. The normal shrinkage this
-   replaces (one damage for the group, each photo's own reading weighted by the group's spread beyond
-   S) gave every photo of a half-damaged group about half the damage, the clean ones too. Measured
-   (model/weights/eval-groups/results.md, the tables' groups): the posterior-weighted damage beat the
-   damaged estimate when the posterior is above 0.5 and nothing otherwise (a clean photo read as
-   damaged gets all of it: worst clean photo 21.3 against 22.8 dB with a warm cast, 29.5 against 31.9
-   green; the fully damaged tables alike), and holding each photo within 2.5 sigmas of its own reading
-   (Efron and Morris's limited translation, the guard of the shrinkage) now only took correction from
-   damaged photos that read far out (fully damaged, -0.1 to -0.3 dB), so it is gone.
-   What it costs: fully damaged groups lose 0.8 to 1.6 dB against the shrinkage, all on PolyU70, whose
-   photos' readings spread wider than S: EM splits a wholly damaged group, and photos whose own colours
-   cancel the cast get little of it. PolyU70's clean photos read half a warm cast to a prior without it,
-   so a half-warm group of them still corrects a clean photo (22.8 dB).
+   posterior probability of the damaged component times delta over the gain: a clean photo in a
+   half-damaged group keeps most of itself, which one shrunk damage for the whole group did not
+   (MODEL_CARD.md, "Per group of photos", has what each choice measured).
 """
 
 from dataclasses import asdict, dataclass, field
