@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -165,5 +166,23 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
 
 
+def entry() -> None:
+    """The `imagemend` command: main(), then out without the C++ runtime's static destructors. After a job,
+    a native thread pool (torch's, grpc's, Arrow's) can still be joinable while the interpreter tears down,
+    and the runtime aborts ("terminate called without an active exception", exit status 134) after
+    everything was written; so the streams are flushed and the process leaves with main's own status."""
+    status = 0
+    try:
+        main(sys.argv[1:])
+    except SystemExit as e:
+        if e.code is not None and not isinstance(e.code, int):
+            print(e.code, file=sys.stderr)
+        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    entry()
