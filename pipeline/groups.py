@@ -36,9 +36,9 @@ from imagemend.model.core import groups as mg
 
 from .options import RunOptions
 from .retry import Backoff
-from .sinks import write_parquet
+from .sinks import OutputPaths, write_parquet
 from .sources import Failure, Record, Shard, read_records
-from .storage import escape_name, filesystem, join, safe_key
+from .storage import escape_name, filesystem, join
 
 NAMESPACE = "imagemend"
 LOG = logging.getLogger("imagemend")
@@ -113,10 +113,6 @@ STATS_SCHEMA = pa.schema([
 ])
 
 
-def stats_path(root: str, shard: str) -> str:
-    return join(root, "_stats", safe_key(shard) + ".parquet")
-
-
 def _stamp(shard: Shard, opts: RunOptions) -> dict:
     return {"fingerprint": shard.fingerprint, "group_by": opts.groups.group_by, "version": reading_version()}
 
@@ -166,7 +162,7 @@ class ReadGroupStats(beam.DoFn):
             return
         started = time.perf_counter()
         fs_out, root = filesystem(opts.output.url, opts.output.storage)
-        path, stamp = stats_path(root, shard.id), _stamp(shard, opts)
+        path, stamp = OutputPaths(root).stats(shard.id), _stamp(shard, opts)
         rows = kept_stats(fs_out, path, stamp)
         if rows is not None:
             Metrics.counter(NAMESPACE, "group_stats_kept_shards").inc()

@@ -83,10 +83,11 @@ def shard_images(fs: AbstractFileSystem, paths: OutputPaths, sid: str, marker: d
 
 
 def remove_shard(fs: AbstractFileSystem, paths: OutputPaths, sid: str) -> None:
-    """A finished shard's outputs, its done-marker last (an interrupted removal is redone by the next launch)."""
+    """A finished shard's outputs and kept readings, its done-marker last (an interrupted removal is redone by
+    the next launch)."""
     marker = markers(fs, paths, {sid})[sid]
     for path in (*sorted(shard_images(fs, paths, sid, marker)), paths.metrics(sid), paths.errors(sid),
-                 paths.marker(sid)):
+                 paths.stats(sid), paths.marker(sid)):
         with suppress(FileNotFoundError):
             fs.rm_file(path)
 

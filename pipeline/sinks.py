@@ -53,6 +53,10 @@ class OutputPaths:
     def marker(self, shard: str) -> str:
         return join(self.root, "_done", safe_key(shard) + ".json")
 
+    def stats(self, shard: str) -> str:
+        """The shard's pass-1 tone readings (pipeline/groups.py), kept for reruns."""
+        return join(self.root, "_stats", safe_key(shard) + ".parquet")
+
     def manifest(self, run_id: str) -> str:
         return join(self.root, "_runs", safe_key(run_id), "shards.jsonl")
 

@@ -71,6 +71,7 @@ def test_deleted_inputs_are_pruned_and_a_deleted_photo_leaves_its_shard(tmp_path
     store = Store(str(tmp_path))
     src, out = Path(build_tar_shards(store, "in", shards=3, samples=2)), tmp_path / "out"
     run_job(str(src), str(out))
+    assert "shard-0001.parquet" in files(out, "_stats")  # pass 1's kept readings (--group-by folder)
     (src / "shard-0001.tar").unlink()
     with pytest.raises(UnlistedShards, match=r"holds 1 finished shards .*\(shard-0001\)"):
         run_job(str(src), str(out))
@@ -78,7 +79,7 @@ def test_deleted_inputs_are_pruned_and_a_deleted_photo_leaves_its_shard(tmp_path
     assert summary["counts"]["shards_skipped"] == 2 and summary["counts"]["records"] == 4
     assert keys(out) == ["0000000", "0000001", "0020000", "0020001"]
     for sub, name in (("images", "shard-0001.tar"), ("metrics", "shard-0001.parquet"),
-                      ("errors", "shard-0001.parquet"), ("_done", "shard-0001.json")):
+                      ("errors", "shard-0001.parquet"), ("_stats", "shard-0001.parquet"), ("_done", "shard-0001.json")):
         assert name not in files(out, sub)
 
     loose, out2 = tmp_path / "loose", tmp_path / "out2"
