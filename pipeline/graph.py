@@ -52,20 +52,23 @@ def build(p: beam.Pipeline, opts: RunOptions, manifest_uri: str, plan: dict,
         | "ListShards" >> beam.FlatMap(read_manifest, out.storage)
         | "Distribute" >> beam.Reshuffle()
     )
-    decisions = (
-        shards
-        | "ReadGroupStats" >> beam.ParDo(ReadGroupStats(opts))
-        | "CollectReadings" >> beam.CombinePerKey(CollectReadings())
-        | "Decide" >> beam.Map(decide, GroupPrior.load(), opts)
-    )
-    groups = (
-        decisions
-        | "AllGroups" >> beam.combiners.ToList()
-        | "WriteGroups" >> beam.Map(write_groups, opts)
-    )
-    counts = shards | "RestoreShards" >> beam.ParDo(RestoreShards(opts, hooks), beam.pvalue.AsDict(decisions))
+    decided, written = [], []  # side inputs of the grouping, where the run groups (not --group-by none, nor eval)
+    if opts.groups.active:
+        decisions = (
+            shards
+            | "ReadGroupStats" >> beam.ParDo(ReadGroupStats(opts))
+            | "CollectReadings" >> beam.CombinePerKey(CollectReadings())
+            | "Decide" >> beam.Map(decide, GroupPrior.load(), opts)
+        )
+        groups = (
+            decisions
+            | "AllGroups" >> beam.combiners.ToList()
+            | "WriteGroups" >> beam.Map(write_groups, opts)
+        )
+        decided, written = [beam.pvalue.AsDict(decisions)], [beam.pvalue.AsSingleton(groups)]
+    counts = shards | "RestoreShards" >> beam.ParDo(RestoreShards(opts, hooks), *decided)
     return (
         counts
         | "Summarize" >> beam.CombineGlobally(SumCounts())
-        | "WriteSummary" >> beam.Map(write_summary, out.storage, out.url, plan, beam.pvalue.AsSingleton(groups))
+        | "WriteSummary" >> beam.Map(write_summary, out.storage, out.url, plan, *written)
     )

@@ -17,8 +17,10 @@ none. A photo without the value (no EXIF model, a null cell) belongs to no group
 `group`. Groups under --min-group fall back to per-photo behaviour (their decision's reason: "too small").
 """
 
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+import functools
 from functools import partial
 import hashlib
 import io
@@ -38,21 +40,13 @@ from .options import RunOptions
 from .retry import Backoff
 from .sinks import OutputPaths, write_parquet
 from .sources import Failure, Record, Shard, read_records
-from .storage import escape_name, filesystem, join
+from .storage import escape_name, filesystem
 
 NAMESPACE = "imagemend"
 LOG = logging.getLogger("imagemend")
 EXIF_MODEL, EXIF_DATETIME, EXIF_IFD, EXIF_DATETIME_ORIGINAL = 0x0110, 0x0132, 0x8769, 0x9003
 ROOT = "."  # the folder key of photos at the top of the input
-# why a metrics row's tone task did not run where its group decided it (besides imagemend.model.core.restore.REASONS)
-GROUP_REASONS = (mg.CLEAN,)
-
-
-def active(opts: RunOptions) -> bool:
-    """Whether this run groups (not with --group-by none; `imagemend eval` never does)."""
-    return opts.groups.active
-
-
+@functools.cache
 def reading_version() -> str:
     """What the kept readings depend on besides the photo: the tone-cue table photo_reading reads with."""
     return "1:" + hashlib.sha256(mg.tone_cues.TABLE.read_bytes()).hexdigest()[:16]
@@ -65,7 +59,7 @@ def prior_digest() -> str:
 def settings(opts: RunOptions) -> dict:
     """The grouping's part of the run's recorded settings besides the flags (RunOptions.settings): the prior's
     digest, as the weights' (sinks.keep_settings: a rerun with another stops)."""
-    return {"group_prior": prior_digest()} if active(opts) else {}
+    return {"group_prior": prior_digest()} if opts.groups.active else {}
 
 
 # ---------------------------------------------------------------- group keys
@@ -158,8 +152,6 @@ class ReadGroupStats(beam.DoFn):
         from .shard import background, ordered_map
 
         opts = self.opts
-        if not active(opts):
-            return
         started = time.perf_counter()
         fs_out, root = filesystem(opts.output.url, opts.output.storage)
         path, stamp = OutputPaths(root).stats(shard.id), _stamp(shard, opts)
@@ -169,7 +161,7 @@ class ReadGroupStats(beam.DoFn):
         else:
             fs_in, _ = filesystem(shard.base, opts.input.storage)
             ahead = max(2, 2 * opts.work.threads)
-            backoff = Backoff(opts.work.retries, opts.work.retry_wait_s)
+            backoff = Backoff.of(opts.work)
             records = background(read_records(shard, fs_in, opts.input, backoff), ahead)
             read = list(ordered_map(self.pool, partial(_read_one, shard=shard, opts=opts), records, ahead))
             rows = [r for r in read if isinstance(r, dict)]
@@ -247,7 +239,7 @@ def photo_reasons(reasons: dict[str, str], decision: dict | None) -> dict[str, s
         return reasons
     out = dict(reasons)
     for t, td in decision["tasks"].items():
-        if td["reason"] in GROUP_REASONS and out.get(t) in ("below threshold", "disabled by weights"):
+        if td["reason"] == mg.CLEAN and out.get(t) in ("below threshold", "disabled by weights"):
             out[t] = td["reason"]
     return out
 
@@ -273,35 +265,25 @@ GROUPS_SCHEMA = pa.schema([
 ])
 
 
-def groups_path(root: str) -> str:
-    return join(root, "groups", "groups.parquet")
-
-
 def _nan(x: float) -> float | None:
     return None if x is None or x != x else float(x)
 
 
 def write_groups(decisions: list[tuple[str, dict]], opts: RunOptions) -> dict:
     """groups/groups.parquet (one row per group) and what summary.json says of the groups."""
-    rows = []
+    g, rows = opts.groups, []
     for group, d in sorted(decisions):
-        row = {"run_id": opts.run_id, "group_by": opts.groups.group_by, "group": group, "size": d["size"],
+        row = {"run_id": opts.run_id, "group_by": g.group_by, "group": group, "size": d["size"],
                **{f"reading_{c}": _nan(v) for c, v in zip(mg.COLUMNS, d["reading"])}}
         for t, td in d["tasks"].items():
             row.update({f"{t}_corrected": td["corrected"], f"{t}_reason": td["reason"],
                         f"{t}_statistic": _nan(td["statistic"]), f"{t}_critical": _nan(td["critical"]),
                         f"{t}_estimate": [_nan(v) for v in td["estimate"]]})
         rows.append(row)
-    if not active(opts):
-        return {}
     fs, root = filesystem(opts.output.url, opts.output.storage)
-    uri = Backoff(opts.work.retries, opts.work.retry_wait_s)(write_parquet, fs, groups_path(root),
-                                                   pa.Table.from_pylist(rows, schema=GROUPS_SCHEMA))
-    counts: dict[str, dict[str, int]] = {t: {} for t in mg.TASKS}
-    for r in rows:
-        for t in mg.TASKS:
-            counts[t][r[f"{t}_reason"]] = counts[t].get(r[f"{t}_reason"], 0) + 1
-    g = opts.groups
+    uri = Backoff.of(opts.work)(write_parquet, fs, OutputPaths(root).groups(),
+                                pa.Table.from_pylist(rows, schema=GROUPS_SCHEMA))
+    counts = {t: dict(Counter(r[f"{t}_reason"] for r in rows)) for t in mg.TASKS}
     return {"group_by": g.group_by, "min_group": g.min_group, "group_alpha": g.group_alpha,
             "group_tasks": list(g.group_tasks),
             "table": uri, "counts": counts,

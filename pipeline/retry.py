@@ -91,6 +91,11 @@ class Backoff:
         self.retries, self.wait_s, self.sleep = retries, wait_s, sleep
         self.down: BaseException | None = None
 
+    @classmethod
+    def of(cls, work) -> "Backoff":
+        """As the run's work options (WorkOptions: retries, retry_wait_s) set it."""
+        return cls(work.retries, work.retry_wait_s)
+
     def __call__(self, fn: Callable[..., T], *args, **kwargs) -> T:
         if self.down is not None:
             raise StoreDown(self.down)

@@ -34,7 +34,7 @@ from imagemend.model.core.tasks import REGISTRY, TASKS
 from .decode import Decoded, decode
 from .encode import EXTENSIONS, FORMATS, encode, output_format, output_name, same_format
 from .groups import group_key, photo_reasons, photo_tone
-from .options import OutputOptions, RunOptions, WorkOptions
+from .options import OutputOptions, RunOptions
 from .progress import Progress, worker_id
 from .retry import Backoff
 from .schema import ERRORS_SCHEMA, MEASURES, METRICS_SCHEMA, table
@@ -255,13 +255,13 @@ class _Run:
                  shard: Shard, groups: dict | None = None):
         self.work, self.output, self.max_pixels = opts.work, opts.output, opts.input.max_pixels
         self.shard, self.group_by = shard, opts.groups.group_by
-        self.groups = groups if groups is not None and opts.groups.active else None
+        self.groups = groups  # the group decisions, where the run groups
         self.strengths, self.run_id = opts.model.strengths, opts.run_id
         self.model, self.sink, self.progress, self.hooks = model, sink, progress, hooks
         self.rows: list[dict] = []
         self.failures: list[Failure] = []
         self.names: set[str] = set()
-        self.backoff = backoff(opts.work)  # the output's store, for this shard's images
+        self.backoff = Backoff.of(opts.work)  # the output's store, for this shard's images
 
     def write(self, it: Item | Failure) -> None:
         if isinstance(it, Failure):
@@ -325,10 +325,6 @@ class _Run:
         drain(0, 0)
 
 
-def backoff(work: WorkOptions) -> Backoff:
-    return Backoff(work.retries, work.retry_wait_s)
-
-
 def process_shard(shard: Shard, opts: RunOptions, model: "LoadedModel", pool: Executor, progress: Progress,
                   hooks: Hooks | None = None, groups: dict | None = None) -> dict:
     """Counts for one shard; a shard with a matching done-marker is skipped (unless --overwrite)."""
@@ -342,7 +338,7 @@ def process_shard(shard: Shard, opts: RunOptions, model: "LoadedModel", pool: Ex
     sink = _sink(shard, opts, fs_out, paths, loose=hooks is not None)
     run = _Run(opts, model, sink, progress, hooks, shard, groups)
     try:
-        records = read_records(shard, fs_in, opts.input, backoff(opts.work))
+        records = read_records(shard, fs_in, opts.input, Backoff.of(opts.work))
         run.stream(records if hooks is None else hooks.expand(records), pool)
         outputs = sink.commit()
     except BaseException:
@@ -352,7 +348,7 @@ def process_shard(shard: Shard, opts: RunOptions, model: "LoadedModel", pool: Ex
     errors = sorted((error_row(f, opts.run_id) for f in run.failures),
                     key=lambda r: (r["index"] is None, r["index"] or 0))
     schema = METRICS_SCHEMA if hooks is None else pa.schema([*METRICS_SCHEMA, *hooks.fields])
-    retry = backoff(opts.work)  # its own: these must be tried even if the images' gave up
+    retry = Backoff.of(opts.work)  # its own: these must be tried even if the images' gave up
     metrics_uri = retry(write_parquet, fs_out, paths.metrics(shard.id), table(rows, schema))
     errors_uri = retry(write_parquet, fs_out, paths.errors(shard.id), table(errors, ERRORS_SCHEMA))
     counts = {

@@ -53,6 +53,10 @@ class OutputPaths:
     def marker(self, shard: str) -> str:
         return join(self.root, "_done", safe_key(shard) + ".json")
 
+    def groups(self) -> str:
+        """One row per group of photos: its readings and decisions (pipeline/groups.py)."""
+        return join(self.root, "groups", "groups.parquet")
+
     def stats(self, shard: str) -> str:
         """The shard's pass-1 tone readings (pipeline/groups.py), kept for reruns."""
         return join(self.root, "_stats", safe_key(shard) + ".parquet")

@@ -32,6 +32,7 @@ collections, which the prior carries. So, per group:
 """
 
 from dataclasses import asdict, dataclass, field
+import functools
 import json
 import math
 from pathlib import Path
@@ -66,13 +67,7 @@ def photo_reading(pixels: np.ndarray, table: dict | None = None) -> np.ndarray:
     return np.concatenate([cast, *(fits[t](tone_cues.CUES[t](view)) for t in ("exposure", "contrast"))])
 
 
-_TABLE: dict = {}
-
-
-def _table() -> dict:
-    if not _TABLE:
-        _TABLE.update(tone_cues.load_table())
-    return _TABLE
+_table = functools.cache(tone_cues.load_table)  # the shipped tone-cue fits, read once per process
 
 
 def robust_mean(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -267,17 +267,10 @@ class Restorer:
             est["noise_sigma_read"] = torch.where(seen, torch.maximum(est["noise_sigma_read"], est["noise_rms"]),
                                                   est["noise_sigma_read"])
         for i, p in enumerate(planes if self.told else []):  # vouched for: how strong, from the statistics
-            read = tone_cues.read(p.array, self.told, self.told_fits)
-            if "cast" in read:
-                est["cast_log_gain"][i] = read["cast"]
-            if "exposure" in read:
-                est["exposure_ev"][i] = read["exposure"]
-            if "contrast" in read:
-                est["contrast"][i] = read["contrast"]
-                knots = est["curve"].shape[1]
-                est["curve"][i] = tone_cues.undo_contrast_curve(read["contrast"], read["mean_luma"], knots)
+            _tell(est, i, tone_cues.read(p.array, self.told, self.told_fits))
         for i, told in enumerate(tone or []):  # the group's damages (model/core/groups.py) stand where given
-            _tell(est, i, told or {}, planes[i].array)
+            if told:
+                _tell(est, i, _as_read(told, planes[i].array))
         return est
 
     def estimate(self, images: list[np.ndarray], edges: list[bool] | None = None,
@@ -439,16 +432,26 @@ class Restorer:
 ImageLike = np.ndarray | str | Path  # or a PIL image
 
 
-def _tell(est: dict[str, torch.Tensor], i: int, told: dict, pixels: np.ndarray) -> None:
-    """Image i's estimates overwritten by told tone damages, as the told readings of --assume are."""
+def _tell(est: dict[str, torch.Tensor], i: int, told: dict) -> None:
+    """Image i's estimates overwritten by told tone damages, as tone_cues.read gives them (cast as log gains,
+    exposure in EV, contrast as a log factor around mean_luma): read by --assume, or a group's (_as_read)."""
     if "cast" in told:
-        est["cast_log_gain"][i] = tone_cues.chroma_to_log_gains(np.asarray(told["cast"], dtype=np.float64))
+        est["cast_log_gain"][i] = told["cast"]
     if "exposure" in told:
-        est["exposure_ev"][i] = float(told["exposure"])
+        est["exposure_ev"][i] = told["exposure"]
     if "contrast" in told:
-        mean_luma = float((tone_cues.rgb_view(pixels) @ np.asarray(LUMA)).mean())
-        est["contrast"][i] = float(told["contrast"])
-        est["curve"][i] = tone_cues.undo_contrast_curve(float(told["contrast"]), mean_luma, est["curve"].shape[1])
+        est["contrast"][i] = told["contrast"]
+        est["curve"][i] = tone_cues.undo_contrast_curve(told["contrast"], told["mean_luma"], est["curve"].shape[1])
+
+
+def _as_read(told: dict, pixels: np.ndarray) -> dict:
+    """A group's told damages (GroupDecision.tone: cast as log R/G and log B/G) as tone_cues.read gives them."""
+    out = {t: float(v) for t, v in told.items() if t != "cast"}
+    if "cast" in told:
+        out["cast"] = tone_cues.chroma_to_log_gains(np.asarray(told["cast"], dtype=np.float64))
+    if "contrast" in told:
+        out["mean_luma"] = tone_cues.mean_luma(tone_cues.rgb_view(pixels))
+    return out
 
 
 def is_one_image(x) -> bool:

@@ -154,11 +154,16 @@ def read(pixels: np.ndarray, tasks, table: dict[str, dict[str, Fit]]) -> dict[st
     own: a photo told to be underexposed and flat reads its exposure among contrast changes."""
     s = rgb_view(pixels)
     fits = table[told_key(tasks)]
-    out: dict = {"mean_luma": float((s @ np.asarray(LUMA)).mean())}  # what a contrast change pivots on
+    out: dict = {"mean_luma": mean_luma(s)}
     for t, f in fits.items():
         v = f(CUES[t](s))
         out[t] = chroma_to_log_gains(v) if t == "cast" else float(v[0])
     return out
+
+
+def mean_luma(view: np.ndarray) -> float:
+    """The mean sRGB luma of a view (rgb_view): what a contrast change pivots on."""
+    return float((view @ np.asarray(LUMA)).mean())
 
 
 def undo_contrast_curve(log_factor: float, mean_luma: float, knots: int) -> torch.Tensor:

@@ -24,6 +24,7 @@ import time
 import numpy as np
 import torch
 
+from ..core.color import LUMA
 from ..core.groups import GROUP_TASKS, TASKS, GroupPrior, decide, photo_reading
 from .baselines import auto_exposure, auto_levels, gray_world, white_patch
 from .group_prior import fit_prior, load_collection, read_all
@@ -57,7 +58,7 @@ class Archive:
 def random_case(rng: np.random.Generator, i: int) -> Case:
     """A damage of its own for one photo: a cast, an exposure shift and a contrast change drawn at random."""
     lg = rng.uniform(-0.25, 0.25, 3)
-    gains = np.exp(lg - np.log((np.exp(lg) * np.array([0.2126, 0.7152, 0.0722])).sum()))
+    gains = np.exp(lg - np.log((np.exp(lg) * np.asarray(LUMA)).sum()))  # luminance kept, as the damage draws casts
     return Case(f"own-{i}", "mixed", (("cast_gains", tuple(np.round(gains, 4).tolist())),
                                       ("exposure_ev", float(rng.uniform(-1.2, 0.8))),
                                       ("contrast", float(np.exp(rng.uniform(np.log(0.55), np.log(1.3)))))))
