@@ -13,11 +13,14 @@ A restore is run once per group and decision: where both sets decide the same pe
 reuses the first's errors.
 
     python -m imagemend.model.evaluation.groups --data ../shared/data --out group_eval.md --seed 0
+
+`imagemend report --groups ../shared/data` puts the same tables in QUALITY.md.
 """
 
 import argparse
 from dataclasses import dataclass
 import json
+from pathlib import Path
 import sys
 import time
 
@@ -26,8 +29,9 @@ import torch
 
 from ..core.color import LUMA
 from ..core.groups import GROUP_TASKS, TASKS, GroupPrior, decide, photo_reading
+from ..data import list_images
 from .baselines import auto_exposure, auto_levels, gray_world, white_patch
-from .group_prior import fit_prior, load_collection, read_all
+from .group_prior import COLLECTIONS, fit_prior, load_collection, read_all
 from .suites import CASES, Case
 
 EVAL = ("CBSD68", "Set14", "CSun_Hays80", "PolyU70")
@@ -223,7 +227,7 @@ class Eval:
                         hit += self.fired(decide(a.damaged[d][g], a.prior, min_group=min(s, 8), tasks=self.tasks),
                                           CASES[d].task)
                         tot += 1
-                cells.append(f"{100 * hit / tot:.0f} %")
+                cells.append(f"{100 * hit / tot:.0f} %" if tot else "no collection this large")
             rows.append(f"| {d} | " + " | ".join(cells) + " |")
         rows += ["", "Per collection, n = 20 (PolyU70's clean groups already read as damaged to a prior without it, "
                  "so its rates are not detections alone):", "",
@@ -246,6 +250,46 @@ class Eval:
         print("\n".join(self.lines[-len(rows) - 3:]), flush=True)
 
 
+def check_root(root: str) -> None:
+    """Say which collection is missing before hours of other work, not after."""
+    missing = [f"{n} ({Path(root) / pattern})" for n, (_, pattern) in COLLECTIONS.items()
+               if n in (*EVAL, "CBSD432") and not list_images(str(Path(root) / pattern))]
+    if missing:
+        raise SystemExit(f"--groups {root}: no photos for " + ", ".join(missing))
+
+
+def evaluate(root: str, restorer, seed: int = 0, per: int = 2, clean_groups: int = 200, detect_groups: int = 100,
+             loco: bool = True, both: bool = True, level: int = 2) -> list[str]:
+    """Every table, headed at Markdown `level`, after a paragraph saying what was measured: this module's
+    command writes them alone, `imagemend report --groups` puts them in QUALITY.md."""
+    t0 = time.time()
+    ev = Eval(root, seed, restorer, loco)
+    sets = [(GROUP_TASKS, f"Default group tasks ({', '.join(GROUP_TASKS)}): ")]
+    if both:
+        sets.append((TASKS, f"All group tasks ({', '.join(TASKS)}, opted in with --group-tasks): "))
+    for tasks, label in sets:
+        ev.lines.append(f"{'#' * level} {label.rstrip(': ')}\n")
+        ev.use(tasks, label)
+        ev.clean_groups(clean_groups)
+        ev.detection(detect_groups)
+        ev.shared(per)
+        ev.half(per)
+        ev.own_damage(per)
+    about = (f"Measured in {time.time() - t0:.0f} s on {torch.get_num_threads()} CPU thread(s). Pseudo-archives are "
+             "seeded random "
+             "groups of one collection's photos (at most 512 px long); "
+             + ("each collection is judged with the prior refitted without it (leave one collection out; CBSD432 "
+                "and the other collections fit it); " if loco else "every collection is judged with "
+                "the SHIPPED prior, which was fitted on these collections' clean photos: optimistic, not a "
+                "false-alarm rate; ") + "alpha 0.01 split over the tasks a group may correct (Bonferroni: "
+             "the cast alone at 0.01 by default; 0.01 / 3 with all three), min_group 8; every task is tested and a "
+             "task outside the set is reported, not applied. Corrections go through the Restorer with the shipped "
+             f"weights, tone tasks only. PSNR per photo capped at {PEAK:g} dB; pooled PSNR from the group's mean "
+             "squared error. Collections: " + ", ".join(f"{n} {len(x.photos)}" for n, x in ev.archives.items()) + ".")
+    sub = "#" * (level + 1)
+    return [about, "", *(line.replace("### ", f"{sub} ", 1) if line.startswith("### ") else line for line in ev.lines)]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, help="the data root holding train/, val/ and extra/")
@@ -263,33 +307,11 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     from ..core.restore import Restorer
 
-    t0 = time.time()
-    ev = Eval(a.data, a.seed, Restorer(device="cpu"), a.prior == "loco")
-    sets = [(GROUP_TASKS, f"Default group tasks ({', '.join(GROUP_TASKS)}): ")]
-    if a.tasks == "both":
-        sets.append((TASKS, f"All group tasks ({', '.join(TASKS)}, opted in with --group-tasks): "))
-    for tasks, label in sets:
-        ev.lines.append(f"## {label.rstrip(': ')}\n")
-        ev.use(tasks, label)
-        ev.clean_groups(a.clean_groups)
-        ev.detection(a.detect_groups)
-        ev.shared(a.per)
-        ev.half(a.per)
-        ev.own_damage(a.per)
+    lines = evaluate(a.data, Restorer(device="cpu"), a.seed, a.per, a.clean_groups, a.detect_groups,
+                     a.prior == "loco", a.tasks == "both")
     cmd = "python -m imagemend.model.evaluation.groups " + " ".join(sys.argv[1:] if argv is None else argv)
-    head = ["# Tone and colour per group (issue #21)", "", f"`{cmd}` ({time.time() - t0:.0f} s, one CPU thread). "
-            "Pseudo-archives are seeded random groups of one collection's photos (at most 512 px long); "
-            + ("each collection is judged with the prior refitted without it (leave one collection out; CBSD432 "
-               "and the other collections fit it); " if a.prior == "loco" else "every collection is judged with "
-               "the SHIPPED prior, which was fitted on these collections' clean photos: optimistic, not a "
-               "false-alarm rate; ") + "alpha 0.01 split over the tasks a group may correct (Bonferroni: "
-            "the cast alone at 0.01 by default; 0.01 / 3 with all three), min_group 8; every task is tested and a task "
-            "outside the set is reported, not applied. Corrections go "
-            "through the Restorer with the shipped weights, tone tasks only. PSNR per photo capped at "
-            f"{PEAK:g} dB; pooled PSNR from the group's mean squared error. Collections: "
-            + ", ".join(f"{n} {len(x.photos)}" for n, x in ev.archives.items()) + ".", ""]
     with open(a.out, "w") as f:
-        f.write("\n".join(head + ev.lines))
+        f.write("\n".join(["# Tone and colour per group (issue #21)", "", f"`{cmd}`. {lines[0]}", *lines[1:]]))
     print(f"wrote {a.out}")
 
 

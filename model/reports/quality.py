@@ -24,7 +24,7 @@ from ..core.restore import Restorer
 from ..core.tasks import TASKS
 from ..core.weights import DEFAULT_WEIGHTS
 from ..data import load_photos
-from ..evaluation import baselines
+from ..evaluation import baselines, groups
 from ..evaluation.scoring import Method, ScoreCache, classical, identity, model_version, score_all, summarise
 from ..evaluation.suites import Case, markdown, suite
 from . import real_photos
@@ -273,6 +273,8 @@ def check_extra() -> None:
 
 def run(args: argparse.Namespace) -> str:
     check_extra()
+    if args.groups:
+        groups.check_root(args.groups)
     code = commit()  # now: the checkout may move during a run of hours
     torch.set_num_threads(args.threads)
     cases = suite(args.suite, args.cases.split(",") if args.cases else None)
@@ -315,8 +317,12 @@ def run(args: argparse.Namespace) -> str:
     made += provenance(SAME, args.same_budget, same, list(TASKS)) if same else []
     real_lines = [line for i, (name, url) in enumerate(real) for line in real_photos.section(
         real_scores, s_real, name, url, sheets if i == len(real) - 1 else [])]
+    group_lines = ["## Tone and colour per group of photos", "",
+                   "Blind tone and colour correction is judged per group of photos (`--group-by`, model card: "
+                   "\"Per group of photos\"), on seeded pseudo-archives of the collections under "
+                   f"`{args.groups}`.", "", *groups.evaluate(args.groups, r, level=3)] if args.groups else []
     text = document(args, r, Path(weights_path).name, cases, s, datasets, given, single_paths, names, assets, pick,
-                    code, cache, made, real_lines)
+                    code, cache, made, real_lines + group_lines)
     (out / "QUALITY.md").write_text(text)
     return text
 
@@ -417,6 +423,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--real-noisy", action="append", metavar="DIR",
                    help="real noisy photos without reference, e.g. RNI15: before/after sheets written under "
                         "<out>/quality/real/, which git ignores (research-only photos are never committed)")
+    p.add_argument("--groups", metavar="ROOT",
+                   help="data root holding train/CBSD432, val/ and extra/ (e.g. ../shared/data): the \"Tone and "
+                        "colour per group of photos\" section, from seeded pseudo-archives of its collections")
     p.add_argument("--threads", type=int, default=2)
 
 

@@ -2,6 +2,7 @@
 
 import argparse
 from dataclasses import replace
+import functools
 import json
 import shlex
 
@@ -258,3 +259,46 @@ def test_the_real_photo_section_stands_without_classical_methods():
     text = "\n".join(section(scores, summarise(scores), "set", "pairs/", []))
     assert "| imagemend | 33.00 |" in text and "+1.00 dB** mean" in text and "best classical" not in text
     assert "the 2 references run as inputs: mean 50.00 dB" in text
+
+
+def _collection(folder, n, seed, suffix=".png"):
+    """n photos cut from scikit-image's colour samples at seeded places: a stand-in collection."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    sources = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+    for i in range(n):
+        src = sources[i % len(sources)]
+        y, x = rng.integers(0, src.shape[0] - 96), rng.integers(0, src.shape[1] - 128)
+        Image.fromarray(src[y:y + 96, x:x + 128]).save(folder / f"{i:03d}{suffix}", quality=95)
+
+
+def test_report_measures_tone_and_colour_per_group_on_pseudo_archives(tmp_path, monkeypatch):
+    """`--groups ROOT` adds the per-group section (issue #21): clean groups, detection against group size,
+    shared, half and own damage, for the default group tasks and all three; a shared green cast over 20 photos
+    is corrected. A root without the collections stops before any scoring."""
+    root = tmp_path / "data"
+    # one collection large enough for the groups of 20 that are restored, the others for the prior and clean groups
+    for i, (sub, n, suffix) in enumerate((("train/CBSD432", 24, ".png"), ("val/CBSD68", 24, ".png"),
+                                          ("val/Set14", 8, ".png"), ("extra/CSun_Hays80", 12, ".jpg"),
+                                          ("val/real/PolyU70", 12, "_mean.JPG"))):
+        _collection(root / sub, n, i, suffix)
+    from imagemend.model.evaluation import groups
+
+    # fewer seeded groups than the report's defaults: the same tables, in seconds
+    monkeypatch.setattr(groups, "evaluate", functools.partial(groups.evaluate, per=1, clean_groups=5, detect_groups=3))
+    argv = ["--data", _photos(tmp_path / "photos"), "--out", str(tmp_path / "docs"), "--suite", "quick",
+            "--cases", "clean", "--baselines", "white-patch", "--no-sheets", "--limit", "1", "--groups", str(root)]
+    p = argparse.ArgumentParser()
+    report.add_arguments(p)
+    text = report.run(p.parse_args(argv))
+    section = text[text.index("## Tone and colour per group of photos"):text.index("## The cases")]
+    for title in ("### Default group tasks (cast)", "### All group tasks (cast, exposure, contrast"):
+        assert title in section
+    for table in ("Clean groups of 8 to 40 photos", "Detection rate against group size",
+                  "Every photo of a group of 20 shares the damage", "Half of a group of 20 damaged",
+                  "Every photo of a group of 20 its own damage"):
+        assert section.count("#### ") >= 10 and table in section
+    green = next(line for line in section.splitlines() if line.startswith("| cast-green | 1 |")).split(" | ")
+    assert green[2] == "1/1" and float(green[4]) > float(green[3]) + 3  # per group dB against input dB
+    with pytest.raises(SystemExit, match="no photos for"):
+        report.run(p.parse_args([*argv[:-1], str(tmp_path / "photos")]))
