@@ -78,6 +78,7 @@ class ModelOptions:
     amp: bool | None = None  # None: mixed precision on CUDA only
     compile: bool = False  # torch.compile the U-Net (CUDA: minutes of compiling per process, for long runs)
     tile: int = RestoreConfig.tile
+    jpeg_noise_floor: float = RestoreConfig.jpeg_noise_floor  # 8-bit sigma a JPEG is denoised at least with; 0: off
     pixel_budget: int | None = None  # padded tile pixels per forward pass; None: the device's default
     torch_threads: int | None = None  # intra-op threads per restore; None: the cores split (pipeline/infer.py)
     restores: int = 0  # restore calls at once per process; 0: 1 on CUDA, else the cores split (pipeline/infer.py)
@@ -88,10 +89,13 @@ class ModelOptions:
             raise ValueError(f"unknown task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
         if self.restores < 0 or (self.torch_threads is not None and self.torch_threads < 1):
             raise ValueError("--restores must be >= 0, --torch-threads >= 1")
+        if not 0 <= self.jpeg_noise_floor <= 50:
+            raise ValueError("--jpeg-noise-floor must be in 0..50 (an 8-bit noise sigma)")
 
     @property
     def restore_config(self) -> RestoreConfig:
-        return replace(RestoreConfig(), tile=self.tile, pixel_budget=self.pixel_budget)
+        return replace(RestoreConfig(), tile=self.tile, pixel_budget=self.pixel_budget,
+                       jpeg_noise_floor=self.jpeg_noise_floor)
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,7 @@ class RunOptions:
         `cases` are an evaluation's (pipeline/evaluate.py): empty in a run, as in the outputs written before;
         the grouping only where a run groups (outputs written per photo resume with --group-by none)."""
         return {"tasks": self.model.strengths, "assume": sorted(self.model.assume), "weights": self.model.weights,
+                "jpeg_noise_floor": self.model.jpeg_noise_floor,
                 "image_format": self.output.image_format, "quality": self.output.quality, "suite": "", "cases": [],
                 **({"group_by": self.groups.group_by, "min_group": self.groups.min_group,
                     "group_alpha": self.groups.group_alpha, "group_tasks": list(self.groups.group_tasks)}
@@ -273,6 +278,10 @@ def add_processing_arguments(p: argparse.ArgumentParser) -> None:
                    help="the tone tasks a group may correct: a comma list of cast, exposure, contrast, or all "
                    "(default: cast; exposure and contrast by group fired on most held-out clean groups of real "
                    "camera photos, model/weights/eval-groups/results.md); the others are still tested and reported")
+    p.add_argument("--jpeg-noise-floor", type=float, default=m.jpeg_noise_floor, metavar="SIGMA",
+                   help="denoise every JPEG at least at this 8-bit sigma (default %(default)s; 0: only where noise is "
+                   "read): camera noise after the camera's processing and JPEG reads as clean, and at 4 every clean "
+                   "web JPEG measured stays above 40 dB (model card, \"Real camera photos\")")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (cuda never falls back to cpu)")
     p.add_argument("--weights", help="weights file (path or fsspec URL; default: the shipped weights)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
@@ -328,7 +337,8 @@ def from_args(args: argparse.Namespace, **overrides) -> RunOptions:
         image_format=args.image_format, quality=args.quality, strengths=strengths,
         assume=tuple(args.assume), device=args.device,
         amp=None if args.precision == "auto" else args.precision == "bf16", compile=args.compile,
-        weights=args.weights, tile=args.tile, pixel_budget=args.pixel_budget, batch_images=args.batch_images,
+        weights=args.weights, tile=args.tile, jpeg_noise_floor=args.jpeg_noise_floor, pixel_budget=args.pixel_budget,
+        batch_images=args.batch_images,
         files_per_shard=args.files_per_shard, exclude=tuple(args.exclude), include_hidden=args.include_hidden,
         parquet_image_column=args.parquet_image_column,
         parquet_key_column=args.parquet_key_column, max_pixels=args.max_pixels, max_bytes=args.max_bytes,

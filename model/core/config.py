@@ -120,6 +120,10 @@ class RestoreConfig:
     noise_cap_below: float = 15.0  # 8-bit: readings from here up are noise, not texture, and keep the head's
     # the camera-noise reader's RMS (model/core/noise_level.py) counts from here: above clean photos' readings
     min_camera_noise: float = 2.5  # 8-bit
+    # a JPEG's noise reading is at least this (8-bit; 0: off): a camera's noise after demosaicing, noise reduction
+    # and JPEG hides below what any reading here tells from texture; the largest sigma at which every clean web
+    # JPEG of CSun_Hays80 stays above 40 dB against itself (MODEL_CARD.md, "Real camera photos")
+    jpeg_noise_floor: float = 4.0
     min_blur: float = 0.45  # px, the global branch's reading: the sharpen head
     # Wiener deconvolution from the edges' blur reading (model/core/deblur.py): above what every clean photo
     # reads, camera photos and web JPEGs included (python -m imagemend.model.tools.edge_blur_readings; MODEL_CARD.md);

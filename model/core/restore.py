@@ -45,8 +45,9 @@ class Restored:
 
 
 # why a task ran or not, as the metrics' <task>_reason columns say it
-REASONS = ("applied", "told by --assume", "group", "not requested", "disabled by weights", "below threshold",
-           "grey image")
+REASONS = ("applied", "told by --assume", "group", "jpeg noise floor", "not requested", "disabled by weights",
+           "below threshold", "grey image")
+JPEG_FLOOR = REASONS[3]  # denoise ran at RestoreConfig.jpeg_noise_floor, above what was read
 
 
 @dataclass
@@ -266,6 +267,9 @@ class Restorer:
             seen = (est["noise_rms"] >= self.cfg.min_camera_noise) & from_jpeg
             est["noise_sigma_read"] = torch.where(seen, torch.maximum(est["noise_sigma_read"], est["noise_rms"]),
                                                   est["noise_sigma_read"])
+        if self.cfg.jpeg_noise_floor > 0 and jpeg and any(jpeg):  # camera noise no reading sees (RestoreConfig)
+            floor = torch.tensor([self.cfg.jpeg_noise_floor if j else 0.0 for j in jpeg])
+            est["noise_sigma_read"] = torch.maximum(est["noise_sigma_read"], floor)
         for i, p in enumerate(planes if self.told else []):  # vouched for: how strong, from the statistics
             _tell(est, i, tone_cues.read(p.array, self.told, self.told_fits))
         for i, told in enumerate(tone or []):  # the group's damages (model/core/groups.py) stand where given
@@ -353,6 +357,8 @@ class Restorer:
         for i, p in enumerate(planes):
             sev = severities(est, i)
             applied, strength, reasons = self._decide(sev, tasks, p.grey, tone[i] or {} if tone else ())
+            if applied["denoise"] and jpeg and jpeg[i] and sev["noise_sigma"] <= self.cfg.jpeg_noise_floor:
+                reasons["denoise"] = JPEG_FLOOR
             out = images[i].copy()
             results.append(Restored(out, sev, applied, strength, reasons))
             if not any(applied.values()):

@@ -130,3 +130,40 @@ def test_a_soft_noisy_camera_photo_is_not_deconvolved(restorer):
     res = restorer.restore([noisy], jpeg=[True])[0]
     assert res.estimates["edge_blur"] >= restorer.cfg.min_edge_blur  # it reads soft enough ...
     assert res.applied["denoise"] and not res.applied["deblur"]  # ... but is only denoised
+
+
+def _as_jpeg(photo: np.ndarray, quality: int = 75) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
+def test_a_jpeg_is_denoised_at_the_floor_and_a_clean_one_stays_above_40_db(restorer):
+    """Camera noise after the camera's processing reads as clean, so a JPEG is denoised at least at
+    RestoreConfig.jpeg_noise_floor. Noise like PolyU70's (RMS 4, correlated over a pixel, then JPEG) gains; a
+    clean JPEG changes by less than the 40 dB bar; the same pixels not from a JPEG are left exactly alone;
+    a floor of 0 turns it off."""
+    from dataclasses import replace
+
+    from scipy.ndimage import gaussian_filter
+
+    floor = restorer.cfg.jpeg_noise_floor
+    assert floor > 0
+    clean = PHOTOS[0][:300, :400]
+    noise = gaussian_filter(np.random.default_rng(0).normal(size=clean.shape), (0.5, 0.5, 0))
+    noisy = _as_jpeg(np.clip(clean + 4 * noise / noise.std(), 0, 255).round().astype(np.uint8), 90)
+    res = restorer.restore([noisy], jpeg=[True])[0]
+    assert res.reasons["denoise"] == "jpeg noise floor" and res.estimates["noise_sigma"] == floor
+    assert psnr(res.image, clean) >= psnr(noisy, clean) + 0.3
+    photos = [_as_jpeg(p) for p in PHOTOS]
+    for photo, res in zip(photos, restorer.restore(photos, jpeg=[True] * len(photos))):
+        assert res.reasons["denoise"] == "jpeg noise floor" and 40.0 <= psnr(res.image, photo) < 100
+    for photo, res in zip(photos, restorer.restore(photos, jpeg=[False] * len(photos))):
+        assert not res.applied["denoise"] and np.array_equal(res.image, photo)
+    off = Restorer(device="cpu", cfg=replace(RestoreConfig(), jpeg_noise_floor=0.0))
+    for photo, res in zip(photos, off.restore(photos, jpeg=[True] * len(photos))):
+        assert not res.applied["denoise"] and np.array_equal(res.image, photo)

@@ -330,9 +330,9 @@ def test_version_and_schema_commands(capsys):
 
 
 def test_every_decision_has_its_reason_and_the_summary_counts_them(tmp_path, local_store, caplog, capsys):
-    """Per record and task: applied, not requested, disabled by weights or below threshold; the same counts
-    per task, the failures by stage and the Beam counters in summary.json; a warning at launch for a task
-    asked for that the weights keep off (the shipped weights disable cast)."""
+    """Per record and task: applied, jpeg noise floor, not requested, disabled by weights or below threshold;
+    the same counts per task, the failures by stage and the Beam counters in summary.json; a warning at launch
+    for a task asked for that the weights keep off (the shipped weights disable cast)."""
     archive = build_archive(local_store, "files")
     out = str(tmp_path / "o")
     with caplog.at_level(logging.WARNING, logger="imagemend"):
@@ -341,8 +341,11 @@ def test_every_decision_has_its_reason_and_the_summary_counts_them(tmp_path, loc
     rows = read_tables(local_store, out, "metrics")
     assert {r["cast_reason"] for r in rows} <= {"disabled by weights", "grey image"}
     assert {r["deblur_reason"] for r in rows} == {"not requested"}
-    assert {r["denoise_reason"] for r in rows} <= {"applied", "below threshold"}
-    assert all(r["denoise_applied"] == (r["denoise_reason"] == "applied") for r in rows)
+    jpeg = [r["format"] == "JPEG" for r in rows]  # a JPEG is denoised at least at the floor (RestoreConfig)
+    assert any(jpeg) and not all(jpeg)
+    assert {r["denoise_reason"] for r, j in zip(rows, jpeg) if j} <= {"applied", "jpeg noise floor"}
+    assert {r["denoise_reason"] for r, j in zip(rows, jpeg) if not j} <= {"applied", "below threshold"}
+    assert all(r["denoise_applied"] == (r["denoise_reason"] in ("applied", "jpeg noise floor")) for r in rows)
     saved = json.loads(local_store.fs.cat_file(local_store.fs._strip_protocol(out) + "/summary.json"))
     assert sum(saved["tasks"]["deblur"].values()) == len(rows) == saved["counts"]["records"] - saved["counts"]["failed"]
     assert sum(n for kinds in saved["failures"].values() for n in kinds.values()) == saved["counts"]["failed"]
