@@ -383,3 +383,26 @@ def test_a_runner_that_cannot_start_leaves_nothing_in_the_output(tmp_path, local
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("imagemend: error: the runner cannot start:") and "imagemend_missing" in err[-1]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_clean_jpeg_is_denoised_at_the_floor_unless_it_is_turned_off(tmp_path, local_store):
+    """The default denoises a JPEG at RestoreConfig.jpeg_noise_floor (reason 'jpeg noise floor', the file written
+    again) and a PNG of the same pixels not at all; --jpeg-noise-floor 0 gives a clean JPEG back byte for byte;
+    the floor is one of the run's settings, so resuming with another stops."""
+    from skimage import data
+
+    src = tmp_path / "in"
+    src.mkdir()
+    photo = data.chelsea()[:160, :224]
+    Image.fromarray(photo).save(src / "cat.jpg", quality=90)
+    Image.fromarray(photo).save(src / "cat.png")
+    run_job(str(src), str(tmp_path / "on"))
+    rows = {r["key"]: r for r in read_tables(local_store, str(tmp_path / "on"), "metrics")}
+    assert rows["cat.jpg"]["denoise_reason"] == "jpeg noise floor" and rows["cat.jpg"]["status"] == "restored"
+    assert rows["cat.png"]["denoise_reason"] == "below threshold" and rows["cat.png"]["status"] == "unchanged"
+    run_job(str(src), str(tmp_path / "off"), jpeg_noise_floor=0.0)
+    off = {r["key"]: r for r in read_tables(local_store, str(tmp_path / "off"), "metrics")}
+    assert off["cat.jpg"]["status"] == "unchanged" and off["cat.jpg"]["denoise_reason"] == "below threshold"
+    assert (tmp_path / "off" / "images" / "cat.jpg").read_bytes() == (src / "cat.jpg").read_bytes()
+    with pytest.raises(ValueError, match=r"other settings \(jpeg_noise_floor 0.0 -> 4.0"):
+        run_job(str(src), str(tmp_path / "off"))
