@@ -69,8 +69,8 @@ def random_case(rng: np.random.Generator, i: int) -> Case:
 
 
 class Eval:
-    def __init__(self, root: str, seed: int, restorer, loco: bool = True):
-        self.seed, self.restorer, self.lines = seed, restorer, []
+    def __init__(self, root: str, seed: int, restorer, loco: bool = True, level: int = 2):
+        self.seed, self.restorer, self.lines, self.level = seed, restorer, [], level  # level: a task set's heading
         self.rng, self.tasks, self.label, self.cache = np.random.default_rng(seed), TASKS, "", {}
         train = read_all(root, ["CBSD432"])
         self.archives, self.shipped, self.loco = {}, GroupPrior.load(), loco
@@ -246,7 +246,7 @@ class Eval:
                      rows)
 
     def section(self, title: str, rows: list[str]) -> None:
-        self.lines += [f"### {title}", "", *rows, ""]
+        self.lines += [f"{'#' * (self.level + 1)} {title}", "", *rows, ""]
         print("\n".join(self.lines[-len(rows) - 3:]), flush=True)
 
 
@@ -263,7 +263,7 @@ def evaluate(root: str, restorer, seed: int = 0, per: int = 2, clean_groups: int
     """Every table, headed at Markdown `level`, after a paragraph saying what was measured: this module's
     command writes them alone, `imagemend report --groups` puts them in QUALITY.md."""
     t0 = time.time()
-    ev = Eval(root, seed, restorer, loco)
+    ev = Eval(root, seed, restorer, loco, level)
     sets = [(GROUP_TASKS, f"Default group tasks ({', '.join(GROUP_TASKS)}): ")]
     if both:
         sets.append((TASKS, f"All group tasks ({', '.join(TASKS)}, opted in with --group-tasks): "))
@@ -286,8 +286,7 @@ def evaluate(root: str, restorer, seed: int = 0, per: int = 2, clean_groups: int
              "task outside the set is reported, not applied. Corrections go through the Restorer with the shipped "
              f"weights, tone tasks only. PSNR per photo capped at {PEAK:g} dB; pooled PSNR from the group's mean "
              "squared error. Collections: " + ", ".join(f"{n} {len(x.photos)}" for n, x in ev.archives.items()) + ".")
-    sub = "#" * (level + 1)
-    return [about, "", *(line.replace("### ", f"{sub} ", 1) if line.startswith("### ") else line for line in ev.lines)]
+    return [about, "", *ev.lines]
 
 
 def main(argv=None) -> None:
