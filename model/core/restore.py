@@ -267,7 +267,7 @@ class Restorer:
             seen = (est["noise_rms"] >= self.cfg.min_camera_noise) & from_jpeg
             est["noise_sigma_read"] = torch.where(seen, torch.maximum(est["noise_sigma_read"], est["noise_rms"]),
                                                   est["noise_sigma_read"])
-        if self.cfg.jpeg_noise_floor > 0 and jpeg and any(jpeg):  # camera noise no reading sees (RestoreConfig)
+        if self.cfg.jpeg_noise_floor > 0 and any(jpeg or ()):  # camera noise no reading sees (RestoreConfig)
             floor = torch.tensor([self.cfg.jpeg_noise_floor if j else 0.0 for j in jpeg])
             est["noise_sigma_read"] = torch.maximum(est["noise_sigma_read"], floor)
         for i, p in enumerate(planes if self.told else []):  # vouched for: how strong, from the statistics
@@ -285,7 +285,7 @@ class Restorer:
         return [severities(est, i) for i in range(len(images))]
 
     def _decide(self, sev: dict[str, float], tasks: dict[str, float], grey: bool,
-                group: Iterable[str] = ()) -> tuple[dict, dict, dict]:
+                group: Iterable[str] = (), jpeg: bool = False) -> tuple[dict, dict, dict]:
         big = needs(sev, self.cfg, grey) | {t: t != "cast" or not grey for t in group}  # the group decided
         applied = {t: bool(big[t] and tasks.get(t, 0.0) > 0) for t in TASKS}
         strength = {t: float(tasks.get(t, 0.0)) if applied[t] else 0.0 for t in TASKS}
@@ -295,10 +295,14 @@ class Restorer:
             t = self.cfg.min_noise_sigma
             strength["denoise"] *= min(1.0, (sev["noise_sigma"] - t) / (self.cfg.denoise_onset * t))
             applied["denoise"] = strength["denoise"] > 0  # at the threshold itself: nothing to do
-        return applied, strength, {t: self._reason(t, applied[t], tasks, grey, t in group) for t in TASKS}
+        floor = jpeg and 0 < sev["noise_sigma"] <= self.cfg.jpeg_noise_floor  # the floor, not a reading, decided
+        return applied, strength, {t: self._reason(t, applied[t], tasks, grey, t in group, floor) for t in TASKS}
 
-    def _reason(self, task: str, applied: bool, tasks: dict[str, float], grey: bool, group: bool = False) -> str:
+    def _reason(self, task: str, applied: bool, tasks: dict[str, float], grey: bool, group: bool = False,
+                floor: bool = False) -> str:
         if applied:
+            if task == "denoise" and floor:
+                return JPEG_FLOOR
             return "group" if group else "told by --assume" if task in self.assumed else "applied"
         if tasks.get(task, 0.0) <= 0:
             return "not requested"
@@ -356,9 +360,8 @@ class Restorer:
         jobs, results = [], []
         for i, p in enumerate(planes):
             sev = severities(est, i)
-            applied, strength, reasons = self._decide(sev, tasks, p.grey, tone[i] or {} if tone else ())
-            if applied["denoise"] and jpeg and jpeg[i] and sev["noise_sigma"] <= self.cfg.jpeg_noise_floor:
-                reasons["denoise"] = JPEG_FLOOR
+            applied, strength, reasons = self._decide(sev, tasks, p.grey, tone[i] or {} if tone else (),
+                                                      jpeg=bool(jpeg and jpeg[i]))
             out = images[i].copy()
             results.append(Restored(out, sev, applied, strength, reasons))
             if not any(applied.values()):
