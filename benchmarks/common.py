@@ -7,15 +7,14 @@ from PIL import Image
 import torch
 
 
-def photo(megapixels: float, seed: int = 0) -> np.ndarray:
-    """A sample photo resized to the given size (4:3), with mild noise so every task has work."""
+def photo(megapixels: float, seed: int = 0, noise: float = 8.0) -> np.ndarray:
+    """A sample photo resized to the given size (4:3), with mild noise (sigma `noise`) so every task has work."""
     from skimage import data
 
     w = int((megapixels * 1e6 * 4 / 3) ** 0.5)
     h = max(1, int(w * 3 / 4))
     img = np.asarray(Image.fromarray(data.astronaut()).resize((w, h), Image.BILINEAR))
-    noise = np.random.default_rng(seed).normal(0, 8, img.shape)
-    return np.clip(img + noise, 0, 255).astype(np.uint8)
+    return np.clip(img + np.random.default_rng(seed).normal(0, noise, img.shape), 0, 255).astype(np.uint8)
 
 
 def best_of(fn, repeats: int) -> float:

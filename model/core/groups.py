@@ -56,14 +56,13 @@ MIN_GROUP = 8
 GROUP_TASKS = ("cast",)
 NOT_CHOSEN = "not a group task (opt in with --group-tasks)"
 CLEAN = "clean prior not rejected"
-GREY_EDGE = slice(22, 24)  # the grey-edge 6-norm's log R/G, log B/G among tone_cues.cast_cues
 
 
 def photo_reading(pixels: np.ndarray, table: dict | None = None) -> np.ndarray:
     """A photo's tone readings (COLUMNS): grey-edge chroma, and the told fit's exposure and contrast."""
     fits = (table or _table())[FULL]
     view = tone_cues.rgb_view(pixels)
-    cast = tone_cues.cast_cues(view)[GREY_EDGE]
+    cast = tone_cues.grey_edge(view)
     return np.concatenate([cast, *(fits[t](tone_cues.CUES[t](view)) for t in ("exposure", "contrast"))])
 
 
