@@ -14,7 +14,8 @@ in-process FnApiRunner, as `imagemend run` starts it) runs into a fresh output w
 --group-by folder, alternately, `--repeats` times each; rows give the best wall time of each, their
 difference, and pass 1's own thread-seconds (the `group_stats_ms` counter: reading, decoding, the reading
 itself, the stats file), which overlap pass 2 only where the runner runs them at once. A rerun of the grouped
-job on its finished output shows what a resume costs (kept readings, no photo decoded).
+job on its finished output shows what a resume costs (kept readings, no photo decoded). Last, pass 1's two steps
+for one photo on one thread: its decode and its reading.
 """
 
 import argparse
@@ -25,8 +26,9 @@ import sys
 import tempfile
 import time
 
-from common import photo
+from common import best_of, photo
 from PIL import Image
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -54,7 +56,7 @@ def main() -> None:
         for r in range(args.repeats):
             for by, overwrite in (("none", False), ("folder", False), ("folder", True)):
                 row = by + (" (kept readings)" if overwrite else "")
-                out = Path(tmp) / f"out-{by}-{r - overwrite}"  # --overwrite: the previous grouped output again
+                out = Path(tmp) / f"out-{by}-{r}"  # --overwrite: the grouped output just written, again
                 opts = options.RunOptions.of(str(src.parent), str(out), group_by=by, progress=False,
                                              overwrite=overwrite, **model)
                 t = time.perf_counter()
@@ -67,6 +69,7 @@ def main() -> None:
         again = job.run(options.RunOptions.of(str(src.parent), str(out), group_by="folder", progress=False, **model),
                         options.beam_args([]))
         rerun = time.perf_counter() - t
+        decode_ms, reading_ms = one_photo(next(src.iterdir()).read_bytes())
     base = best["none"]
     print(f"{args.images} photos of {args.megapixels} MP in one folder, {os.cpu_count()} CPUs seen, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, best of {args.repeats}:")
@@ -74,8 +77,20 @@ def main() -> None:
         print(f"  --group-by {row:24} {sec:7.2f} s  {100 * (sec - base) / base:+6.1f} %  pass 1 thread-s "
               f"{pass1[row]:.2f} ({100 * pass1[row] / base:.1f} % of the ungrouped job)")
     print(f"  what the photos got (task: reason counts, last run): {tasks}")
+    print(f"  one photo, one thread, best of 5: decode {decode_ms:.1f} ms, its group reading {reading_ms:.1f} ms")
     print(f"  finished rerun, grouped: {rerun:.2f} s, photos decoded by pass 1: "
           f"{again['beam_counters'].get('group_stats_read_photos', 0)}")
+
+
+def one_photo(data: bytes) -> tuple[float, float]:
+    """Pass 1's two steps for one photo, in ms: its decode and its reading (the 256 px view and the cues)."""
+    from imagemend.model.core import groups
+    from imagemend.pipeline.decode import decode
+
+    torch.set_num_threads(1)
+    pixels = decode(data).pixels
+    groups.photo_reading(pixels)  # the tone-cue table, read once
+    return (1000 * best_of(lambda: decode(data), 5), 1000 * best_of(lambda: groups.photo_reading(pixels), 5))
 
 
 if __name__ == "__main__":
