@@ -22,15 +22,13 @@ collections, which the prior carries. So, per group:
    model/weights/eval-groups/results.md); a task outside `tasks` is tested and reported, not applied;
 4. each photo's damage, in a corrected group: a batch is a mixture, some photos share the damage and
    some do not (half a box faded, a roll with frames from another camera). Each photo's reading
-   r_i ~ pi N(mu0 + b + delta, S) + (1 - pi) N(mu0 + b, S), mu0 and S the prior's clean mean and
-   per-photo (within) covariance, b ~ N(0, tau^2) the group's own collection's offset (the archive is
-   another collection); delta, the shared damage's reading shift, pi, the damaged share, and b (its
-   posterior mode) are fitted by EM_STEPS steps of EM from delta = the robust group reading minus mu0,
-   b = 0 and pi all but 1 (pi = 1 exactly is a fixed point of EM, so pi is kept half a photo from 0 and
-   n). A photo's damage is its posterior probability of the damaged component times delta over the gain:
-   a clean photo in a half-damaged group keeps most of itself, which one shrunk damage for the whole
-   group did not, and the damage is measured from the group's own clean photos, not from the prior's
-   mean (MODEL_CARD.md, "Per group of photos", has what each choice measured).
+   r_i ~ pi N(mu0 + delta, S) + (1 - pi) N(mu0, S), mu0 and S the prior's clean mean and per-photo
+   (within) covariance; delta, the shared damage's reading shift, and pi, the damaged share, are fitted
+   by EM_STEPS steps of EM from delta = the robust group reading minus mu0 and pi all but 1 (pi = 1
+   exactly is a fixed point of EM, so pi is kept half a photo from 0 and n). A photo's damage is its
+   posterior probability of the damaged component times delta over the gain: a clean photo in a
+   half-damaged group keeps most of itself, which one shrunk damage for the whole group did not
+   (MODEL_CARD.md, "Per group of photos", has what each choice measured).
 """
 
 from dataclasses import asdict, dataclass, field
@@ -168,31 +166,25 @@ def decide(readings: np.ndarray, prior: GroupPrior, alpha: float = 0.01, min_gro
         hit = stat > crit
         out[t] = TaskDecision(hit, "corrected" if hit else CLEAN, dmg.tolist(), stat, crit)
         if hit:  # each photo: its posterior probability of sharing the damage times the mixture's damage
-            w, delta, _ = mixture(x[:, s] - mu, d, sigma2, tau2)
+            w, delta, _ = mixture(x[:, s] - mu, d, sigma2)
             for i, row in enumerate(w[:, None] * prior.damage(t, delta)):
                 photos[i][t] = row.tolist()
     return GroupDecision(n, m.tolist(), out, photos)
 
 
-def mixture(shift: np.ndarray, start: np.ndarray, S: np.ndarray, T: np.ndarray | None = None,
-            steps: int = EM_STEPS) -> tuple[np.ndarray, np.ndarray, float]:
-    """EM for shift_i ~ pi N(b + delta, S) + (1 - pi) N(b, S) (photos' reading shifts from the prior's clean
-    mean, rows), b ~ N(0, T) the group's own collection's offset (MAP; b = 0 without T): each photo's posterior
-    probability of the damaged component, delta (the damage, from the group's clean photos) and pi."""
+def mixture(shift: np.ndarray, start: np.ndarray, S: np.ndarray, steps: int = EM_STEPS
+            ) -> tuple[np.ndarray, np.ndarray, float]:
+    """EM for shift_i ~ pi N(delta, S) + (1 - pi) N(0, S) (photos' reading shifts from the clean mean, rows):
+    each photo's posterior probability of the damaged component, delta and pi."""
     n, P = len(shift), np.linalg.inv(S)
     delta, pi = np.asarray(start, dtype=np.float64), (n + 0.5) / (n + 1)
-    b = np.zeros_like(delta)
 
     def posterior() -> np.ndarray:  # the logistic of the log odds damaged : clean, overflow-free
-        z = (shift - b) @ P @ delta - delta @ P @ delta / 2 + math.log(pi / (1 - pi))
+        z = shift @ P @ delta - delta @ P @ delta / 2 + math.log(pi / (1 - pi))
         return 0.5 * (1 + np.tanh(z / 2))
 
     for _ in range(steps):
         w = posterior()
-        if T is not None:  # the clean photos' mean shrunk toward the prior's by the collections' spread:
-            # b = ((n - W) P + T^-1)^-1 P sum (1 - w_i) x_i, written without inverting T (often near singular)
-            TP = T @ P
-            b = np.linalg.solve(np.eye(len(b)) + (n - w.sum()) * TP, TP @ ((1 - w) @ shift))
-        delta = w @ shift / w.sum() - b if w.sum() > 0 else delta
+        delta = w @ shift / w.sum() if w.sum() > 0 else delta
         pi = (w.sum() + 0.5) / (n + 1)
     return posterior(), delta, pi

@@ -141,23 +141,6 @@ def test_the_mixture_separates_damaged_from_clean_photos_and_finds_the_shared_sh
     np.testing.assert_allclose(delta, [0.6, -0.6], atol=0.1)
 
 
-def test_the_mixture_measures_the_damage_from_the_groups_own_clean_photos():
-    """An archive is another collection: its clean photos sit off the prior's clean mean, along the direction in
-    which collections differ (T). The damage is what sets its damaged photos apart from its clean ones, not from
-    the prior's mean; without T the collection's offset is taken for damage too."""
-    rng = np.random.default_rng(0)
-    S, u = np.diag([0.05 ** 2, 0.05 ** 2]), np.array([0.6, -0.8])
-    T = 0.15 ** 2 * np.outer(u, u)  # collections differ along u alone
-    offset, damage = 0.2 * u, np.array([-0.3, -0.3])
-    clean = rng.normal(0, 0.05, (10, 2)) + offset
-    shift = np.vstack([clean + damage, clean])
-    w, delta, pi = groups.mixture(shift, shift.mean(0), S, T)
-    assert (w[:10] > 0.9).all() and (w[10:] < 0.1).all(), w.round(2)
-    np.testing.assert_allclose(delta, damage, atol=0.03)
-    _, without, _ = groups.mixture(shift, shift.mean(0), S)
-    np.testing.assert_allclose(without, offset + damage, atol=0.03)
-
-
 def test_group_reading_drops_outliers_and_is_deterministic(prior, clean_readings):
     x = np.vstack([clean_readings, clean_readings[:1] + [0, 0, 8.0, 0]])
     m, keep = groups.robust_mean(x)
