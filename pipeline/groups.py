@@ -7,8 +7,10 @@ Pass 1 (ReadGroupStats) reads each photo's cheap tone reading (imagemend.model.c
 view) keyed by its group, and keeps them per shard in `_stats/<shard>.parquet`, stamped with the shard's
 fingerprint, the --group-by and the reading's version: a rerun reads those instead of the photos. The
 readings of a group are collected whole (a group is at most thousands of photos), decided once against the
-prior (`decide`), and pass 2 restores each photo with its own damage (`photo_tone`). The decisions go
-to `groups/groups.parquet` (GROUPS_SCHEMA) and into summary.json.
+prior (`decide`), and pass 2 restores each photo with its own damage (`photo_tone`: the group's fitted
+mixture, per corrected task, applied to the photo's reading, taken again from the pixels pass 2 decodes, so the
+side input holds one decision per group whatever the groups' sizes). The decisions go to
+`groups/groups.parquet` (GROUPS_SCHEMA) and into summary.json.
 
 Group keys (--group-by): folder (the photo's parent folder in its key; for a tar or Parquet shard, the
 shard's file and the key's folders), shard, archive (all one group), exif:Model (the camera model),
@@ -19,6 +21,7 @@ none. A photo without the value (no EXIF model, a null cell) belongs to no group
 
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import asdict
 from concurrent.futures import ThreadPoolExecutor
 import functools
 from functools import partial
@@ -204,8 +207,10 @@ class CollectReadings(beam.CombineFn):
 
 def decide(kv: tuple[str, list], prior: mg.GroupPrior, opts: RunOptions) -> tuple[str, dict]:
     """A group's decision as the side input carries it: per task corrected, reason, estimate, statistic and
-    critical value; per photo ((shard, index)) the told damages of the corrected tasks. --assume overrides
-    the group (those photos' tasks are read per photo, as told), and a task not asked for is not corrected."""
+    critical value; per corrected task its mixture (model/core/groups.py Share), from which pass 2 tells each
+    photo its damage by the photo's own reading: the side input grows with the groups, not with the photos.
+    --assume overrides the group (those photos' tasks are read per photo, as told), and a task not asked for
+    is not corrected."""
     group, readings = kv
     g = opts.groups
     d = mg.decide(np.array([r for _, _, r in readings]), prior, g.group_alpha, g.min_group, g.group_tasks)
@@ -218,18 +223,17 @@ def decide(kv: tuple[str, list], prior: mg.GroupPrior, opts: RunOptions) -> tupl
             corrected, reason = False, "told by --assume"
         tasks[t] = {"corrected": corrected, "reason": reason, "estimate": list(td.estimate),
                     "statistic": td.statistic, "critical": td.critical}
-    photos = {}
-    for (shard, index, _), tone in zip(readings, d.tone()):
-        tone = {t: v for t, v in (tone or {}).items() if tasks[t]["corrected"]}
-        if tone:
-            photos[(shard, index)] = tone
-    return group, {"group": group, "size": d.size, "reading": list(d.reading), "tasks": tasks, "photos": photos}
+    shares = {t: asdict(sh) for t, sh in d.shares.items() if tasks[t]["corrected"]}
+    return group, {"group": group, "size": d.size, "reading": list(d.reading), "tasks": tasks, "shares": shares}
 
 
-def photo_tone(decisions, group: str | None, shard: str, index: int) -> dict | None:
-    """What Restorer.restore(tone=) takes for one photo: its group's told damages, or None."""
-    d = decisions.get(group) if group is not None else None
-    return d["photos"].get((shard, index)) if d else None
+def photo_tone(decision: dict | None, pixels: np.ndarray) -> dict | None:
+    """What Restorer.restore(tone=) takes for one photo: the damages its group's corrected tasks tell it by its
+    own reading (the one pass 1 took: the same decode, the same pixels), or None."""
+    if not decision or not decision["shares"]:
+        return None
+    shares = {t: mg.Share(**sh) for t, sh in decision["shares"].items()}
+    return mg.as_tone(mg.photo_told(shares, mg.photo_reading(pixels)))
 
 
 def photo_reasons(reasons: dict[str, str], decision: dict | None) -> dict[str, str]:

@@ -316,7 +316,7 @@ class _Run:
             if self.groups is not None:
                 x.group = group_key(x.rec, self.shard, self.group_by)
                 x.decision = self.groups.get(x.group) if x.group is not None else None
-                x.tone = photo_tone(self.groups, x.group, self.shard.id, x.rec.index)
+                x.tone = photo_tone(x.decision, x.dec.pixels)
             batch.append(x)
             if sum(it.pixels for it in batch) >= self.model.pixel_budget or len(batch) >= self.work.batch_images:
                 flush()

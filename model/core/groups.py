@@ -117,15 +117,45 @@ class TaskDecision:
 
 
 @dataclass
+class Share:
+    """A corrected task's fitted mixture: all a photo of the group needs to get its damage from its own reading,
+    so a job carries one per group to its photos, not one damage per photo."""
+    mean: list[float]  # the prior's clean mean (the task's columns)
+    precision: list[list[float]]  # the inverse of the photos' (within) covariance
+    shift: list[float]  # delta: the damaged component's reading shift from the clean mean
+    log_odds: float  # log(pi / (1 - pi)), the damaged share's
+    damage: list[float]  # delta over the gain: what a photo sure to share the damage is told
+
+    def weight(self, reading: np.ndarray) -> float:
+        """The photo's posterior probability of sharing the damage (the logistic of the log odds, overflow-free)."""
+        x, P, d = np.asarray(reading, np.float64) - self.mean, np.asarray(self.precision), np.asarray(self.shift)
+        return float(0.5 * (1 + math.tanh((x @ P @ d - d @ P @ d / 2 + self.log_odds) / 2)))
+
+    def told(self, reading: np.ndarray) -> list[float]:
+        return (self.weight(reading) * np.asarray(self.damage)).tolist()
+
+
+@dataclass
 class GroupDecision:
     size: int
     reading: list[float]  # robust group reading (COLUMNS)
     tasks: dict[str, TaskDecision]
-    photos: list[dict[str, list[float]]]  # per photo, per corrected task: its damage (posterior-weighted, the mixture)
+    shares: dict[str, Share]  # per corrected task, its mixture
+    photos: list[dict[str, list[float]]]  # per photo, per corrected task: its damage (Share.told)
 
     def tone(self) -> list[dict | None]:
         """What Restorer.restore(tone=...) takes: per photo, the told damages (None: per-photo behaviour)."""
-        return [{t: v if t == "cast" else v[0] for t, v in p.items()} or None for p in self.photos]
+        return [as_tone(p) for p in self.photos]
+
+
+def as_tone(told: dict[str, list[float]]) -> dict | None:
+    """A photo's told damages as Restorer.restore(tone=) takes them (exposure and contrast as numbers)."""
+    return {t: v if t == "cast" else v[0] for t, v in told.items()} or None
+
+
+def photo_told(shares: dict[str, Share], reading: np.ndarray) -> dict[str, list[float]]:
+    """A photo's damage per corrected task, from its own reading (COLUMNS) and its group's shares."""
+    return {t: sh.told(np.asarray(reading)[SLICES[t]]) for t, sh in shares.items()}
 
 
 def _critical(dof: int, level: float) -> float:
@@ -147,7 +177,7 @@ def decide(readings: np.ndarray, prior: GroupPrior, alpha: float = 0.01, min_gro
     x = np.atleast_2d(np.asarray(readings, dtype=np.float64))
     n = len(x)
     m, keep = robust_mean(x) if n else (np.full(len(COLUMNS), np.nan), np.zeros((0, len(COLUMNS)), bool))
-    out, photos = {}, [{} for _ in range(n)]
+    out, shares = {}, {}
     for t in TASKS:
         s = SLICES[t]
         mu, tau2, sigma2 = prior.block(t)
@@ -166,10 +196,10 @@ def decide(readings: np.ndarray, prior: GroupPrior, alpha: float = 0.01, min_gro
         hit = stat > crit
         out[t] = TaskDecision(hit, "corrected" if hit else CLEAN, dmg.tolist(), stat, crit)
         if hit:  # each photo: its posterior probability of sharing the damage times the mixture's damage
-            w, delta, _ = mixture(x[:, s] - mu, d, sigma2)
-            for i, row in enumerate(w[:, None] * prior.damage(t, delta)):
-                photos[i][t] = row.tolist()
-    return GroupDecision(n, m.tolist(), out, photos)
+            _, delta, pi = mixture(x[:, s] - mu, d, sigma2)
+            shares[t] = Share(mu.tolist(), np.linalg.inv(sigma2).tolist(), delta.tolist(), math.log(pi / (1 - pi)),
+                              prior.damage(t, delta).tolist())
+    return GroupDecision(n, m.tolist(), out, shares, [photo_told(shares, r) for r in x])
 
 
 def mixture(shift: np.ndarray, start: np.ndarray, S: np.ndarray, steps: int = EM_STEPS

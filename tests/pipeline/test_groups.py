@@ -11,6 +11,7 @@ The photos are crops of scikit-image's colour photos, darkened in linear light w
 from functools import cache
 import io
 from pathlib import Path
+import pickle
 
 import numpy as np
 from PIL import Image
@@ -325,11 +326,32 @@ def test_assume_overrides_the_group_and_tasks_not_asked_for_are_not_corrected():
         np.array([groups.mg.photo_reading(a) for a in dark_photos()]))]
     prior = groups.mg.GroupPrior.load()
     _, d = groups.decide(("g", readings), prior, RunOptions.of("i", "o"))  # the default: exposure tested, not applied
-    assert d["tasks"]["exposure"]["reason"] == NOT_CHOSEN and not d["photos"]
+    assert d["tasks"]["exposure"]["reason"] == NOT_CHOSEN and not d["shares"]
     assert d["tasks"]["exposure"]["statistic"] > d["tasks"]["exposure"]["critical"]
+    assert all(groups.photo_tone(d, a) is None for a in dark_photos())
     _, d = groups.decide(("g", readings), prior, RunOptions.of("i", "o", group_tasks=ALL))
-    assert d["tasks"]["exposure"]["corrected"] and all("exposure" in v for v in d["photos"].values())
+    assert d["tasks"]["exposure"]["corrected"] and set(d["shares"]) == {"exposure"}
+    assert all(groups.photo_tone(d, a)["exposure"] < -0.5 for a in dark_photos())
     _, d = groups.decide(("g", readings), prior, RunOptions.of("i", "o", assume=("exposure",), group_tasks=ALL))
-    assert d["tasks"]["exposure"]["reason"] == "told by --assume" and not d["photos"]
+    assert d["tasks"]["exposure"]["reason"] == "told by --assume" and not d["shares"]
     _, d = groups.decide(("g", readings), prior, RunOptions.of("i", "o", strengths={"denoise": 1.0}, group_tasks=ALL))
-    assert d["tasks"]["exposure"]["reason"] == "not requested" and not d["photos"]
+    assert d["tasks"]["exposure"]["reason"] == "not requested" and not d["shares"]
+
+
+def test_the_side_input_holds_one_decision_per_group_and_tells_each_photo_what_the_model_does():
+    """Pass 2 tells a photo its damage from its own reading and the group's fitted mixture: the same damage the
+    model's decision gives it, while the decision the side input carries does not grow with the group."""
+    photos = [*green_photos(), *clean_photos()[:3]]  # three clean photos among the green: each its own share
+    readings = np.array([groups.mg.photo_reading(a) for a in photos])
+    prior = groups.mg.GroupPrior.load()
+    model = groups.mg.decide(readings, prior, min_group=8)
+    assert model.tasks["cast"].corrected
+    _, d = groups.decide(("g", [("s", i, tuple(r)) for i, r in enumerate(readings)]), prior, RunOptions.of("i", "o"))
+    for a, want in zip(photos, model.tone()):
+        np.testing.assert_allclose(groups.photo_tone(d, a)["cast"], want["cast"], atol=1e-12)
+    told = [groups.photo_tone(d, a)["cast"] for a in photos]
+    assert np.linalg.norm(told[:N], axis=1).mean() > 0.2 and np.linalg.norm(told[N:], axis=1).max() < 0.05
+    _, twice = groups.decide(("g", [("s", i, tuple(r)) for i, r in enumerate([*readings, *readings])]), prior,
+                             RunOptions.of("i", "o"))
+    assert set(d) == set(twice) == {"group", "size", "reading", "tasks", "shares"}
+    assert len(pickle.dumps(twice["shares"])) == len(pickle.dumps(d["shares"]))
