@@ -21,8 +21,8 @@ none. A photo without the value (no EXIF model, a null cell) belongs to no group
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 import functools
 from functools import partial
 import hashlib
