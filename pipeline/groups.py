@@ -5,9 +5,9 @@
 
 Pass 1 (ReadGroupStats) reads each photo's cheap tone reading (imagemend.model.core.groups.photo_reading, on the 256 px
 view) keyed by its group, and keeps them per shard in `_stats/<shard>.parquet`, stamped with the shard's
-fingerprint, the --group-by and the reading's version: a rerun reads those instead of the photos. The
-readings of a group are collected whole (a group is at most thousands of photos), decided once against the
-prior (`decide`), and pass 2 restores each photo with its own damage (`photo_tone`: the group's fitted
+fingerprint, the --group-by and the reading's version: a rerun reads those instead of the photos. A
+group's readings are collected (all of them, or a uniform sample of MAX_READINGS in a larger group), decided
+once against the prior (`decide`), and pass 2 restores each photo with its own damage (`photo_tone`: the group's fitted
 mixture, per corrected task, applied to the photo's reading, taken again from the pixels pass 2 decodes, so the
 side input holds one decision per group whatever the groups' sizes). The decisions go to
 `groups/groups.parquet` (GROUPS_SCHEMA) and into summary.json.
@@ -49,6 +49,7 @@ NAMESPACE = "imagemend"
 LOG = logging.getLogger("imagemend")
 EXIF_MODEL, EXIF_DATETIME, EXIF_IFD, EXIF_DATETIME_ORIGINAL = 0x0110, 0x0132, 0x8769, 0x9003
 ROOT = "."  # the folder key of photos at the top of the input
+MAX_READINGS = 4096  # the most readings a group's decision rests on: a larger group's are a uniform sample
 @functools.cache
 def reading_version() -> str:
     """What the kept readings depend on besides the photo: the tone-cue table photo_reading reads with."""
@@ -187,31 +188,47 @@ class ReadGroupStats(beam.DoFn):
 
 
 class CollectReadings(beam.CombineFn):
-    """A group's readings, whole (what decide needs), in (shard, index) order."""
+    """A group's photo count and readings for `decide`: all of them up to `limit`, beyond it a uniform sample of
+    `limit` (those whose (shard, index) hashes lowest, so partial groups merge to the same sample on any runner
+    and in any order). A group of a million photos (--group-by archive) then costs a worker `limit` readings,
+    and its mean rests on `limit` photos, whose spread over them is far below the collections' (the prior's)."""
 
-    def create_accumulator(self) -> list:
-        return []
+    def __init__(self, limit: int = MAX_READINGS):
+        self.limit = limit
 
-    def add_input(self, acc: list, x: tuple) -> list:
-        acc.append(x)
-        return acc
+    def create_accumulator(self) -> tuple[int, list]:
+        return 0, []
 
-    def merge_accumulators(self, accs) -> list:
-        return [x for acc in accs for x in acc]
+    def add_input(self, acc: tuple[int, list], x: tuple) -> tuple[int, list]:
+        n, kept = acc
+        kept.append((_rank(x), x))
+        return n + 1, self._cut(kept) if len(kept) >= 2 * self.limit else kept
 
-    def extract_output(self, acc: list) -> list:
-        return sorted(acc)
+    def merge_accumulators(self, accs) -> tuple[int, list]:
+        accs = list(accs)
+        return sum(n for n, _ in accs), self._cut([k for _, kept in accs for k in kept])
+
+    def extract_output(self, acc: tuple[int, list]) -> tuple[int, list]:
+        return acc[0], sorted(x for _, x in self._cut(acc[1]))
+
+    def _cut(self, kept: list) -> list:
+        return sorted(kept)[:self.limit]
+
+
+def _rank(x: tuple) -> bytes:
+    """A photo's place in its group's sample: a hash of (shard, index), the same in every process."""
+    return hashlib.blake2b(f"{x[0]}\0{x[1]}".encode(), digest_size=8).digest()
 
 
 # ---------------------------------------------------------------- the decision
 
-def decide(kv: tuple[str, list], prior: mg.GroupPrior, opts: RunOptions) -> tuple[str, dict]:
+def decide(kv: tuple[str, tuple[int, list]], prior: mg.GroupPrior, opts: RunOptions) -> tuple[str, dict]:
     """A group's decision as the side input carries it: per task corrected, reason, estimate, statistic and
     critical value; per corrected task its mixture (model/core/groups.py Share), from which pass 2 tells each
     photo its damage by the photo's own reading: the side input grows with the groups, not with the photos.
     --assume overrides the group (those photos' tasks are read per photo, as told), and a task not asked for
     is not corrected."""
-    group, readings = kv
+    group, (size, readings) = kv
     g = opts.groups
     d = mg.decide(np.array([r for _, _, r in readings]), prior, g.group_alpha, g.min_group, g.group_tasks)
     tasks = {}
@@ -224,7 +241,8 @@ def decide(kv: tuple[str, list], prior: mg.GroupPrior, opts: RunOptions) -> tupl
         tasks[t] = {"corrected": corrected, "reason": reason, "estimate": list(td.estimate),
                     "statistic": td.statistic, "critical": td.critical}
     shares = {t: asdict(sh) for t, sh in d.shares.items() if tasks[t]["corrected"]}
-    return group, {"group": group, "size": d.size, "reading": list(d.reading), "tasks": tasks, "shares": shares}
+    return group, {"group": group, "size": size, "readings": d.size, "reading": list(d.reading), "tasks": tasks,
+                   "shares": shares}
 
 
 def photo_tone(decision: dict | None, pixels: np.ndarray) -> dict | None:
@@ -255,6 +273,8 @@ GROUPS_SCHEMA = pa.schema([
     pa.field("group_by", pa.string(), False, {"doc": "the --group-by the groups were formed by"}),
     pa.field("group", pa.string(), False, {"doc": "the group's key (the metrics rows' `group`)"}),
     pa.field("size", pa.int64(), False, {"doc": "photos in the group with a reading"}),
+    pa.field("readings", pa.int64(), False, {"doc": "readings the decision rests on: all, or a uniform sample of "
+                                                    "pipeline/groups.py MAX_READINGS in a larger group"}),
     *[pa.field(f"reading_{c}", pa.float64(), True, {"doc": f"robust group reading {c} (model/core/groups.py)"})
       for c in mg.COLUMNS],
     *[f for t in mg.TASKS for f in (
@@ -278,6 +298,7 @@ def write_groups(decisions: list[tuple[str, dict]], opts: RunOptions) -> dict:
     g, rows = opts.groups, []
     for group, d in sorted(decisions):
         row = {"run_id": opts.run_id, "group_by": g.group_by, "group": group, "size": d["size"],
+               "readings": d["readings"],
                **{f"reading_{c}": _nan(v) for c, v in zip(mg.COLUMNS, d["reading"])}}
         for t, td in d["tasks"].items():
             row.update({f"{t}_corrected": td["corrected"], f"{t}_reason": td["reason"],

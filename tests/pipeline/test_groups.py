@@ -321,9 +321,35 @@ def test_group_flags_reach_the_options_and_bad_ones_are_refused():
             RunOptions.of("i", "o", **bad)
 
 
+def test_a_large_group_is_decided_on_the_same_uniform_sample_however_its_readings_are_combined():
+    """CollectReadings keeps at most `limit` readings of a group (--group-by archive may hold millions of photos):
+    the same ones whichever workers combined which parts, in whatever order, and the whole count."""
+    items = [(f"shard-{i % 7}", i, (float(i), 0.0, 0.0, 0.0)) for i in range(1000)]
+    fn = groups.CollectReadings(limit=50)
+
+    def combined(parts: list[list]) -> tuple[int, list]:
+        accs = []
+        for part in parts:
+            acc = fn.create_accumulator()
+            for x in part:
+                acc = fn.add_input(acc, x)
+            accs.append(acc)
+        return fn.extract_output(fn.merge_accumulators(accs))
+
+    whole = combined([items])
+    rng = np.random.default_rng(0)
+    shuffled = [items[i] for i in rng.permutation(len(items))]
+    assert combined([shuffled[:300], shuffled[300:310], shuffled[310:]]) == whole
+    assert combined([[x] for x in items[::-1]]) == whole
+    n, sample = whole
+    assert n == 1000 and len(sample) == 50 and sample == sorted(sample)
+    assert 300 < np.mean([x[2][0] for x in sample]) < 700  # spread over the group, not its first photos
+    assert combined([items[:20]]) == (20, sorted(items[:20]))  # a group under the limit: every reading
+
+
 def test_assume_overrides_the_group_and_tasks_not_asked_for_are_not_corrected():
-    readings = [("s", i, tuple(r)) for i, r in enumerate(
-        np.array([groups.mg.photo_reading(a) for a in dark_photos()]))]
+    rows = [("s", i, tuple(r)) for i, r in enumerate(np.array([groups.mg.photo_reading(a) for a in dark_photos()]))]
+    readings = (len(rows), rows)
     prior = groups.mg.GroupPrior.load()
     _, d = groups.decide(("g", readings), prior, RunOptions.of("i", "o"))  # the default: exposure tested, not applied
     assert d["tasks"]["exposure"]["reason"] == NOT_CHOSEN and not d["shares"]
@@ -346,12 +372,13 @@ def test_the_side_input_holds_one_decision_per_group_and_tells_each_photo_what_t
     prior = groups.mg.GroupPrior.load()
     model = groups.mg.decide(readings, prior, min_group=8)
     assert model.tasks["cast"].corrected
-    _, d = groups.decide(("g", [("s", i, tuple(r)) for i, r in enumerate(readings)]), prior, RunOptions.of("i", "o"))
+    rows = [("s", i, tuple(r)) for i, r in enumerate(readings)]
+    _, d = groups.decide(("g", (len(rows), rows)), prior, RunOptions.of("i", "o"))
     for a, want in zip(photos, model.tone()):
         np.testing.assert_allclose(groups.photo_tone(d, a)["cast"], want["cast"], atol=1e-12)
     told = [groups.photo_tone(d, a)["cast"] for a in photos]
     assert np.linalg.norm(told[:N], axis=1).mean() > 0.2 and np.linalg.norm(told[N:], axis=1).max() < 0.05
-    _, twice = groups.decide(("g", [("s", i, tuple(r)) for i, r in enumerate([*readings, *readings])]), prior,
-                             RunOptions.of("i", "o"))
-    assert set(d) == set(twice) == {"group", "size", "reading", "tasks", "shares"}
+    rows = [("s", i, tuple(r)) for i, r in enumerate([*readings, *readings])]
+    _, twice = groups.decide(("g", (len(rows), rows)), prior, RunOptions.of("i", "o"))
+    assert set(d) == set(twice) == {"group", "size", "readings", "reading", "tasks", "shares"}
     assert len(pickle.dumps(twice["shares"])) == len(pickle.dumps(d["shares"]))
