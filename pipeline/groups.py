@@ -7,9 +7,9 @@ Pass 1 (ReadGroupStats) reads each photo's cheap tone reading (imagemend.model.c
 view) keyed by its group, and keeps them per shard in `_stats/<shard>.parquet`, stamped with the shard's
 fingerprint, the --group-by and the reading's version: a rerun reads those instead of the photos. A
 group's readings are collected (all of them, or a uniform sample of MAX_READINGS in a larger group), decided
-once against the prior (`decide`), and pass 2 restores each photo with its own damage (`photo_tone`: the group's fitted
-mixture, per corrected task, applied to the photo's reading, taken again from the pixels pass 2 decodes, so the
-side input holds one decision per group whatever the groups' sizes). The decisions go to
+once against the prior (`decide`), and pass 2 restores each photo with its own damage (`photo_tone`: the
+group's fitted mixture, per corrected task, applied to the photo's reading, taken again from the pixels pass 2
+decodes, so the side input holds one decision per group whatever the groups' sizes). The decisions go to
 `groups/groups.parquet` (GROUPS_SCHEMA) and into summary.json.
 
 Group keys (--group-by): folder (the photo's parent folder in its key; for a tar or Parquet shard, the
@@ -50,6 +50,8 @@ LOG = logging.getLogger("imagemend")
 EXIF_MODEL, EXIF_DATETIME, EXIF_IFD, EXIF_DATETIME_ORIGINAL = 0x0110, 0x0132, 0x8769, 0x9003
 ROOT = "."  # the folder key of photos at the top of the input
 MAX_READINGS = 4096  # the most readings a group's decision rests on: a larger group's are a uniform sample
+
+
 @functools.cache
 def reading_version() -> str:
     """What the kept readings depend on besides the photo: the tone-cue table photo_reading reads with."""
