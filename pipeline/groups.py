@@ -195,8 +195,8 @@ class CollectReadings(beam.CombineFn):
     and in any order). A group of a million photos (--group-by archive) then costs a worker `limit` readings,
     and its mean rests on `limit` photos, whose spread over them is far below the collections' (the prior's)."""
 
-    def __init__(self, limit: int = MAX_READINGS):
-        self.limit = limit
+    def __init__(self, limit: int | None = None):
+        self.limit = limit or MAX_READINGS
 
     def create_accumulator(self) -> tuple[int, list]:
         return 0, []
