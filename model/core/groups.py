@@ -14,7 +14,8 @@ collections, which the prior carries. So, per group:
    (NegPy's roll average with outliers dropped; nearly a mean's efficiency on clean data);
 3. a test of the group reading against a prior of clean groups (model/weights/group_prior.json):
    clean group readings scatter around the clean mean by the collections' spread (tau^2, an
-   unseen archive is another collection) plus the photos' spread over n (sigma^2 / n). A task is
+   unseen archive is another collection) plus the photos' spread over n (sigma^2 / n, or the group's own
+   spread where that is the wider: `spread`). A task is
    corrected only where "clean" is rejected at level alpha / k, k the tasks a group may correct
    (Bonferroni over them, so a clean group comes back wholly untouched with probability at least
    1 - alpha). Which tasks a group may correct is a setting (`tasks`; GROUP_TASKS, the cast alone, by
@@ -182,8 +183,9 @@ def decide(readings: np.ndarray, prior: GroupPrior, alpha: float = 0.01, min_gro
         s = SLICES[t]
         mu, tau2, sigma2 = prior.block(t)
         d = m[s] - mu
-        k = max(int(keep[:, s].all(1).sum()), 1)  # readings the mean rests on
-        cov = tau2 + sigma2 / k
+        rows = keep[:, s].all(1) if n else np.zeros(0, bool)
+        k = max(int(rows.sum()), 1)  # readings the mean rests on
+        cov = tau2 + spread(sigma2, x[rows][:, s]) / k
         stat = float(d @ np.linalg.solve(cov, d)) if n else 0.0
         crit = _critical(len(d), level)
         if n < min_group:
@@ -200,6 +202,19 @@ def decide(readings: np.ndarray, prior: GroupPrior, alpha: float = 0.01, min_gro
             shares[t] = Share(mu.tolist(), np.linalg.inv(sigma2).tolist(), delta.tolist(), math.log(pi / (1 - pi)),
                               prior.damage(t, delta).tolist())
     return GroupDecision(n, m.tolist(), out, shares, [photo_told(shares, r) for r in x])
+
+
+def spread(within: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The photos' covariance a group's mean is judged with: the prior's clean one, or in each direction where the
+    group's own readings (rows of x) scatter wider, theirs. Photos that each carry a damage of their own (a box of
+    prints faded each its own way) scatter wider than clean ones, and their mean then strays from the clean mean
+    without a damage they share (MODEL_CARD.md, "Per group of photos")."""
+    if len(x) <= x.shape[1] + 1:  # too few photos to say how they scatter
+        return within
+    L = np.linalg.cholesky(within)
+    Li = np.linalg.inv(L)
+    w, V = np.linalg.eigh(Li @ np.atleast_2d(np.cov(x.T)) @ Li.T)
+    return L @ (V * np.maximum(w, 1.0)) @ V.T @ L.T
 
 
 def mixture(shift: np.ndarray, start: np.ndarray, S: np.ndarray, steps: int = EM_STEPS

@@ -108,13 +108,16 @@ def test_a_half_damaged_group_corrects_its_damaged_photos_and_spares_its_clean_o
     """Twelve clean photos and the same twelve with a green cast, one group: it is corrected, the damaged
     photos get most of the group's damage, each clean one little of it, and through the restorer no clean
     photo drops below 30 dB.
-    (The normal shrinkage this replaced gave every photo about half: the clean ones went green.)"""
+    (The normal shrinkage this replaced gave every photo about half: the clean ones went green.)
+    These twelve crops of four photos scatter so widely that, judged by their own spread, the group's shift
+    stands out at alpha 0.2 but not at the default 0.01: the test asks for the former, as it is about the
+    damage each photo gets once the group is corrected."""
     from imagemend.model.core.restore import Restorer
 
     true = np.log([0.85 / 1.2, 0.85 / 1.2])  # cast-green's log R/G, log B/G
     truth = PHOTOS + PHOTOS
     bad = PHOTOS + [CASES["cast-green"].apply(p, str(i)) for i, p in enumerate(PHOTOS)]
-    dec = groups.decide(np.array([groups.photo_reading(b) for b in bad]), prior)
+    dec = groups.decide(np.array([groups.photo_reading(b) for b in bad]), prior, alpha=0.2)
     assert dec.tasks["cast"].corrected
     got = np.array([t["cast"] if t else [0.0, 0.0] for t in dec.tone()])
     share = got @ true / (true @ true)  # each photo's correction as a share of the true damage
@@ -126,6 +129,24 @@ def test_a_half_damaged_group_corrects_its_damaged_photos_and_spares_its_clean_o
     after = [_psnr(r.image, c) for r, c in zip(out, truth)]
     assert min(after[:12]) > 30, after[:12]
     assert np.mean(after[12:]) > np.mean([_psnr(b, c) for b, c in zip(bad[12:], truth[12:])]) + 3
+
+
+def test_photos_each_with_a_cast_of_their_own_are_not_taken_for_a_shared_cast(prior, clean_readings):
+    """The same mean shift is a shared cast when every photo carries it, and not when it is the mean of casts each
+    photo has of its own, which scatter the group's readings far wider than clean photos' (a box of prints, each
+    faded its own way): the group's mean is judged by the group's own spread where that is the wider."""
+    mean = np.array([-0.25, -0.25])  # greenish, across the line along which clean collections differ
+    own = np.random.default_rng(0).normal(0, 0.5, (len(clean_readings), 2))
+    own += mean - own.mean(0)
+    spread_out, shared = clean_readings.copy(), clean_readings.copy()
+    spread_out[:, :2] += own
+    shared[:, :2] += mean
+    assert groups.decide(shared, prior).tasks["cast"].corrected
+    assert not groups.decide(spread_out, prior).tasks["cast"].corrected
+    S = np.asarray(prior.within)[:2, :2]
+    assert np.allclose(groups.spread(S, clean_readings[:2, :2]), S)  # too few photos to say: the prior's
+    wide = groups.spread(S, spread_out[:, :2])
+    assert np.linalg.eigvalsh(wide - S).min() > -1e-12 and np.trace(wide) > 2 * np.trace(S)
 
 
 def test_the_mixture_separates_damaged_from_clean_photos_and_finds_the_shared_shift():
