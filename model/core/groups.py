@@ -17,9 +17,10 @@ collections, which the prior carries. So, per group:
    unseen archive is another collection) plus the photos' spread over n (sigma^2 / n, or the group's
    own spread where that is the wider: `spread`). A task is corrected only where "clean" is rejected
    at level alpha / k, k the tasks a group may correct (Bonferroni over them, so a clean group comes
-   back wholly untouched with probability at least 1 - alpha). Which tasks a group may correct is a setting (`tasks`; GROUP_TASKS, the cast alone, by
-   default: held out, exposure and contrast fire on clean groups of real camera photos,
-   model/weights/eval-groups/results.md); a task outside `tasks` is tested and reported, not applied;
+   back wholly untouched with probability at least 1 - alpha). Which tasks a group may correct is a
+   setting (`tasks`; GROUP_TASKS, the cast alone, by default: held out, exposure and contrast fire on
+   clean groups of real camera photos, model/weights/eval-groups/results.md); a task outside `tasks`
+   is tested and reported, not applied;
 4. each photo's damage, in a corrected group: a batch is a mixture, some photos share the damage and
    some do not (half a box faded, a roll with frames from another camera). Each photo's reading
    r_i ~ pi N(mu0 + delta, S) + (1 - pi) N(mu0, S), mu0 and S the prior's clean mean and per-photo
