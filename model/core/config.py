@@ -132,6 +132,9 @@ class RestoreConfig:
     max_anisotropy: float = 2.0
     min_cast: float = 0.03  # max |log gain|
     min_exposure: float = 0.12  # EV
+    # read blind, one photo's exposure is undone only past the threshold (|EV| - min_exposure): every clean photo
+    # reads within it, so that much of a reading may be the scene's own key (a low-key room at -1.6 EV), not damage
+    exposure_past_threshold: bool = True
     min_contrast: float = 0.04  # max |curve - identity|
 
 

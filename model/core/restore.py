@@ -295,6 +295,11 @@ class Restorer:
             t = self.cfg.min_noise_sigma
             strength["denoise"] *= min(1.0, (sev["noise_sigma"] - t) / (self.cfg.denoise_onset * t))
             applied["denoise"] = strength["denoise"] > 0  # at the threshold itself: nothing to do
+        if applied["exposure"] and self.cfg.exposure_past_threshold and "exposure" not in group \
+                and "exposure" not in self.assumed:  # blind: only what no clean photo's key explains
+            ev = abs(sev["exposure_ev"])
+            strength["exposure"] *= max(0.0, ev - self.cfg.min_exposure) / ev
+            applied["exposure"] = strength["exposure"] > 0
         floor = jpeg and 0 < sev["noise_sigma"] <= self.cfg.jpeg_noise_floor  # the floor, not a reading, decided
         return applied, strength, {t: self._reason(t, applied[t], tasks, grey, t in group, floor) for t in TASKS}
 

@@ -161,6 +161,26 @@ def test_denoise_strength_rises_from_the_threshold():
     assert r._decide({**quiet, "noise_sigma": 2.1}, every, False)[1]["denoise"] == 1.0
 
 
+def test_blind_exposure_is_undone_only_past_the_threshold():
+    """Every clean photo reads within min_exposure, so a blind reading of -2.3 EV against a 1.8 EV threshold
+    undoes 0.5 EV (a low-key scene darkened by 1 EV read -2 and was brightened by 2, 8 dB worse than it came);
+    told by the group or by --assume, the whole reading is undone; the switch turns the old behaviour back on."""
+    quiet = {"noise_sigma": 0.0, "blur": 0.0, "edge_blur": 0.0, "edge_anisotropy": 1.0, "cast": 0.0,
+             "contrast_curve": 0.0}
+    every = {t: 1.0 for t in TASKS}
+    r = Restorer(device="cpu", calibrated=False)
+    r.cfg = RestoreConfig(min_exposure=1.8)
+    for ev, want in ((-1.7, 0.0), (-2.3, 0.5 / 2.3), (3.6, 0.5)):
+        applied, strength, reasons = r._decide({**quiet, "exposure_ev": ev}, every, grey=False)
+        assert applied["exposure"] == (abs(ev) >= 1.8) and strength["exposure"] == pytest.approx(want)
+    assert r._decide({**quiet, "exposure_ev": -2.3}, every, False, group=("exposure",))[1]["exposure"] == 1.0
+    r.cfg = RestoreConfig(min_exposure=1.8, exposure_past_threshold=False)
+    assert r._decide({**quiet, "exposure_ev": -2.3}, every, False)[1]["exposure"] == 1.0
+    told = Restorer(device="cpu", calibrated=False, assume=("exposure",))
+    told.cfg = RestoreConfig(min_exposure=1.8)
+    assert told._decide({**quiet, "exposure_ev": -2.3}, every, False)[1]["exposure"] == 1.0
+
+
 def test_an_estimate_can_leave_out_the_edge_reading_and_nothing_else(active_net):
     imgs = [photo_float(), photo_float(120, 160)]
     r = restorer(active_net)
