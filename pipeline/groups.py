@@ -22,7 +22,6 @@ none. A photo without the value (no EXIF model, a null cell) belongs to no group
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 import functools
 from functools import partial
 import hashlib
@@ -242,7 +241,7 @@ def decide(kv: tuple[str, tuple[int, list]], prior: mg.GroupPrior, opts: RunOpti
             corrected, reason = False, "told by --assume"
         tasks[t] = {"corrected": corrected, "reason": reason, "estimate": list(td.estimate),
                     "statistic": td.statistic, "critical": td.critical}
-    shares = {t: asdict(sh) for t, sh in d.shares.items() if tasks[t]["corrected"]}
+    shares = {t: sh for t, sh in d.shares.items() if tasks[t]["corrected"]}
     return group, {"group": group, "size": size, "readings": d.size, "reading": list(d.reading), "tasks": tasks,
                    "shares": shares}
 
@@ -252,8 +251,7 @@ def photo_tone(decision: dict | None, pixels: np.ndarray) -> dict | None:
     own reading (the one pass 1 took: the same decode, the same pixels), or None."""
     if not decision or not decision["shares"]:
         return None
-    shares = {t: mg.Share(**sh) for t, sh in decision["shares"].items()}
-    return mg.as_tone(mg.photo_told(shares, mg.photo_reading(pixels)))
+    return mg.photo_tone(decision["shares"], mg.photo_reading(pixels))
 
 
 def photo_reasons(reasons: dict[str, str], decision: dict | None) -> dict[str, str]:

@@ -142,21 +142,19 @@ class GroupDecision:
     reading: list[float]  # robust group reading (COLUMNS)
     tasks: dict[str, TaskDecision]
     shares: dict[str, Share]  # per corrected task, its mixture
-    photos: list[dict[str, list[float]]]  # per photo, per corrected task: its damage (Share.told)
+    readings: np.ndarray = field(default_factory=lambda: np.zeros((0, len(COLUMNS))), repr=False, compare=False)
 
     def tone(self) -> list[dict | None]:
-        """What Restorer.restore(tone=...) takes: per photo, the told damages (None: per-photo behaviour)."""
-        return [as_tone(p) for p in self.photos]
+        """What Restorer.restore(tone=...) takes: per photo decided on, the told damages (None: per-photo
+        behaviour)."""
+        return [photo_tone(self.shares, r) for r in self.readings]
 
 
-def as_tone(told: dict[str, list[float]]) -> dict | None:
-    """A photo's told damages as Restorer.restore(tone=) takes them (exposure and contrast as numbers)."""
+def photo_tone(shares: dict[str, Share], reading: np.ndarray) -> dict | None:
+    """A photo's damage per corrected task, from its own reading (COLUMNS) and its group's shares, as
+    Restorer.restore(tone=) takes it (exposure and contrast as numbers); None where no task is corrected."""
+    told = {t: sh.told(np.asarray(reading)[SLICES[t]]) for t, sh in shares.items()}
     return {t: v if t == "cast" else v[0] for t, v in told.items()} or None
-
-
-def photo_told(shares: dict[str, Share], reading: np.ndarray) -> dict[str, list[float]]:
-    """A photo's damage per corrected task, from its own reading (COLUMNS) and its group's shares."""
-    return {t: sh.told(np.asarray(reading)[SLICES[t]]) for t, sh in shares.items()}
 
 
 def _critical(dof: int, level: float) -> float:
@@ -201,7 +199,7 @@ def decide(readings: np.ndarray, prior: GroupPrior, alpha: float = 0.01, min_gro
             _, delta, pi = mixture(x[:, s] - mu, d, sigma2)
             shares[t] = Share(mu.tolist(), np.linalg.inv(sigma2).tolist(), delta.tolist(), math.log(pi / (1 - pi)),
                               prior.damage(t, delta).tolist())
-    return GroupDecision(n, m.tolist(), out, shares, [photo_told(shares, r) for r in x])
+    return GroupDecision(n, m.tolist(), out, shares, x)
 
 
 def spread(within: np.ndarray, x: np.ndarray) -> np.ndarray:
