@@ -26,6 +26,7 @@ import functools
 from functools import partial
 import hashlib
 import io
+import json
 import logging
 import posixpath
 import time
@@ -53,8 +54,10 @@ MAX_READINGS = 4096  # the most readings a group's decision rests on: a larger g
 
 @functools.cache
 def reading_version() -> str:
-    """What the kept readings depend on besides the photo: the tone-cue table photo_reading reads with."""
-    return "1:" + hashlib.sha256(mg.tone_cues.TABLE.read_bytes()).hexdigest()[:16]
+    """What the kept readings depend on besides the photo: the tone-cue table and the cast weights photo_reading
+    reads with."""
+    weights = json.dumps(mg.GroupPrior.load().cast_weights).encode()
+    return "2:" + hashlib.sha256(mg.tone_cues.TABLE.read_bytes() + weights).hexdigest()[:16]
 
 
 def prior_digest() -> str:

@@ -7,9 +7,11 @@ shrinks by sqrt(n) while a shared damage does not. What does not shrink is the s
 collections, which the prior carries. So, per group:
 
 1. each photo's reading, on the 256 px view: exposure in EV and contrast as a log factor from the
-   told-set fit of all three tone tasks; the cast (log R/G, log B/G) from the grey-edge 6-norm cue
-   alone, which moves with a cast exactly (the fit's cast reading is shrunk toward "no cast" and bent,
-   so a group's mean of it cannot say how much to undo);
+   told-set fit of all three tone tasks; the cast (log R/G, log B/G) as the least-variance combination
+   of the six power-mean colour cues (tone_cues.mean_cues) among those that move with a cast exactly,
+   as each cue does until highlights clip (best linear unbiased; the weights, fitted on CBSD432, are the
+   prior's cast_weights). The told fit's cast reading is shrunk toward "no cast" and bent, so a group's
+   mean of it could not say how much to undo;
 2. a robust group reading: readings beyond 3 MADs of the median dropped, the rest averaged
    (NegPy's roll average with outliers dropped; nearly a mean's efficiency on clean data);
 3. a test of the group reading against a prior of clean groups (model/weights/group_prior.json):
@@ -59,15 +61,26 @@ NOT_CHOSEN = "not a group task (opt in with --group-tasks)"
 CLEAN = "clean prior not rejected"
 
 
-def photo_reading(pixels: np.ndarray, table: dict | None = None) -> np.ndarray:
-    """A photo's tone readings (COLUMNS): grey-edge chroma, and the told fit's exposure and contrast."""
+def photo_reading(pixels: np.ndarray, table: dict | None = None, cast_weights: np.ndarray | None = None
+                  ) -> np.ndarray:
+    """A photo's tone readings (COLUMNS): the cues' cast chroma, and the told fit's exposure and contrast."""
     fits = (table or _table())[FULL]
     view = tone_cues.rgb_view(pixels)
-    cast = tone_cues.grey_edge(view)
+    cast = (_cast_weights() if cast_weights is None else np.asarray(cast_weights)) @ tone_cues.mean_cues(view)
     return np.concatenate([cast, *(fits[t](tone_cues.CUES[t](view)) for t in ("exposure", "contrast"))])
 
 
 _table = functools.cache(tone_cues.load_table)  # the shipped tone-cue fits, read once per process
+
+
+@functools.cache
+def _cast_weights() -> np.ndarray:
+    return np.asarray(GroupPrior.load().cast_weights)
+
+
+def edge_only() -> list[list[float]]:
+    """Cast weights that read the grey-edge 6-norm cue alone (mean_cues' last pair)."""
+    return np.hstack([np.zeros((2, 10)), np.eye(2)]).tolist()
 
 
 def robust_mean(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,12 +97,14 @@ def robust_mean(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class GroupPrior:
     """Clean groups' readings: mean (per column), covariance between collections (tau^2) and of
     photos within one (sigma^2), both 4x4 over COLUMNS; and each reading's gain, its shift per unit
-    of its damage below and above zero (a reading shift over its gain is the damage)."""
+    of its damage below and above zero (a reading shift over its gain is the damage); and the weights
+    that make the cast reading of the colour cues (photo_reading)."""
     mean: list[float]
     between: list[list[float]]
     within: list[list[float]]
     provenance: dict = field(default_factory=dict)
     gain: list[list[float]] = field(default_factory=lambda: [[1.0, 1.0]] * len(COLUMNS))
+    cast_weights: list[list[float]] = field(default_factory=edge_only)  # 2 x mean_cues: the cast reading
 
     @classmethod
     def load(cls, path: Path = PRIOR) -> "GroupPrior":

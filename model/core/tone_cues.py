@@ -68,25 +68,37 @@ def cast_cues(view: np.ndarray) -> np.ndarray:
     x = lin.reshape(-1, 3)
     y = x @ LUMA
     top = [x[y >= np.percentile(y, 100 - q)].mean(0) for q in (1, 5)]
-    grad = _gradients(lin)
-    stats = [x.mean(0), *((x ** p).mean(0) ** (1 / p) for p in (2, 4, 8)),
-             *np.percentile(x, [95, 99, 99.5], axis=0), *top, np.median(x, 0),
-             grad.mean(0), _norm6(grad)]
+    stats = [*_power_means(x), *np.percentile(x, [95, 99, 99.5], axis=0), *top, np.median(x, 0),
+             *_edge_means(_gradients(lin))]
     return np.concatenate([_chroma(v) for v in stats])
 
 
-def grey_edge(view: np.ndarray) -> np.ndarray:
-    """The grey-edge cue alone (cast_cues' last pair): a photo's per-group cast reading needs no other."""
-    return _chroma(_norm6(_gradients(_linear(view))))
+def mean_cues(view: np.ndarray) -> np.ndarray:
+    """cast_cues' power means alone (grey world, shades of grey, grey edge): no percentile and no sort, so
+    cheap enough for every photo of an archive; a group's cast reading combines them (groups.photo_reading)."""
+    lin = _linear(view)
+    return np.concatenate([_chroma(v) for v in (*_power_means(lin.reshape(-1, 3)), *_edge_means(_gradients(lin)))])
+
+
+def _power_means(x: np.ndarray) -> list[np.ndarray]:
+    """Grey world and shades of grey (p 2, 4, 8) of pixel rows. Sums run over each channel's contiguous row, as
+    (n, 3).mean(0) runs 5 to 10 times slower."""
+    c = np.ascontiguousarray(x.T)
+    c2 = c * c
+    c4 = c2 * c2
+    return [c.mean(1), np.sqrt(c2.mean(1)), c4.mean(1) ** 0.25, (c4 * c4).mean(1) ** 0.125]
+
+
+def _edge_means(grad: np.ndarray) -> list[np.ndarray]:
+    """Grey edge: the mean and the 6-norm of the gradient magnitudes (rows as in _power_means)."""
+    c = np.ascontiguousarray(grad.T)
+    c2 = c * c
+    return [c.mean(1), (c2 * c2 * c2).mean(1) ** (1 / 6)]
 
 
 def _gradients(lin: np.ndarray) -> np.ndarray:
     """Each channel's gradient magnitude, one row per pixel (a one-pixel-wide view: its values)."""
     return np.hypot(*np.gradient(lin, axis=(0, 1))).reshape(-1, 3) if min(lin.shape[:2]) > 1 else lin.reshape(-1, 3)
-
-
-def _norm6(grad: np.ndarray) -> np.ndarray:
-    return (grad ** 6).mean(0) ** (1 / 6)
 
 
 def exposure_cues(view: np.ndarray) -> np.ndarray:

@@ -10,9 +10,10 @@ exposure and colour). CBSD432 and CBSD68 are both BSDS and count as one collecti
 It also measures how each reading answers its own damage (the gain, below and above zero): the told
 fits are shrunk toward "no damage" and clipping bends them, so a group's damage is its reading shift over
 the gain. The gains come from CBSD432 copies with the training prior's ranges of each damage alone. The
-cast's reading (the grey-edge cue) is not a fit: it moves with a cast exactly until highlights clip, and
-its gain is 1 (a gain measured on the prior's strong casts, which clip, would overcorrect the moderate
-casts that clip little).
+cast's reading is not a fit to casts: it combines colour cues that each move with a cast exactly until
+highlights clip, with the weights of least variance over CBSD432's clean photos (`cast_weights`), and its
+gain is 1 (a gain or a cue response measured on the prior's strong casts, which clip, would overcorrect the
+moderate casts that clip little).
 
 The shipped prior is written by imagemend.model.tools.fit_group_prior; imagemend.model.evaluation.groups
 refits it with the measured collection left out, so false alarms are never measured with a prior that saw
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..core import tone_cues
 from ..core.config import DegradationConfig
 from ..core.groups import COLUMNS, SLICES, GroupPrior, photo_reading
 from ..damage.degrade import damaged, fixed_params
@@ -59,6 +61,16 @@ def pseudo_groups(n: int, rng: np.random.Generator, sizes: tuple[int, int] = (8,
     return groups
 
 
+def cast_weights(photos: list[np.ndarray]) -> list[list[float]]:
+    """The cast reading's weights over tone_cues.mean_cues (2 x cues): among the combinations that move by a
+    cast's log chroma exactly (weights summing to the identity over the cues), the one of least variance over
+    the clean photos, (J' S^-1 J)^-1 J' S^-1 with S the cues' covariance (Aitken's best linear unbiased)."""
+    cues = np.array([tone_cues.mean_cues(tone_cues.rgb_view(a)) for a in photos])
+    si = np.linalg.inv(np.cov(cues.T))
+    j = np.tile(np.eye(2), (cues.shape[1] // 2, 1))
+    return np.linalg.solve(j.T @ si @ j, j.T @ si).tolist()
+
+
 def response(photos: list[np.ndarray], seed: int = 0) -> list[list[float]]:
     """Per column, the reading's shift per unit of its own damage, for damage below and above zero
     (least squares through the origin), from one copy of each photo per damage, drawn from the
@@ -80,8 +92,9 @@ def response(photos: list[np.ndarray], seed: int = 0) -> list[list[float]]:
 
 
 def fit_prior(readings: dict[str, np.ndarray], seed: int = 0, provenance: dict | None = None,
-              gain: list[list[float]] | None = None) -> GroupPrior:
-    """readings: collection -> (photos, COLUMNS). Collections of one source (COLLECTIONS) are pooled."""
+              gain: list[list[float]] | None = None, weights: list[list[float]] | None = None) -> GroupPrior:
+    """readings: collection -> (photos, COLUMNS), read with the cast `weights` (the shipped prior's by default).
+    Collections of one source (COLLECTIONS) are pooled."""
     sources: dict[str, list[np.ndarray]] = {}
     for name, r in readings.items():
         sources.setdefault(COLLECTIONS.get(name, (name,))[0], []).append(r)
@@ -101,7 +114,7 @@ def fit_prior(readings: dict[str, np.ndarray], seed: int = 0, provenance: dict |
     prov = {"sources": counts, "pseudo_group_photos": len(resid), "seed": seed, "columns": list(COLUMNS),
             **(provenance or {})}
     return GroupPrior(means.mean(0).tolist(), between.tolist(), within.tolist(), prov,
-                      gain or [[1.0, 1.0]] * len(COLUMNS))
+                      gain or [[1.0, 1.0]] * len(COLUMNS), weights or GroupPrior.load().cast_weights)
 
 
 def _nearest_psd(a: np.ndarray, floor: float = 1e-6) -> np.ndarray:
@@ -109,5 +122,6 @@ def _nearest_psd(a: np.ndarray, floor: float = 1e-6) -> np.ndarray:
     return (v * np.maximum(w, floor)) @ v.T
 
 
-def read_all(root: str | Path, names) -> dict[str, np.ndarray]:
-    return {n: np.array([photo_reading(a) for a in load_collection(root, n).values()]) for n in names}
+def read_all(root: str | Path, names, weights: list[list[float]] | None = None) -> dict[str, np.ndarray]:
+    return {n: np.array([photo_reading(a, cast_weights=weights) for a in load_collection(root, n).values()])
+            for n in names}

@@ -26,6 +26,9 @@ def test_each_cue_moves_with_its_damage():
     gains = (1.2, 1.0, 0.8)  # luminance-normalised by neither: chroma is what the cues read
     shift = tone_cues.cast_cues(_damaged_view(cast_gains=gains)) - tone_cues.cast_cues(clean)
     np.testing.assert_allclose(shift, np.tile(np.log([1.2, 0.8]), len(shift) // 2), atol=0.03)
+    # the group reading's cheap cues are cast_cues' power means: grey world, shades of grey, grey edge
+    np.testing.assert_allclose(tone_cues.mean_cues(clean), tone_cues.cast_cues(clean)[[*range(8), *range(20, 24)]],
+                               rtol=1e-12)
     shift = tone_cues.exposure_cues(_damaged_view(exposure_ev=-1.0)) - tone_cues.exposure_cues(clean)
     np.testing.assert_allclose(shift[:4], -1.0, atol=0.03)  # the power means of linear luminance
     np.testing.assert_allclose(shift[6:12], -1.0, atol=0.06)  # log luminance from its 25th to 99.9th percentile
