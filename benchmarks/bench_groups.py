@@ -3,6 +3,7 @@ against the whole job (issue #21's target: at most 10 % of the job's time). Noth
 
     PYTHONPATH=$PWD python benchmarks/bench_groups.py --images 40 --megapixels 0.25
     PYTHONPATH=$PWD python benchmarks/bench_groups.py --images 24 --megapixels 1 --model-free
+    PYTHONPATH=$PWD python benchmarks/bench_groups.py --megapixels 12 --one-photo
 
 --model-free gives the bound for a GPU, where the network's share of the job shrinks toward nothing: the photos
 are clean and the JPEG noise floor is off, so the network runs on none of them and the job is what a GPU does not
@@ -15,7 +16,7 @@ in-process FnApiRunner, as `imagemend run` starts it) runs into a fresh output w
 difference, and pass 1's own thread-seconds (the `group_stats_ms` counter: reading, decoding, the reading
 itself, the stats file), which overlap pass 2 only where the runner runs them at once. A rerun of the grouped
 job on its finished output shows what a resume costs (kept readings, no photo decoded). Last, pass 1's two steps
-for one photo on one thread: its decode and its reading.
+for one photo on one thread: its decode and its reading (alone with --one-photo).
 """
 
 import argparse
@@ -39,7 +40,13 @@ def main() -> None:
     ap.add_argument("--megapixels", type=float, default=0.25)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--model-free", action="store_true", help="clean photos, JPEG noise floor off: no network runs")
+    ap.add_argument("--one-photo", action="store_true", help="only the last line: one photo's decode and reading")
     args = ap.parse_args()
+    if args.one_photo:
+        buf = io.BytesIO()
+        Image.fromarray(photo(args.megapixels, seed=0, noise=0 if args.model_free else 8)).save(buf, "JPEG", quality=90)
+        print_one_photo(buf.getvalue(), args.megapixels)
+        return
     from imagemend.pipeline import job, options
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +76,7 @@ def main() -> None:
         again = job.run(options.RunOptions.of(str(src.parent), str(out), group_by="folder", progress=False, **model),
                         options.beam_args([]))
         rerun = time.perf_counter() - t
-        decode_ms, reading_ms = one_photo(next(src.iterdir()).read_bytes())
+        first = next(src.iterdir()).read_bytes()
     base = best["none"]
     print(f"{args.images} photos of {args.megapixels} MP in one folder, {os.cpu_count()} CPUs seen, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, best of {args.repeats}:")
@@ -77,9 +84,15 @@ def main() -> None:
         print(f"  --group-by {row:24} {sec:7.2f} s  {100 * (sec - base) / base:+6.1f} %  pass 1 thread-s "
               f"{pass1[row]:.2f} ({100 * pass1[row] / base:.1f} % of the ungrouped job)")
     print(f"  what the photos got (task: reason counts, last run): {tasks}")
-    print(f"  one photo, one thread, best of 5: decode {decode_ms:.1f} ms, its group reading {reading_ms:.1f} ms")
     print(f"  finished rerun, grouped: {rerun:.2f} s, photos decoded by pass 1: "
           f"{again['beam_counters'].get('group_stats_read_photos', 0)}")
+    print_one_photo(first, args.megapixels)
+
+
+def print_one_photo(data: bytes, megapixels: float) -> None:
+    decode_ms, reading_ms = one_photo(data)
+    print(f"  one photo of {megapixels} MP, one thread, best of 5: decode {decode_ms:.1f} ms, its group reading "
+          f"{reading_ms:.1f} ms")
 
 
 def one_photo(data: bytes) -> tuple[float, float]:
