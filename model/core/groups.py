@@ -61,7 +61,7 @@ NOT_CHOSEN = "not a group task (opt in with --group-tasks)"
 CLEAN = "clean prior not rejected"
 
 
-def photo_reading(pixels: np.ndarray, table: dict | None = None, cast_weights: np.ndarray | None = None
+def photo_reading(pixels: np.ndarray, table: dict | None = None, cast_weights: list[list[float]] | None = None
                   ) -> np.ndarray:
     """A photo's tone readings (COLUMNS): the cues' cast chroma, and the told fit's exposure and contrast."""
     fits = (table or _table())[FULL]
