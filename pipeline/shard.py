@@ -140,7 +140,8 @@ def ordered_map(pool: Executor, fn: Callable, items: Iterable, ahead: int) -> It
         yield pending.popleft().result()
 
 
-def _decode(x: Record | Failure, max_pixels: int) -> Item | Failure:
+def _decode(x: Record | Failure, max_pixels: int, tag: Callable[[Item], None] | None = None) -> Item | Failure:
+    """The record decoded and measured, and `tag`ged (its group) in the same pool thread."""
     if isinstance(x, Failure):
         return x
     t0 = time.perf_counter()
@@ -150,8 +151,11 @@ def _decode(x: Record | Failure, max_pixels: int) -> Item | Failure:
         return Failure.of(x, "decode", e)
     t1 = time.perf_counter()
     before = measure(dec.pixels)
-    return Item(x, dec, before, dec.width, dec.height,
-                {"decode_s": t1 - t0, "measure_s": time.perf_counter() - t1, "encode_s": 0.0})
+    it = Item(x, dec, before, dec.width, dec.height,
+              {"decode_s": t1 - t0, "measure_s": time.perf_counter() - t1, "encode_s": 0.0})
+    if tag is not None:
+        tag(it)
+    return it
 
 
 def _restored(it: Item, r: "Restoration | Exception") -> Item | Failure:
@@ -283,10 +287,19 @@ class _Run:
         self.rows.append(metrics_row(it, uri, self.run_id, self.model))
         self.progress.tick(images=1, pixels=it.width * it.height)
 
+    def tag(self, it: Item) -> None:
+        """A photo's group, the group's decision and the damage it tells the photo (a reading as dear as the decode:
+        it runs in the decode pool, not in the loop that feeds the model)."""
+        it.group = group_key(it.rec, self.shard, self.group_by)
+        it.decision = self.groups.get(it.group) if it.group is not None else None
+        it.tone = photo_tone(it.decision, it.dec.pixels)
+
     def stream(self, records: Iterable[Record | Failure], pool: Executor) -> None:
         """Batches go to the model's restore threads as they fill; outputs are written in input order."""
         ahead = max(2, 2 * self.work.threads)
-        decoded = ordered_map(pool, partial(_decode, max_pixels=self.max_pixels), background(records, ahead), ahead)
+        tag = self.tag if self.groups is not None else None
+        decoded = ordered_map(pool, partial(_decode, max_pixels=self.max_pixels, tag=tag), background(records, ahead),
+                              ahead)
         restoring: deque[tuple[list[Item], Future]] = deque()  # batches in the model, oldest first
         pending: deque[Future] = deque()  # outputs being measured and encoded, in input order
         batch: list[Item] = []
@@ -313,10 +326,6 @@ class _Run:
             if isinstance(x, Failure):  # it has no output in the sink, so its place in the order is free
                 self.write(x)
                 continue
-            if self.groups is not None:
-                x.group = group_key(x.rec, self.shard, self.group_by)
-                x.decision = self.groups.get(x.group) if x.group is not None else None
-                x.tone = photo_tone(x.decision, x.dec.pixels)
             batch.append(x)
             if sum(it.pixels for it in batch) >= self.model.pixel_budget or len(batch) >= self.work.batch_images:
                 flush()
