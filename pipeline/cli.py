@@ -89,7 +89,19 @@ class Command:
     parser: dict = field(default_factory=dict)  # how its parser differs from argparse's defaults
 
 
-JOB_PARSER = dict(allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=BEAM_EPILOG)
+class DefaultsFormatter(argparse.HelpFormatter):
+    """States a flag's default where its help does not already, and only a default that says something:
+    not for switches, required flags or a default of None or empty (their help says what happens)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        h, d = action.help or "", action.default
+        if ("default" in h or action.required or action.nargs == 0 or d is None or d in ("", [], {})
+                or d is argparse.SUPPRESS):
+            return h
+        return f"{h} (default: {','.join(map(str, d)) if isinstance(d, (list, tuple)) else d})".lstrip()
+
+
+JOB_PARSER = dict(allow_abbrev=False, formatter_class=DefaultsFormatter, epilog=BEAM_EPILOG)
 COMMANDS = {
     "train": Command("imagemend.model.training.train", "train the multitask network on clean photos"),
     "run": Command("imagemend.pipeline.job", "restore an archive with an Apache Beam batch job (other flags are "

@@ -297,8 +297,10 @@ def add_processing_arguments(p: argparse.ArgumentParser) -> None:
                    "'_selects'); repeatable")
     p.add_argument("--include-hidden", action="store_true",
                    help="list names starting with '.' too (left out by default: .DS_Store, ._IMG_0001.JPG)")
-    p.add_argument("--parquet-image-column", default=i.parquet_image_column)
-    p.add_argument("--parquet-key-column", default=i.parquet_key_column)
+    p.add_argument("--parquet-image-column", default=i.parquet_image_column,
+                   help="a Parquet input's column of encoded image bytes")
+    p.add_argument("--parquet-key-column", default=i.parquet_key_column,
+                   help="a Parquet input's column of record keys (the output file names)")
     p.add_argument("--max-pixels", type=int, default=i.max_pixels, help="larger images are reported as errors")
     p.add_argument("--max-bytes", type=int, default=i.max_bytes, help="larger files, tar members or Parquet "
                    "cells are reported as errors without being read (default 512 MiB)")

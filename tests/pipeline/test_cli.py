@@ -24,3 +24,17 @@ def test_the_demo_exits_0_every_time(tmp_path):
         out = imagemend("demo", "--output", str(tmp_path / f"demo{i}"), "--max-side", "64", "--no-progress")
         assert out.returncode == 0, out.stderr[-2000:]
         assert "restored" in out.stdout
+
+
+def test_the_run_help_states_each_default_once_and_only_defaults_that_say_something():
+    import re
+
+    text = " ".join(imagemend("run", "--help").stdout.split())
+    options = text.split("options:")[1].split("Every other")[0]
+    flags = re.split(r" (?=--[a-z-]+ [A-Z_{]|--[a-z-]+ (?:[a-z]|\())", options)
+    assert len(flags) > 30
+    for f in flags:
+        assert f.count("(default") <= 1, f
+        assert not re.search(r"\(default: (None|False|True|\{\}|\[\]|\)|\(')", f), f
+    assert "--tile TILE tile side in pixels (multiple of 8) (default: 1024)" in text
+    assert "--parquet-key-column PARQUET_KEY_COLUMN a Parquet input's column of record keys" in text
