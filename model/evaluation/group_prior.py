@@ -122,6 +122,10 @@ def _nearest_psd(a: np.ndarray, floor: float = 1e-6) -> np.ndarray:
     return (v * np.maximum(w, floor)) @ v.T
 
 
-def read_all(root: str | Path, names, weights: list[list[float]] | None = None) -> dict[str, np.ndarray]:
-    return {n: np.array([photo_reading(a, cast_weights=weights) for a in load_collection(root, n).values()])
+def read_all(root: str | Path, names, weights: list[list[float]] | None = None,
+             loaded: dict[str, list[np.ndarray]] | None = None) -> dict[str, np.ndarray]:
+    """Each collection's readings (photos, COLUMNS); `loaded` holds collections the caller has read already."""
+    loaded = loaded or {}
+    return {n: np.array([photo_reading(a, cast_weights=weights)
+                         for a in (loaded[n] if n in loaded else load_collection(root, n).values())])
             for n in names}

@@ -30,7 +30,7 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     train = list(load_collection(a.data, "CBSD432").values())
     weights = cast_weights(train)
-    readings = read_all(a.data, a.collections, weights)
+    readings = read_all(a.data, a.collections, weights, {"CBSD432": train})
     prior = fit_prior(readings, a.seed, {"command": "python -m imagemend.model.tools.fit_group_prior " + " ".join(
         sys.argv[1:] if argv is None else argv), "collections": {n: len(r) for n, r in readings.items()},
         "long_side": LONG_SIDE, "gain_photos": len(train[::a.gain_photos]), "cast_weight_photos": len(train)},
