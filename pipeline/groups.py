@@ -8,8 +8,9 @@ view) keyed by its group, and keeps them per shard in `_stats/<shard>.parquet`, 
 fingerprint, the --group-by and the reading's version: a rerun reads those instead of the photos. A
 group's readings are collected (all of them, or a uniform sample of MAX_READINGS in a larger group), decided
 once against the prior (`decide`), and pass 2 restores each photo with its own damage (`photo_tone`: the
-group's fitted mixture, per corrected task, applied to the photo's reading, taken again from the pixels pass 2
-decodes, so the side input holds one decision per group whatever the groups' sizes). The decisions go to
+group's fitted mixture, per corrected task, applied to the photo's reading: pass 1's from `_stats/` where kept,
+else taken again from the pixels pass 2 decodes; the side input holds one decision per group whatever the
+groups' sizes). The decisions go to
 `groups/groups.parquet` (GROUPS_SCHEMA) and into summary.json.
 
 Group keys (--group-by): folder (the photo's parent folder in its key; for a tar or Parquet shard, the
@@ -249,12 +250,27 @@ def decide(kv: tuple[str, tuple[int, list]], prior: mg.GroupPrior, opts: RunOpti
                    "shares": shares}
 
 
-def photo_tone(decision: dict | None, pixels: np.ndarray) -> dict | None:
+def kept_readings(shard: Shard, opts: RunOptions, groups: dict) -> dict[tuple[int, str], np.ndarray]:
+    """Pass 1's readings of the shard's photos by record (index, key), where some group is corrected: pass 2 tells
+    a photo its damage by the reading its group was decided on instead of reading it again. Empty where none
+    were kept."""
+    if not any(d and d["shares"] for d in groups.values()):
+        return {}
+    fs, root = filesystem(opts.output.url, opts.output.storage)
+    try:
+        rows = kept_stats(fs, OutputPaths(root).stats(shard.id), _stamp(shard, opts)) or []
+    except Exception as e:  # a cache: a store that fails here costs each photo a reading
+        LOG.warning("imagemend: the kept tone readings of shard %s were not read: %s", shard.id, e)
+        rows = []
+    return {(r["index"], r["key"]): np.array([r[c] for c in mg.COLUMNS]) for r in rows}
+
+
+def photo_tone(decision: dict | None, pixels: np.ndarray, reading: np.ndarray | None = None) -> dict | None:
     """What Restorer.restore(tone=) takes for one photo: the damages its group's corrected tasks tell it by its
-    own reading (the one pass 1 took: the same decode, the same pixels), or None."""
+    own reading (pass 1's where kept: the same decode, the same pixels), or None."""
     if not decision or not decision["shares"]:
         return None
-    return mg.photo_tone(decision["shares"], mg.photo_reading(pixels))
+    return mg.photo_tone(decision["shares"], mg.photo_reading(pixels) if reading is None else reading)
 
 
 def photo_reasons(reasons: dict[str, str], decision: dict | None) -> dict[str, str]:

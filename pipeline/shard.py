@@ -33,7 +33,7 @@ from imagemend.model.core.tasks import REGISTRY, TASKS
 
 from .decode import Decoded, decode
 from .encode import EXTENSIONS, FORMATS, encode, output_format, output_name, same_format
-from .groups import group_key, photo_reasons, photo_tone
+from .groups import group_key, kept_readings, photo_reasons, photo_tone
 from .options import OutputOptions, RunOptions
 from .progress import Progress, worker_id
 from .retry import Backoff
@@ -260,6 +260,8 @@ class _Run:
         self.work, self.output, self.max_pixels = opts.work, opts.output, opts.input.max_pixels
         self.shard, self.group_by = shard, opts.groups.group_by
         self.groups = groups  # the group decisions, where the run groups
+        # pass 1's readings by (index, key); not for records an evaluation's hooks make from the input's
+        self.kept = kept_readings(shard, opts, groups) if groups is not None and hooks is None else {}
         self.strengths, self.run_id = opts.model.strengths, opts.run_id
         self.model, self.sink, self.progress, self.hooks = model, sink, progress, hooks
         self.rows: list[dict] = []
@@ -288,11 +290,11 @@ class _Run:
         self.progress.tick(images=1, pixels=it.width * it.height)
 
     def tag(self, it: Item) -> None:
-        """A photo's group, the group's decision and the damage it tells the photo (a reading as dear as the decode:
-        it runs in the decode pool, not in the loop that feeds the model)."""
+        """A photo's group, the group's decision and the damage it tells the photo (where pass 1's reading was not kept,
+        a reading as dear as the decode: it runs in the decode pool, not in the loop that feeds the model)."""
         it.group = group_key(it.rec, self.shard, self.group_by)
         it.decision = self.groups.get(it.group) if it.group is not None else None
-        it.tone = photo_tone(it.decision, it.dec.pixels)
+        it.tone = photo_tone(it.decision, it.dec.pixels, self.kept.get((it.rec.index, it.rec.key)))
 
     def stream(self, records: Iterable[Record | Failure], pool: Executor) -> None:
         """Batches go to the model's restore threads as they fill; outputs are written in input order."""

@@ -23,7 +23,7 @@ from imagemend.model.core.groups import NOT_CHOSEN
 from imagemend.model.damage.degrade import damaged, fixed_params
 from imagemend.model.evaluation.suites import CASES
 from imagemend.model.metrics import psnr
-from imagemend.pipeline import groups, job
+from imagemend.pipeline import groups, job, shard
 from imagemend.pipeline.options import RunOptions
 from imagemend.pipeline.sources import Record, Shard
 from tests.support.jobs import run_job
@@ -201,6 +201,28 @@ def test_a_rerun_after_completion_reads_the_kept_readings_not_the_photos(folder_
     assert again["beam_counters"].get("group_stats_read_photos", 0) == 0
     assert again["beam_counters"]["group_stats_kept_shards"] == 6
     assert again["groups"]["decisions"] == first["groups"]["decisions"]
+
+
+def test_a_corrected_groups_photos_are_told_their_damage_by_the_reading_pass_1_kept(tmp_path, monkeypatch):
+    """Pass 2 does not read a photo of a corrected group again: the reading its group was decided on is in
+    _stats/, and tells it the same damage."""
+    from imagemend.model.core import groups as mg
+
+    calls = []
+    reading = mg.photo_reading
+    monkeypatch.setattr(mg, "photo_reading", lambda *a, **k: calls.append(1) or reading(*a, **k))
+    write(tmp_path / "in" / "green", green_photos())
+    summary = run_job(str(tmp_path / "in"), str(tmp_path / "out"), files_per_shard=4)
+    assert summary["groups"]["counts"]["cast"] == {"corrected": 1}
+    assert len(calls) == N  # pass 1's, one per photo
+    rows = metrics(tmp_path / "out")
+    assert len(rows) == N and all(r["cast_reason"] == "group" for r in rows)
+    images = {p.name: p.read_bytes() for p in (tmp_path / "out" / "images").rglob("*.png")}
+    monkeypatch.setattr(shard, "kept_readings", lambda *a: {})  # as where pass 1 could not keep them
+    calls.clear()
+    again = run_job(str(tmp_path / "in"), str(tmp_path / "again"), files_per_shard=4)
+    assert len(calls) == 2 * N and again["groups"]["decisions"] == summary["groups"]["decisions"]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "again" / "images").rglob("*.png")} == images
 
 
 def test_a_rerun_with_another_grouping_stops(folder_run):
