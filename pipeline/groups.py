@@ -10,8 +10,7 @@ group's readings are collected (all of them, or a uniform sample of MAX_READINGS
 once against the prior (`decide`), and pass 2 restores each photo with its own damage (`photo_tone`: the
 group's fitted mixture, per corrected task, applied to the photo's reading: pass 1's from `_stats/` where kept,
 else taken again from the pixels pass 2 decodes; the side input holds one decision per group whatever the
-groups' sizes). The decisions go to
-`groups/groups.parquet` (GROUPS_SCHEMA) and into summary.json.
+groups' sizes). The decisions go to `groups/groups.parquet` (GROUPS_SCHEMA) and into summary.json.
 
 Group keys (--group-by): folder (the photo's parent folder in its key; for a tar or Parquet shard, the
 shard's file and the key's folders), shard, archive (all one group), exif:Model (the camera model),
